@@ -1,0 +1,3 @@
+from tkms.cli import main
+
+main()

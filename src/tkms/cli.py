@@ -1,0 +1,170 @@
+"""The ``tkms`` command line: keys, a node, a dev delegation client, the devnet."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tkms.crypto import curve, rsa
+from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.crypto.wallet import Wallet, address_hex
+from tkms.envconfig import ConfigError
+from tkms.keyfiles import read_hex, write_hex, write_private
+
+app = typer.Typer(
+    name="tkms",
+    help=(
+        "Threshold KMS for ECIES decryption delegation on secp256k1.\n\n"
+        "Start with `tkms devnet` (what `make devnet` runs), then try the printed example."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One clear line, no traceback."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+class KeyKind(StrEnum):
+    kms = "kms"
+    wallet = "wallet"
+    rsa = "rsa"
+
+
+@app.command()
+def keygen(
+    kind: Annotated[KeyKind, typer.Option(help="kms: ECIES key; wallet: signer; rsa: RSA-2048")] = (
+        KeyKind.kms
+    ),
+    out: Annotated[
+        Path | None, typer.Option(help="write the private key here (mode 0600), not stdout")
+    ] = None,
+) -> None:
+    """Make a new KMS key, wallet key or RSA key; prints its public part."""
+    if kind is KeyKind.rsa:
+        key = rsa.generate_private_key()
+        if out is not None:
+            write_private(out, rsa.private_key_der(key))
+        else:
+            typer.echo(f"private (PKCS#8 DER): {to_hex(rsa.private_key_der(key))}")
+        typer.echo(f"public (SPKI DER):    {to_hex(rsa.public_key_der(key))}")
+        return
+    secret = curve.scalar_to_bytes(curve.random_scalar())
+    if out is not None:
+        write_hex(out, secret)
+        typer.echo(f"private key written to {out} (mode 0600)")
+    else:
+        typer.echo(f"private key: {to_hex(secret)}")
+    if kind is KeyKind.kms:
+        typer.echo(
+            f"public key:  {to_hex(curve.encode_point(curve.base_mul(int.from_bytes(secret))))}"
+        )
+    else:
+        typer.echo(f"address:     {address_hex(Wallet(secret).address)}")
+
+
+@app.command()
+def node(
+    host: Annotated[str | None, typer.Option(help="overrides NOX_KMS_SERVER__HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides NOX_KMS_SERVER__PORT")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes")] = None,
+) -> None:
+    """Run a KMS node configured by NOX_KMS_* / TKMS_NODE_* variables."""
+    from tkms.node.server import serve
+
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"TKMS_NODE_SERVER__{name}"] = str(value)
+    try:
+        serve()
+    except ConfigError as exc:
+        fail(f"invalid configuration: {exc}")
+
+
+def _wallet_from(key: str | None, key_file: Path | None, what: str) -> Wallet:
+    try:
+        if key_file is not None:
+            return Wallet(read_hex(key_file))
+        if key is not None:
+            return Wallet(parse_hex(key, length=32))
+    except (OSError, ValueError) as exc:
+        fail(f"{what}: {exc}")
+    fail(f"{what}: give a key or a key file")
+    raise AssertionError  # unreachable: fail() exits
+
+
+@app.command()
+def delegate(
+    node_url: Annotated[str, typer.Option("--node", help="node URL")],
+    ephemeral_pubkey: Annotated[str, typer.Option(help="K of the record, 33-byte hex")],
+    chain_id: Annotated[int, typer.Option(help="chain id")] = 421614,
+    gateway_key: Annotated[str | None, typer.Option(help="gateway wallet key (hex)")] = None,
+    gateway_key_file: Annotated[Path | None, typer.Option(help="file holding it")] = None,
+    rsa_key_file: Annotated[
+        Path | None, typer.Option(help="your RSA PKCS#8 DER key; a fresh one if omitted")
+    ] = None,
+    node_signer: Annotated[
+        str | None, typer.Option(help="expected node wallet address (checked if given)")
+    ] = None,
+) -> None:
+    """Dev client: sign a delegation as the gateway, call the node, open the answer."""
+    from tkms.client.delegation import delegate_v0, open_shared_secret
+    from tkms.client.errors import TkmsError
+
+    gateway = _wallet_from(gateway_key, gateway_key_file, "gateway key")
+    private = (
+        rsa.load_private_key(rsa_key_file.read_bytes())
+        if rsa_key_file
+        else rsa.generate_private_key()
+    )
+    try:
+        answer = delegate_v0(
+            node_url, gateway, chain_id, ephemeral_pubkey, to_hex(rsa.public_key_der(private))
+        )
+        if node_signer is not None and answer.signer != parse_hex(node_signer, length=20):
+            fail(f"proof signed by {address_hex(answer.signer)}, expected {node_signer}")
+        shared_x = open_shared_secret(private, answer)
+    except (TkmsError, EncodingError, rsa.RsaDecryptError) as exc:
+        fail(str(exc))
+        return
+    typer.echo(f"proof signer:     {address_hex(answer.signer)}")
+    typer.echo(f"shared secret x:  {to_hex(shared_x)}")
+
+
+@app.command()
+def devnet(
+    state_dir: Annotated[Path, typer.Option(help="keys and devnet.json live here")] = Path(
+        "devnet-state"
+    ),
+    base_port: Annotated[int, typer.Option(help="first node's port")] = 9100,
+    chain_id: Annotated[int, typer.Option(help="the devnet's chain id")] = 421614,
+) -> None:
+    """Run a local devnet on its embedded defaults and print how to use it."""
+    from tkms.devnet import run_devnet
+
+    try:
+        run_devnet(state_dir=state_dir, base_port=base_port, chain_id=chain_id, console=console)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

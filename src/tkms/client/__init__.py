@@ -1,0 +1,1 @@
+"""The SDK a user or a compute runner imports."""

@@ -1,0 +1,62 @@
+"""Environment → nested dict, the way nox-kms reads it.
+
+``PREFIX_A__B=v`` becomes ``{"a": {"b": "v"}}``; a variable ``X_FILE`` names a
+file whose stripped content is the value of ``X`` (for secrets mounted as
+files). Several prefixes may be given; later ones win on conflicts. We keep
+the variable name of every leaf so a validation error names the variable the
+operator has to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """Invalid configuration: the message is one line naming the variable."""
+
+
+def collect(
+    prefixes: Iterable[str], environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Return the nested values and, for each leaf path, the variable it came from."""
+    env = os.environ if environ is None else environ
+    tree: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for prefix in prefixes:
+        for name in sorted(env):
+            if not name.startswith(prefix) or len(name) == len(prefix):
+                continue
+            value = env[name]
+            key = name[len(prefix) :]
+            if key.endswith("_FILE"):
+                key = key[: -len("_FILE")]
+                try:
+                    value = Path(value).read_text().strip()
+                except OSError as exc:
+                    raise ConfigError(f"{name}: cannot read {value}: {exc.strerror}") from None
+            elif (name + "_FILE") in env:
+                continue  # the file form wins when both are set
+            path = tuple(part.lower() for part in key.split("__"))
+            node = tree
+            for part in path[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ConfigError(f"{name}: conflicts with another variable")
+                node = child
+            node[path[-1]] = value
+            origin[path] = name
+    return tree, origin
+
+
+def variable_for(
+    loc: tuple[str | int, ...], origin: Mapping[tuple[str, ...], str], prefix: str
+) -> str:
+    """The environment variable behind a pydantic error location."""
+    path = tuple(str(p).lower() for p in loc)
+    if path in origin:
+        return origin[path]
+    return prefix + "__".join(str(p).upper() for p in loc)

@@ -1,0 +1,1 @@
+"""The KMS node service: HTTP routes, configuration and key storage; thin."""

@@ -1,0 +1,76 @@
+"""The node's HTTP surface (FastAPI): thin wrappers around :mod:`tkms.node.delegation`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from prometheus_client import CollectorRegistry, Counter
+from starlette.responses import Response
+
+from tkms.crypto.encoding import parse_hex
+from tkms.crypto.wallet import Wallet
+from tkms.node.config import NodeConfig, load_node_config
+from tkms.node.delegation import ChainKey, Delegator
+from tkms.web.common import add_common_routes, json_response, require_json
+from tkms.web.errors import ApiError, install_error_handlers
+from tkms.web.middleware import BodyLimit, Metrics
+
+log = logging.getLogger("tkms.node")
+
+
+def build_delegator(config: NodeConfig) -> Delegator:
+    wallet = Wallet(parse_hex(config.wallet_key.get_secret_value(), length=32))
+    chains = {
+        chain_id: ChainKey(parse_hex(chain.ecc_key.get_secret_value(), length=32), chain.gateway())
+        for chain_id, chain in config.chains.items()
+        if chain.ecc_key is not None
+    }
+    return Delegator(wallet, chains)
+
+
+def create_app(config: NodeConfig) -> FastAPI:
+    registry = CollectorRegistry()
+    delegations = Counter(
+        "tkms_node_delegations_total",
+        "Delegations served, by chain and protocol version",
+        ["chain_id", "version"],
+        registry=registry,
+    )
+    errors = Counter(
+        "tkms_node_errors_total", "Error answers by error code", ["code"], registry=registry
+    )
+    delegator = build_delegator(config)
+
+    app = FastAPI(title="tkms node", version="0.1.0", docs_url=None, redoc_url=None)
+    install_error_handlers(app, on_error=lambda code: errors.labels(code).inc())
+    add_common_routes(app, config.service_name, registry)
+
+    @app.post("/v0/delegate")
+    async def delegate_v0(request: Request) -> Response:
+        require_json(request)
+        query = request.query_params
+        answer = delegator.delegate_v0(
+            query.get("chain_id"),
+            query.get("salt"),
+            request.headers.get("authorization"),
+            await request.body(),
+        )
+        delegations.labels(query.get("chain_id") or "default", "v0").inc()
+        return json_response(answer)
+
+    app.state.delegator = delegator
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(Metrics, registry=registry, prefix="tkms_node")
+    log.info(
+        "node signer 0x%s, chains %s", delegator.wallet.address.hex(), sorted(delegator.chains)
+    )
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The uvicorn factory: each worker process reads the same environment."""
+    return create_app(load_node_config())
+
+
+__all__ = ["ApiError", "create_app", "create_app_from_env"]

@@ -1,0 +1,103 @@
+"""Node configuration from the environment (nox-kms names, or ``TKMS_NODE_``).
+
+A node configured with nothing but ``NOX_KMS_WALLET_KEY``,
+``NOX_KMS_CHAINS__<id>__ECC_KEY``, ``NOX_KMS_CHAINS__<id>__GATEWAY_ADDRESS``,
+``NOX_KMS_SERVER__HOST`` and ``NOX_KMS_SERVER__PORT`` serves. Secrets are
+``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from tkms.crypto import curve
+from tkms.crypto.encoding import EncodingError, parse_address, parse_hex
+from tkms.envconfig import ConfigError, collect, variable_for
+
+PREFIXES = ("NOX_KMS_", "TKMS_NODE_")
+
+
+def _secret_key(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    try:
+        curve.parse_scalar(parse_hex(value.get_secret_value(), length=32))
+    except (EncodingError, curve.CurveError):
+        raise ValueError("must be a 32-byte hex secp256k1 private key in [1, n-1]") from None
+    return value
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(9000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    access_log: bool = False
+
+
+class ChainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ecc_key: SecretStr | None = None
+    gateway_address: str | None = None
+    rpc_url: str | None = None
+    nox_compute_contract_address: str | None = None
+    call_timeout: str = "8s"
+    connect_timeout: str = "5s"
+
+    _check_ecc = field_validator("ecc_key")(_secret_key)
+
+    @field_validator("gateway_address", "nox_compute_contract_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_address(value)
+            except EncodingError:
+                raise ValueError("must be a 20-byte hex address") from None
+        return value
+
+    def gateway(self) -> bytes:
+        if self.gateway_address is None:
+            raise ValueError("gateway address is not configured")
+        return parse_address(self.gateway_address)
+
+
+class NodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service_name: str = "tkms-node"
+    wallet_key: SecretStr
+    server: ServerConfig = ServerConfig()
+    chains: dict[int, ChainConfig] = Field(default_factory=dict)
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    state_dir: Path | None = None
+    sealing_key: SecretStr | None = None
+
+    _check_wallet = field_validator("wallet_key")(_secret_key)
+
+    @field_validator("chains")
+    @classmethod
+    def _chain_ids(cls, chains: dict[int, ChainConfig]) -> dict[int, ChainConfig]:
+        for chain_id in chains:
+            if not 0 < chain_id < 2**32:
+                raise ValueError(f"chain id {chain_id} is not a u32")
+        return chains
+
+
+def load_node_config(environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read and validate; raises ConfigError with one line naming the variable."""
+    tree, origin = collect(PREFIXES, environ)
+    try:
+        config = NodeConfig.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        var = variable_for(tuple(err["loc"]), origin, PREFIXES[1])
+        raise ConfigError(f"{var}: {err['msg']}") from None
+    for chain_id, chain in config.chains.items():
+        if chain.ecc_key is not None and chain.gateway_address is None:
+            raise ConfigError(
+                f"NOX_KMS_CHAINS__{chain_id}__GATEWAY_ADDRESS: required for chain {chain_id}"
+            )
+    return config

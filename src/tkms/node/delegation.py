@@ -1,0 +1,157 @@
+"""The v0 delegation of nox-kms, as a function of the request's raw parts.
+
+``Delegator.delegate_v0`` is the node's whole code path minus HTTP: the
+route hands it the query values, the Authorization header and the body bytes,
+and it runs the checks in the order nox-compat.md fixes:
+chain → salt → Authorization present and well-formed → EIP-712 signer →
+ephemeral point → RSA target key. The benchmark calls it directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tkms.crypto import curve, eip712, rsa
+from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.crypto.wallet import SignatureError, Wallet, recover_address
+from tkms.web.errors import ApiError
+
+ZERO_SALT = bytes(32)
+_AUTH_STATEMENT = eip712.DELEGATE_AUTHORIZATION
+_PROOF_STATEMENT = eip712.DELEGATE_RESPONSE_PROOF
+
+
+@dataclass(frozen=True, slots=True)
+class ChainKey:
+    """One chain's KMS key and the gateway allowed to ask for delegations."""
+
+    secret: bytes
+    gateway: bytes
+
+    def __repr__(self) -> str:
+        return f"ChainKey(gateway=0x{self.gateway.hex()})"
+
+
+def resolve_chain(raw: str | None, chains: Mapping[int, Any]) -> int:
+    """The request's chain: given and configured, or the only one configured."""
+    if raw is None:
+        if len(chains) == 1:
+            only: int = next(iter(chains))
+            return only
+        raise ApiError(400, "missing_chain_id", "query parameter chain_id is required")
+    if not raw.isdigit() or len(raw) > 10:
+        raise ApiError(400, "invalid_chain_id", "chain_id must be a decimal u32")
+    chain_id = int(raw)
+    if chain_id not in chains:
+        raise ApiError(400, "unknown_chain", f"chain {chain_id} is not configured on this node")
+    return chain_id
+
+
+def parse_salt(raw: str | None) -> bytes:
+    if raw is None:
+        return ZERO_SALT
+    try:
+        return parse_hex(raw, name="salt", length=32)
+    except EncodingError as exc:
+        raise ApiError(400, "invalid_salt", str(exc)) from None
+
+
+def parse_bearer(header: str | None) -> bytes:
+    if header is None:
+        raise ApiError(401, "missing_authorization", "Authorization: Bearer 0x<signature> required")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "invalid_authorization", "Authorization must be 'Bearer 0x<sig>'")
+    try:
+        return parse_hex(token.strip(), name="signature", length=65)
+    except EncodingError as exc:
+        raise ApiError(401, "invalid_authorization", str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class DelegateBody:
+    ephemeral_pubkey: str
+    target_pubkey: str
+
+
+def parse_delegate_body(body: bytes) -> DelegateBody:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "request body must be a JSON object")
+    fields = []
+    for name in ("ephemeralPubKey", "targetPubKey"):
+        value = data.get(name)
+        if not isinstance(value, str):
+            raise ApiError(400, "invalid_body", f"{name} must be a string")
+        fields.append(value)
+    return DelegateBody(*fields)
+
+
+def check_authorization(
+    chain_id: int, body: DelegateBody, signature: bytes, gateway: bytes
+) -> None:
+    """The gateway signed these exact strings (prefix and case included)."""
+    message = {"ephemeralPubKey": body.ephemeral_pubkey, "targetPubKey": body.target_pubkey}
+    try:
+        digest = eip712.digest(eip712.delegate_domain(chain_id), _AUTH_STATEMENT, message)
+        signer = recover_address(digest, signature)
+    except (SignatureError, eip712.Eip712Error):
+        raise ApiError(401, "invalid_signature", "authorization signature is invalid") from None
+    if signer != gateway:
+        raise ApiError(401, "unauthorized_signer", "authorization is not signed by the gateway")
+
+
+def parse_ephemeral(text: str) -> curve.Point:
+    try:
+        return curve.parse_point(parse_hex(text, name="ephemeralPubKey", length=33))
+    except (EncodingError, curve.CurveError) as exc:
+        raise ApiError(400, "invalid_ephemeral_pubkey", f"ephemeralPubKey: {exc}") from None
+
+
+def parse_target(text: str) -> rsa.RSAPublicKey:
+    try:
+        return rsa.load_public_key(parse_hex(text, name="targetPubKey"))
+    except (EncodingError, rsa.RsaKeyError) as exc:
+        raise ApiError(400, "invalid_target_pubkey", f"targetPubKey: {exc}") from None
+
+
+class Delegator:
+    """Answers v0 delegations with the whole per-chain key (single-node mode)."""
+
+    def __init__(self, wallet: Wallet, chains: Mapping[int, ChainKey]) -> None:
+        self.wallet = wallet
+        self.chains = dict(chains)
+
+    def __repr__(self) -> str:
+        return f"Delegator(signer=0x{self.wallet.address.hex()}, chains={sorted(self.chains)})"
+
+    def delegate_v0(
+        self,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+        body: bytes,
+    ) -> dict[str, str]:
+        chain_id = resolve_chain(chain_id_raw, self.chains)
+        salt = parse_salt(salt_raw)
+        signature = parse_bearer(authorization)
+        request = parse_delegate_body(body)
+        key = self.chains[chain_id]
+        check_authorization(chain_id, request, signature, key.gateway)
+        ephemeral = parse_ephemeral(request.ephemeral_pubkey)
+        target = parse_target(request.target_pubkey)
+        shared_x = curve.point_x(ephemeral.multiply(key.secret))
+        sealed = to_hex(rsa.encrypt(target, shared_x))
+        proof = eip712.sign(
+            self.wallet,
+            eip712.delegate_domain(chain_id, salt),
+            _PROOF_STATEMENT,
+            {"encryptedSharedSecret": sealed},
+        )
+        return {"encryptedSharedSecret": sealed, "proof": to_hex(proof)}

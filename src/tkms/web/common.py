@@ -1,0 +1,43 @@
+"""Routes every tkms service answers: ``/``, ``/health``, ``/metrics``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tkms.web.errors import ApiError
+
+
+def json_response(data: object, status: int = 200) -> Response:
+    """Serialize with the stdlib: FastAPI's jsonable_encoder costs more than our crypto."""
+    return Response(
+        json.dumps(data, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def require_json(request: Request) -> None:
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";", 1)[0].strip().lower() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+
+
+def add_common_routes(app: FastAPI, service_name: str, registry: CollectorRegistry) -> None:
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return json_response({"service": service_name, "timestamp": now})
+
+    @app.get("/health")
+    async def health() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
