@@ -53,10 +53,15 @@ def collect(
 
 
 def variable_for(
-    loc: tuple[str | int, ...], origin: Mapping[tuple[str, ...], str], prefix: str
+    loc: tuple[str | int, ...], origin: Mapping[tuple[str, ...], str], prefixes: tuple[str, ...]
 ) -> str:
     """The environment variable behind a pydantic error location."""
-    path = tuple(str(p).lower() for p in loc)
+    path = tuple(str(p).lower() for p in loc if p != "[key]")
     if path in origin:
         return origin[path]
-    return prefix + "__".join(str(p).upper() for p in loc)
+    for leaf, name in sorted(origin.items()):
+        if leaf[: len(path)] == path:
+            # An error on a whole section (a bad chain id): name the variable's stem.
+            return name[: len(name) - sum(len(p) + 2 for p in leaf[len(path) :])]
+    suffix = "__".join(str(p).upper() for p in loc if p != "[key]")
+    return " or ".join(prefix + suffix for prefix in prefixes)

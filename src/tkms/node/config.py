@@ -93,8 +93,8 @@ def load_node_config(environ: Mapping[str, str] | None = None) -> NodeConfig:
         config = NodeConfig.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
-        var = variable_for(tuple(err["loc"]), origin, PREFIXES[1])
-        raise ConfigError(f"{var}: {err['msg']}") from None
+        var = variable_for(tuple(err["loc"]), origin, PREFIXES)
+        raise ConfigError(f"{var}: {err['msg'].removeprefix('Value error, ')}") from None
     for chain_id, chain in config.chains.items():
         if chain.ecc_key is not None and chain.gateway_address is None:
             raise ConfigError(

@@ -1,0 +1,105 @@
+"""`tkms devnet` (what `make devnet` runs): comes up, and its printed examples work as printed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.procs import free_port
+
+
+def _wait_for(
+    pattern: str, log: Path, process: subprocess.Popen[bytes], timeout: float = 60
+) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if re.search(pattern, text):
+            return text
+        assert process.poll() is None, text
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} not printed:\n{log.read_text()}")
+
+
+def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "state"
+    log = tmp_path / "devnet.log"
+    venv_bin = Path(sys.executable).parent
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(venv_bin / "tkms"), "devnet", "--state-dir", str(state), "--base-port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    try:
+        text = _wait_for(r"Ctrl-C stops the devnet", log, process)
+        manifest = json.loads((state / "devnet.json").read_text())
+        assert manifest["nodes"][0]["url"] == f"http://127.0.0.1:{port}"
+
+        cli_line = next(line for line in text.splitlines() if "tkms delegate" in line).strip()
+        expected = re.search(r"shared secret x:\s+(0x[0-9a-f]{64})", text)
+        assert expected is not None
+        args = shlex.split(cli_line)
+        args[0] = str(venv_bin / "tkms")  # the README runs it from the checkout as .venv/bin/tkms
+        result = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert expected.group(1) in result.stdout
+        assert manifest["nodes"][0]["signer"] in result.stdout
+
+        curl_line = next(
+            line for line in text.splitlines() if line.strip().startswith("curl ")
+        ).strip()
+        assert shutil.which("curl"), "curl is needed to replay the printed example"
+        result = subprocess.run(
+            shlex.split(curl_line), capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+        answer = json.loads(result.stdout)
+        assert set(answer) == {"encryptedSharedSecret", "proof"}
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    # Every process it started is gone with it.
+    time.sleep(0.3)
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        raise AssertionError("the node outlived the devnet")
+    except httpx.HTTPError:
+        pass
+
+    # Restarted on the same state it keeps its keys.
+    first = json.loads((state / "devnet.json").read_text())
+    port2 = free_port()
+    log2 = tmp_path / "devnet2.log"
+    with log2.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(venv_bin / "tkms"),
+                "devnet",
+                "--state-dir",
+                str(state),
+                "--base-port",
+                str(port2),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    try:
+        _wait_for(r"Ctrl-C stops the devnet", log2, process)
+        second = json.loads((state / "devnet.json").read_text())
+        assert second["publicKey"] == first["publicKey"]
+        assert second["nodes"][0]["signer"] == first["nodes"][0]["signer"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
