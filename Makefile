@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install devnet test lint typecheck unit bench clean
+.PHONY: install postgres devnet test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tkms needs Python 3.11+"'
@@ -27,7 +27,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The storage tests run a throwaway PostgreSQL server from Debian's binaries.
+postgres:
+	.ci/install-postgres.sh
+
+unit: $(STAMP) postgres
 	$(BIN)/pytest
 
 test: lint typecheck unit

@@ -12,6 +12,8 @@ from tests.procs import Service, free_port, running
 from tkms.crypto import curve, rsa
 from tkms.crypto.wallet import Wallet
 
+pytest_plugins = ["tests.conftest_pg"]
+
 CHAIN_ID = 421614
 OTHER_CHAIN_ID = 11155111
 

@@ -1,0 +1,1 @@
+"""Handle Gateway: records, ACL and the nox-compatible HTTP surface."""

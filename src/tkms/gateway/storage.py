@@ -1,0 +1,407 @@
+"""Write-once store of the gateway's records and ACL grants (SQLite or PostgreSQL).
+
+A handle is written once: the API has no update and no delete, the primary key
+makes the database itself refuse a second write, and triggers refuse UPDATE and
+DELETE from any other client too. Grants are append-only for the same reason:
+an audit trail that cannot be rewritten (there is no revoke yet).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol, Self
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from tkms.protocol.handle import HandleError, SolidityType, parse_handle
+
+_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+class StorageError(Exception):
+    """The database failed or refused an operation."""
+
+
+class RecordExists(StorageError):
+    """A record with this handle is already stored (HTTP 409)."""
+
+
+class InvalidRecord(StorageError, ValueError):
+    """A record or grant is malformed; nothing was written."""
+
+
+def _check_len(name: str, value: bytes, length: int) -> None:
+    if not isinstance(value, bytes) or len(value) != length:
+        raise InvalidRecord(f"{name} must be {length} bytes")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class StoredRecord:
+    handle: bytes
+    chain_id: int
+    solidity_type: SolidityType
+    owner: bytes
+    application: bytes
+    created_at: int
+    ciphertext: bytes
+    ephemeral_pubkey: bytes
+    iv: bytes
+
+    def __post_init__(self) -> None:
+        for name, length in (("handle", 32), ("owner", 20), ("application", 20), ("iv", 12)):
+            _check_len(name, getattr(self, name), length)
+        _check_len("ephemeral_pubkey", self.ephemeral_pubkey, 33)
+        if not isinstance(self.ciphertext, bytes):
+            raise InvalidRecord("ciphertext must be bytes")
+        if self.created_at < 0 or self.created_at >= 2**63:
+            raise InvalidRecord("created_at must be a non-negative 64-bit unix time")
+        try:
+            parsed = parse_handle(self.handle, chain_id=self.chain_id)
+        except HandleError as exc:
+            raise InvalidRecord(f"handle: {exc}") from None
+        # The handle announces the type to every reader; it must not lie.
+        if parsed.solidity_type != self.solidity_type:
+            raise InvalidRecord("solidity_type does not match the handle's type code")
+
+    def __repr__(self) -> str:
+        return f"StoredRecord(handle=0x{self.handle.hex()}, type={self.solidity_type})"
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    ADMIN = "admin"
+    PUBLIC = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One ACL entry. ``grantee`` is None exactly for the public role."""
+
+    handle: bytes
+    role: Role
+    grantee: bytes | None
+    granted_by: bytes
+    granted_at: int
+
+    def __post_init__(self) -> None:
+        _check_len("handle", self.handle, 32)
+        _check_len("granted_by", self.granted_by, 20)
+        if self.role is Role.PUBLIC:
+            if self.grantee is not None:
+                raise InvalidRecord("a public grant has no grantee")
+        elif self.grantee is None:
+            raise InvalidRecord(f"a {self.role} grant needs a grantee")
+        else:
+            _check_len("grantee", self.grantee, 20)
+
+
+class RecordStore(Protocol):
+    def put(self, record: StoredRecord) -> None:
+        """Store a new record; raise RecordExists if its handle is already stored."""
+
+    def get(self, handle: bytes) -> StoredRecord | None: ...
+
+    def close(self) -> None: ...
+
+
+class GrantStore(Protocol):
+    def add_grant(self, grant: Grant) -> bool:
+        """Append a grant; False if the same (handle, role, grantee) already exists."""
+
+    def grants(self, handle: bytes) -> list[Grant]: ...
+
+
+_INSERT_RECORD = """
+INSERT INTO gateway_records (handle, chain_id, solidity_type, owner, application, created_at,
+                             ciphertext, ephemeral_pubkey, iv)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (handle) DO NOTHING
+"""
+_SELECT_RECORD = """
+SELECT handle, chain_id, solidity_type, owner, application, created_at,
+       ciphertext, ephemeral_pubkey, iv
+FROM gateway_records WHERE handle = %s
+"""
+# The public grant stores an empty grantee so that the primary key still dedupes it.
+_INSERT_GRANT = (
+    "INSERT INTO gateway_grants (handle, role, grantee, granted_by, granted_at)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (handle, role, grantee) DO NOTHING"
+)
+_SELECT_GRANTS = (
+    "SELECT handle, role, grantee, granted_by, granted_at FROM gateway_grants"
+    " WHERE handle = %s ORDER BY granted_at, role, grantee"
+)
+
+
+class SqlRecordStore(ABC):
+    """The SQL shared by both back ends; subclasses only move rows."""
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one statement in its own transaction; return the row count."""
+
+    @abstractmethod
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def put(self, record: StoredRecord) -> None:
+        r = record
+        params = [r.handle, r.chain_id, r.solidity_type.name, r.owner, r.application]
+        params += [r.created_at, r.ciphertext, r.ephemeral_pubkey, r.iv]
+        if self._execute(_INSERT_RECORD, params) == 0:
+            raise RecordExists(f"handle 0x{record.handle.hex()} already exists")
+
+    def get(self, handle: bytes) -> StoredRecord | None:
+        rows = self._query(_SELECT_RECORD, (bytes(handle),))
+        if not rows:
+            return None
+        handle_, chain_id, type_name, *blobs = rows[0]
+        try:
+            kind = SolidityType.parse(type_name)
+        except HandleError:
+            raise InvalidRecord("stored solidity_type is unknown") from None
+        return StoredRecord(handle_, chain_id, kind, *blobs)
+
+    def add_grant(self, grant: Grant) -> bool:
+        grantee = grant.grantee or b""
+        params = (grant.handle, grant.role.value, grantee, grant.granted_by, grant.granted_at)
+        return self._execute(_INSERT_GRANT, params) > 0
+
+    def grants(self, handle: bytes) -> list[Grant]:
+        return [
+            Grant(h, Role(role), grantee or None, by, at)
+            for h, role, grantee, by, at in self._query(_SELECT_GRANTS, (bytes(handle),))
+        ]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+_APPEND_ONLY_MESSAGE = "gateway tables are append-only"
+
+_SQLITE_TRIGGERS = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table}"
+    f" BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY_MESSAGE}'); END;"
+    "\n"
+    for table in ("gateway_records", "gateway_grants")
+    for op in ("update", "delete")
+)
+
+_SQLITE_SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS gateway_records (
+    handle BLOB NOT NULL PRIMARY KEY CHECK (length(handle) = 32),
+    chain_id INTEGER NOT NULL CHECK (chain_id BETWEEN 0 AND 4294967295),
+    solidity_type TEXT NOT NULL,
+    owner BLOB NOT NULL CHECK (length(owner) = 20),
+    application BLOB NOT NULL CHECK (length(application) = 20),
+    created_at INTEGER NOT NULL CHECK (created_at >= 0),
+    ciphertext BLOB NOT NULL,
+    ephemeral_pubkey BLOB NOT NULL CHECK (length(ephemeral_pubkey) = 33),
+    iv BLOB NOT NULL CHECK (length(iv) = 12)
+) STRICT;
+CREATE TABLE IF NOT EXISTS gateway_grants (
+    handle BLOB NOT NULL REFERENCES gateway_records (handle),
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'admin', 'public')),
+    grantee BLOB NOT NULL CHECK (length(grantee) = CASE role WHEN 'public' THEN 0 ELSE 20 END),
+    granted_by BLOB NOT NULL CHECK (length(granted_by) = 20),
+    granted_at INTEGER NOT NULL,
+    PRIMARY KEY (handle, role, grantee)
+) STRICT;
+{_SQLITE_TRIGGERS}
+COMMIT;
+"""
+
+
+class SqliteRecordStore(SqlRecordStore):
+    """One SQLite file in WAL mode; each thread borrows its own connection.
+
+    Connections are pooled rather than shared so readers never wait on each
+    other; writers serialise in SQLite itself (busy timeout, not errors).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        self._path = os.fspath(path)
+        if self._path in ("", ":memory:") or self._path.startswith("file:"):
+            # Each pooled connection would see its own private database.
+            raise StorageError("SqliteRecordStore needs a file path")
+        self._timeout = timeout
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        with self._connection() as conn:
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+                raise StorageError("SQLite refused WAL mode")
+            conn.executescript(_SQLITE_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        # FULL: an answered POST must survive a power cut, WAL or not.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StorageError("record store is closed")
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            try:
+                conn = self._connect()
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite: {exc}") from None
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            raise StorageError(f"SQLite: {exc}") from None
+        finally:
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.put(conn)
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        with self._connection() as conn:
+            return conn.execute(sql.replace("%s", "?"), params).rowcount
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            while True:
+                try:
+                    self._idle.get_nowait().close()
+                except queue.Empty:
+                    break
+
+
+_POSTGRES_SCHEMA = f"""
+SELECT pg_advisory_xact_lock(7308447215405377107);
+CREATE TABLE IF NOT EXISTS gateway_records (
+    handle BYTEA PRIMARY KEY CHECK (octet_length(handle) = 32),
+    chain_id BIGINT NOT NULL CHECK (chain_id BETWEEN 0 AND 4294967295),
+    solidity_type TEXT NOT NULL,
+    owner BYTEA NOT NULL CHECK (octet_length(owner) = 20),
+    application BYTEA NOT NULL CHECK (octet_length(application) = 20),
+    created_at BIGINT NOT NULL CHECK (created_at >= 0),
+    ciphertext BYTEA NOT NULL,
+    ephemeral_pubkey BYTEA NOT NULL CHECK (octet_length(ephemeral_pubkey) = 33),
+    iv BYTEA NOT NULL CHECK (octet_length(iv) = 12)
+);
+CREATE TABLE IF NOT EXISTS gateway_grants (
+    handle BYTEA NOT NULL REFERENCES gateway_records (handle),
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'admin', 'public')),
+    grantee BYTEA NOT NULL
+        CHECK (octet_length(grantee) = CASE role WHEN 'public' THEN 0 ELSE 20 END),
+    granted_by BYTEA NOT NULL CHECK (octet_length(granted_by) = 20),
+    granted_at BIGINT NOT NULL,
+    PRIMARY KEY (handle, role, grantee)
+);
+CREATE OR REPLACE FUNCTION gateway_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '{_APPEND_ONLY_MESSAGE}'; END $$;
+CREATE OR REPLACE TRIGGER gateway_records_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON gateway_records
+    FOR EACH STATEMENT EXECUTE FUNCTION gateway_append_only();
+CREATE OR REPLACE TRIGGER gateway_grants_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON gateway_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION gateway_append_only();
+"""
+
+
+def describe_postgres_url(url: str) -> str:
+    """``host:port/dbname`` of a connection string, never its password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "<unparsable PostgreSQL URL>"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+class PostgresRecordStore(SqlRecordStore):
+    """PostgreSQL through a psycopg connection pool.
+
+    Needs server 14 or later (CREATE OR REPLACE TRIGGER keeps the schema step idempotent).
+    """
+
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10.0
+    ) -> None:
+        self._where = describe_postgres_url(url)
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            kwargs={"autocommit": True},
+            check=ConnectionPool.check_connection,
+            name="tkms-gateway",
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute(_POSTGRES_SCHEMA)
+        except (PoolTimeout, psycopg.Error) as exc:
+            self._pool.close()
+            raise StorageError(
+                f"cannot open PostgreSQL at {self._where}: {_pg_message(exc)}"
+            ) from None
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (PoolTimeout, psycopg.Error) as exc:
+            raise StorageError(f"PostgreSQL: {_pg_message(exc)}") from None
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        with self._errors(), self._pool.connection() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._errors(), self._pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresRecordStore({self._where!r})"
+
+
+def _pg_message(exc: Exception) -> str:
+    # The primary message only: DETAIL lines may quote row values.
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return exc.diag.message_primary
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def open_record_store(target: str | os.PathLike[str]) -> SqlRecordStore:
+    """PostgreSQL for a ``postgresql://`` URL, otherwise an SQLite file at that path."""
+    if isinstance(target, str) and target.startswith(_POSTGRES_PREFIXES):
+        return PostgresRecordStore(target)
+    return SqliteRecordStore(target)
