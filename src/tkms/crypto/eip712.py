@@ -153,6 +153,10 @@ HANDLE_PROOF = _statement(
     ),
 )
 
+# Operator statements of tkms itself (not in protocol.md: they never reach a Nox client).
+DKG_START = _statement("DkgStart", ("DkgStart", (("sessionId", "bytes32"),)))
+DKG_STEP = _statement("DkgStep", ("DkgStep", (("sessionId", "bytes32"), ("round", "uint256"))))
+
 STATEMENTS: Mapping[str, Statement] = {
     s.primary: s
     for s in (
@@ -186,6 +190,10 @@ def gateway_domain(
     chain_id: int, *, salt: bytes | None = None, verifying_contract: bytes | None = None
 ) -> Domain:
     return Domain("Handle Gateway", "1", chain_id, verifying_contract, salt)
+
+
+def dkg_domain(chain_id: int) -> Domain:
+    return Domain("tkms DKG", "1", chain_id)
 
 
 def nox_compute_domain(chain_id: int, verifying_contract: bytes) -> Domain:

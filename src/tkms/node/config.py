@@ -74,8 +74,20 @@ class NodeConfig(BaseModel):
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     state_dir: Path | None = None
     sealing_key: SecretStr | None = None
+    dkg_admin_address: str | None = None
+    dkg_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
     _check_wallet = field_validator("wallet_key")(_secret_key)
+
+    @field_validator("dkg_admin_address")
+    @classmethod
+    def _admin(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_address(value)
+            except EncodingError:
+                raise ValueError("must be a 20-byte hex address") from None
+        return value
 
     @field_validator("chains")
     @classmethod

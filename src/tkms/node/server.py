@@ -13,6 +13,7 @@ from tkms.node.config import load_node_config
 def serve() -> None:
     """Validate the configuration here, once, so a bad one is one clear line."""
     config = load_node_config()
+    app = create_app(config)  # also checks what only the app can: keystore, sealing key
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     common = {
         "host": config.server.host,
@@ -32,4 +33,4 @@ def serve() -> None:
             **common,  # type: ignore[arg-type]
         )
     else:
-        uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
+        uvicorn.run(app, **common)  # type: ignore[arg-type]

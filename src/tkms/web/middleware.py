@@ -39,15 +39,27 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _too_large(limit: int) -> str:
+    return f"request body exceeds {limit} bytes"
+
+
 class BodyLimit:
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, prefix_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        # Bulk endpoints (a DKG round at n = 64 is a few MB) get their own ceiling.
+        self.prefix_limits = prefix_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        limit = self.limit
+        for prefix, special in self.prefix_limits.items():
+            if scope["path"].startswith(prefix):
+                limit = special
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -55,8 +67,8 @@ class BodyLimit:
                 except ValueError:
                     await _send_error(send, 400, "bad_request", "invalid Content-Length")
                     return
-                if declared > self.limit:
-                    await _send_error(send, 413, "payload_too_large", self._too_large())
+                if declared > limit:
+                    await _send_error(send, 413, "payload_too_large", _too_large(limit))
                     return
         chunks: list[bytes] = []
         size = 0
@@ -67,8 +79,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await _send_error(send, 413, "payload_too_large", self._too_large())
+            if size > limit:
+                await _send_error(send, 413, "payload_too_large", _too_large(limit))
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -83,9 +95,6 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
-
-    def _too_large(self) -> str:
-        return f"request body exceeds {self.limit} bytes"
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

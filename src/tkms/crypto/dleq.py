@@ -1,0 +1,143 @@
+"""Chaum–Pedersen proof that ``log_G(Y_i) = log_K(S_i)`` (protocol.md §3.3).
+
+A node proves its partial ``S_i = x_i·K`` was made with the share behind its
+verification key ``Y_i``; the transcript, the Fiat–Shamir hash and the proof
+layout ``c ‖ z`` are fixed by the protocol, so clients in any language verify it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from coincurve import PublicKey
+
+from tkms.crypto import curve
+from tkms.crypto.curve import GENERATOR, ORDER, Point
+
+DST = b"KMS-DLEQ-secp256k1-SHA256-v1"
+PROOF_LENGTH = 64
+
+_G_ENC = curve.encode_point(GENERATOR)
+# The hash prefix is the same for every proof: hash it once, copy per proof.
+_PREFIX = hashlib.sha256(DST + _G_ENC)
+
+
+class DleqError(ValueError):
+    """Unusable inputs to a proof (never carries the secret)."""
+
+
+def challenge(y_enc: bytes, k_enc: bytes, s_enc: bytes, a1_enc: bytes, a2_enc: bytes) -> int:
+    """``c = SHA-256(DST ‖ enc(G) ‖ enc(Y_i) ‖ enc(K) ‖ enc(S_i) ‖ enc(A1) ‖ enc(A2)) mod n``."""
+    h = _PREFIX.copy()
+    h.update(y_enc + k_enc + s_enc + a1_enc + a2_enc)
+    return int.from_bytes(h.digest(), "big") % ORDER
+
+
+def prove(
+    x_i: int,
+    K: Point,
+    *,
+    Y_i: Point | None = None,
+    S_i: Point | None = None,
+    nonce: int | None = None,
+) -> bytes:
+    """The 64-byte proof ``c ‖ z``; ``Y_i``/``S_i`` are recomputed when not given.
+
+    ``nonce`` exists for the test vectors only; production proofs draw a fresh
+    one from the OS CSPRNG, since a repeated nonce reveals ``x_i``.
+    """
+    y_enc = curve.encode_point(Y_i if Y_i is not None else curve.base_mul(x_i))
+    s_enc = curve.encode_point(S_i if S_i is not None else curve.mul(K, x_i))
+    return _prove(x_i, K, curve.encode_point(K), y_enc, s_enc, nonce)
+
+
+def _prove(
+    x_i: int,
+    K: Point,
+    k_enc: bytes,
+    y_enc: bytes,
+    s_enc: bytes,
+    nonce: int | None,
+) -> bytes:
+    if not 1 <= x_i < ORDER:
+        raise DleqError("the share must lie in [1, n-1]")
+    r = curve.random_scalar() if nonce is None else nonce
+    if not 1 <= r < ORDER:
+        raise DleqError("the nonce must lie in [1, n-1]")
+    a1 = curve.encode_point(curve.base_mul(r))
+    a2 = curve.encode_point(curve.mul(K, r))
+    c = challenge(y_enc, k_enc, s_enc, a1, a2)
+    z = (r + c * x_i) % ORDER
+    return curve.scalar_to_bytes(c) + curve.scalar_to_bytes(z)
+
+
+class Prover:
+    """A node's partial-and-proof maker with its verification key encoded once.
+
+    ``partial(K)`` returns ``(enc(S_i), c ‖ z)`` — the hot path of every
+    threshold delegation. The share is never shown by repr.
+    """
+
+    __slots__ = ("_x", "_y_enc")
+
+    def __init__(self, x_i: int) -> None:
+        if not 1 <= x_i < ORDER:
+            raise DleqError("the share must lie in [1, n-1]")
+        self._x = x_i
+        self._y_enc = curve.encode_point(curve.base_mul(x_i))
+
+    @property
+    def verification_key(self) -> bytes:
+        return self._y_enc
+
+    def partial(self, K: Point, *, nonce: int | None = None) -> tuple[bytes, bytes]:
+        s_enc = curve.encode_point(curve.mul(K, self._x))
+        proof = _prove(self._x, K, curve.encode_point(K), self._y_enc, s_enc, nonce)
+        return s_enc, proof
+
+    def __repr__(self) -> str:
+        return "Prover(share=<hidden>)"
+
+
+def _commitment(z_term: Point | None, point: Point, c: int) -> bytes | None:
+    """``enc(z_term − c·point)``, or None at infinity (``z_term`` None is zero)."""
+    terms = [] if z_term is None else [z_term]
+    if c:
+        terms.append(point.multiply(curve.scalar_to_bytes(ORDER - c)))
+    if not terms:
+        return None
+    try:
+        combined = terms[0] if len(terms) == 1 else PublicKey.combine_keys(terms)
+    except ValueError:
+        return None
+    return bytes(combined.format(compressed=True))
+
+
+def verify(Y_i: Point, K: Point, S_i: Point, proof: bytes) -> bool:
+    """True iff ``proof`` is a valid §3.3 proof for ``(Y_i, K, S_i)``; never raises."""
+    try:
+        if not isinstance(proof, bytes | bytearray) or len(proof) != PROOF_LENGTH:
+            return False
+        c = int.from_bytes(proof[:32], "big")
+        z = int.from_bytes(proof[32:], "big")
+        if c >= ORDER or z >= ORDER:
+            return False
+        a1 = _commitment(curve.base_mul(z) if z else None, Y_i, c)
+        a2 = _commitment(K.multiply(curve.scalar_to_bytes(z)) if z else None, S_i, c)
+        if a1 is None or a2 is None:
+            return False
+        y_enc = curve.encode_point(Y_i)
+        k_enc = curve.encode_point(K)
+        s_enc = curve.encode_point(S_i)
+        return challenge(y_enc, k_enc, s_enc, a1, a2) == c
+    except Exception:  # hostile input must read as "invalid", whatever it trips
+        return False
+
+
+def verify_encoded(y_enc: bytes, k_enc: bytes, s_enc: bytes, proof: bytes) -> bool:
+    """:func:`verify` on wire encodings; anything that does not parse is invalid."""
+    try:
+        points = [curve.parse_point(e) for e in (y_enc, k_enc, s_enc)]
+    except (curve.CurveError, TypeError):
+        return False
+    return verify(points[0], points[1], points[2], proof)

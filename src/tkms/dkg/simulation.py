@@ -1,0 +1,214 @@
+"""Drive n participants through a whole ceremony in one process (tests, benchmark).
+
+Every message goes through its JSON form and back for each recipient, as it
+would through the HTTP relay, so sizes and parsing costs are real. An
+``interceptor`` plays the untrusted relay or a faulty dealer: it sees each
+(message, recipient) delivery and may pass, replace or drop it; it can re-sign
+with any node's identity through the :class:`Simulation` it is handed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from tkms.crypto import curve, ecies
+from tkms.crypto.shamir import combine_scalars
+from tkms.dkg.ceremony import DkgParticipant, Phase
+from tkms.dkg.committee import CeremonyConfig
+from tkms.dkg.errors import DkgError
+from tkms.dkg.messages import (
+    Deal,
+    DkgMessage,
+    EncryptedShare,
+    Justification,
+    M,
+    parse_message,
+    sign,
+)
+from tkms.dkg.secrets import NodeIdentity
+
+ROUNDS = 4  # deal → complain → justify → sign → done
+
+
+@dataclass
+class Traffic:
+    """What crossed the relay: broadcasts, per-recipient deliveries, JSON bytes."""
+
+    messages: int = 0
+    bytes_sent: int = 0
+    deliveries: int = 0
+    bytes_delivered: int = 0
+    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def count(self, kind: str, size: int) -> None:
+        self.messages += 1
+        self.bytes_sent += size
+        n, b = self.by_kind.get(kind, (0, 0))
+        self.by_kind[kind] = (n + 1, b + size)
+
+
+@dataclass
+class Simulation:
+    config: CeremonyConfig
+    identities: dict[int, NodeIdentity]
+    participants: dict[int, DkgParticipant]
+    traffic: Traffic = field(default_factory=Traffic)
+    failures: dict[int, DkgError] = field(default_factory=dict)
+    rejected: list[tuple[int, int, DkgError]] = field(default_factory=list)
+    """(recipient, claimed sender, error) for every delivery a participant refused."""
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.failures and all(p.phase is Phase.DONE for p in self.participants.values())
+
+    def resign(self, message: M) -> M:
+        """Re-sign a tampered message with its claimed sender's wallet."""
+        return sign(message, self.identities[message.sender].wallet)
+
+
+Interceptor = Callable[[DkgMessage, int, Simulation], DkgMessage | None]
+"""The relay: sees each (message, recipient) delivery; may pass, replace or drop it."""
+
+Fault = Callable[[DkgMessage, Simulation], DkgMessage | None]
+"""A misbehaving node: rewrites (or, returning None, withholds) its own messages
+before it records and sends them, as modified node software would."""
+
+
+class _FaultyParticipant(DkgParticipant):
+    def __init__(
+        self, config: CeremonyConfig, identity: NodeIdentity, fault: Fault, sim: Simulation
+    ) -> None:
+        super().__init__(config, identity)
+        self._fault = fault
+        self._sim = sim
+
+    def _emit(self, message: DkgMessage) -> list[DkgMessage]:
+        changed = self._fault(message, self._sim)
+        return [] if changed is None else super()._emit(changed)
+
+
+def make_committee(
+    n: int, t: int, *, chain_id: int = 1, epoch: int = 1
+) -> tuple[CeremonyConfig, dict[int, NodeIdentity]]:
+    identities = {i: NodeIdentity.generate() for i in range(1, n + 1)}
+    members = tuple(identities[i].member(i) for i in range(1, n + 1))
+    config = CeremonyConfig(chain_id, epoch, t, members, secrets.token_bytes(32))
+    return config, identities
+
+
+def run_in_process(
+    n: int,
+    t: int,
+    *,
+    chain_id: int = 1,
+    epoch: int = 1,
+    faults: Mapping[int, Fault] | None = None,
+    interceptor: Interceptor | None = None,
+    wire: bool = True,
+) -> Simulation:
+    """A full ceremony; failures are collected on the result, never raised.
+
+    ``faults`` makes the given nodes misbehave at the source; ``interceptor``
+    plays a lying relay; ``wire`` sends every delivery through JSON.
+    """
+    config, identities = make_committee(n, t, chain_id=chain_id, epoch=epoch)
+    sim = Simulation(config, identities, {})
+    for i, ident in identities.items():
+        fault = (faults or {}).get(i)
+        sim.participants[i] = (
+            DkgParticipant(config, ident)
+            if fault is None
+            else _FaultyParticipant(config, ident, fault, sim)
+        )
+    outgoing = {i: p.start() for i, p in sim.participants.items()}
+    _deliver(sim, outgoing, interceptor, wire)
+    for _ in range(ROUNDS):
+        outgoing = {}
+        for i, p in sim.participants.items():
+            if i in sim.failures:
+                continue
+            try:
+                outgoing[i] = p.advance()
+            except DkgError as exc:
+                sim.failures[i] = exc
+        _deliver(sim, outgoing, interceptor, wire)
+    return sim
+
+
+def _encode(message: DkgMessage) -> str:
+    return json.dumps(message.to_json(), separators=(",", ":"))
+
+
+def _deliver(
+    sim: Simulation,
+    outgoing: dict[int, list[DkgMessage]],
+    interceptor: Interceptor | None,
+    wire: bool,
+) -> None:
+    for sender, messages in outgoing.items():
+        for message in messages:
+            text = _encode(message)
+            sim.traffic.count(message.KIND, len(text))
+            for r, participant in sim.participants.items():
+                if r == sender or r in sim.failures:
+                    continue
+                delivered = message if interceptor is None else interceptor(message, r, sim)
+                if delivered is None:
+                    continue
+                body = text if delivered is message else _encode(delivered)
+                sim.traffic.deliveries += 1
+                sim.traffic.bytes_delivered += len(body)
+                try:
+                    participant.receive(parse_message(json.loads(body)) if wire else delivered)
+                except DkgError as exc:
+                    sim.rejected.append((r, delivered.sender, exc))
+
+
+def group_secret(sim: Simulation) -> int:
+    """Σ λ_i·x_i over the first t finished nodes: tests only (a real KMS never does this)."""
+    shares = {}
+    for i, p in sim.participants.items():
+        if p.key_share is not None:
+            shares[i] = p.key_share.value
+    chosen = dict(sorted(shares.items())[: sim.config.threshold])
+    return combine_scalars(chosen)
+
+
+# --- faults ------------------------------------------------------------------------
+
+
+def bad_share_dealer(
+    victim: int, *, justification: Literal["honest", "bad", "silent"] = "honest"
+) -> Fault:
+    """A dealer that seals a wrong share for ``victim``.
+
+    When accused it answers with its true share (``honest``), a wrong one
+    (``bad``) or not at all (``silent``).
+    """
+
+    def fault(message: DkgMessage, sim: Simulation) -> DkgMessage | None:
+        if isinstance(message, Deal):
+            return sim.resign(_with_wrong_share(message, victim, sim.config))
+        if isinstance(message, Justification) and justification != "honest":
+            if justification == "silent":
+                return None
+            wrong = tuple(replace(r, value=(r.value + 1) % curve.ORDER) for r in message.revealed)
+            return sim.resign(replace(message, revealed=wrong))
+        return message
+
+    return fault
+
+
+def _with_wrong_share(deal: Deal, victim: int, config: CeremonyConfig) -> Deal:
+    key = config.member(victim).encryption_key
+    info = config.share_info(deal.sender, victim)
+    wrong = curve.scalar_to_bytes(curve.random_scalar())
+    shares = tuple(
+        EncryptedShare(victim, ecies.encrypt(key, wrong, info=info)) if s.recipient == victim else s
+        for s in deal.shares
+    )
+    return replace(deal, shares=shares, signature=b"")

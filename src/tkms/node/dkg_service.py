@@ -1,0 +1,191 @@
+"""The node's side of a ceremony over HTTP: admin-authorised, relay-driven rounds.
+
+The relay (``tkms dkg``) is a bulletin board: it can delay or drop messages
+but not forge them, since every DKG message carries its sender's signature
+and every node checks it. Only the committee's admin key may start a
+ceremony or close a round. When a ceremony completes, the share and the
+signed keyset are sealed to disk before the node answers "done", and the
+partial delegator starts serving them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from tkms.crypto import curve, eip712
+from tkms.crypto.dleq import Prover
+from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.crypto.wallet import SignatureError, Wallet, recover_address
+from tkms.dkg import (
+    CeremonyConfig,
+    DkgError,
+    DkgMessageError,
+    DkgParticipant,
+    NodeIdentity,
+    Phase,
+    parse_message,
+)
+from tkms.node.keystore import ChainShare, NodeSecrets, SealedKeystore
+from tkms.node.partial import PartialDelegator, ShareHolding
+from tkms.web.errors import ApiError
+
+log = logging.getLogger("tkms.node.dkg")
+
+
+def _admin_check(admin: bytes | None, digest: bytes, signature_hex: object) -> None:
+    if admin is None:
+        raise ApiError(403, "dkg_disabled", "this node has no DKG admin address configured")
+    try:
+        signature = parse_hex(signature_hex, name="authorization", length=65)
+        signer = recover_address(digest, signature)
+    except (EncodingError, SignatureError):
+        raise ApiError(401, "invalid_signature", "admin authorization is invalid") from None
+    if signer != admin:
+        raise ApiError(401, "unauthorized_signer", "not signed by the committee admin")
+
+
+def holding_from(share: ChainShare) -> ShareHolding:
+    return ShareHolding(share.index, share.epoch, Prover(share.share), share.keyset)
+
+
+class DkgService:
+    """One ceremony at a time; a new authorised start replaces an unfinished one."""
+
+    def __init__(
+        self,
+        wallet: Wallet,
+        keystore: SealedKeystore,
+        secrets: NodeSecrets,
+        partials: PartialDelegator,
+        admin: bytes | None,
+    ) -> None:
+        self.identity = NodeIdentity(wallet, secrets.encryption_key)
+        self.keystore = keystore
+        self.secrets = secrets
+        self.partials = partials
+        self.admin = admin
+        self.participant: DkgParticipant | None = None
+        self.round = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DkgService(participant={self.participant!r})"
+
+    def identity_json(self) -> dict[str, Any]:
+        return {
+            "signer": to_hex(self.identity.address),
+            "encryptionKey": to_hex(curve.encode_point(self.identity.encryption_public_key)),
+        }
+
+    def start(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_body", "request body must be a JSON object")
+        try:
+            config = CeremonyConfig.from_json(body.get("config"))
+        except DkgMessageError as exc:
+            raise ApiError(400, "invalid_ceremony", f"config: {exc}") from None
+        if config.chain_id not in self.partials.gateways:
+            raise ApiError(400, "unknown_chain", f"chain {config.chain_id} is not configured")
+        digest = eip712.digest(
+            eip712.dkg_domain(config.chain_id),
+            eip712.DKG_START,
+            {"sessionId": config.session_id},
+        )
+        _admin_check(self.admin, digest, body.get("authorization"))
+        with self._lock:
+            try:
+                participant = DkgParticipant(config, self.identity)
+            except ValueError:
+                raise ApiError(400, "not_a_member", "this node is not in the committee") from None
+            messages = participant.start()
+            self.participant = participant
+            self.round = 1
+        log.info("ceremony %s started as node %d", config.session_id.hex()[:16], participant.index)
+        return self._answer(participant, messages, [])
+
+    def step(self, body: Any) -> dict[str, Any]:
+        """Take the previous round's messages, close the phase, return this node's next ones."""
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            raise ApiError(
+                400, "invalid_body", "expected {sessionId, round, messages, authorization}"
+            )
+        with self._lock:
+            participant = self.participant
+            if participant is None:
+                raise ApiError(409, "no_ceremony", "no ceremony in progress")
+            try:
+                session = parse_hex(body.get("sessionId"), name="sessionId", length=32)
+            except EncodingError as exc:
+                raise ApiError(400, "invalid_body", str(exc)) from None
+            if session != participant.config.session_id:
+                raise ApiError(409, "wrong_session", "another ceremony is in progress")
+            round_ = body.get("round")
+            if not isinstance(round_, int) or isinstance(round_, bool) or round_ < 0:
+                raise ApiError(400, "invalid_body", "round must be a non-negative integer")
+            digest = eip712.digest(
+                eip712.dkg_domain(participant.config.chain_id),
+                eip712.DKG_STEP,
+                {"sessionId": session, "round": round_},
+            )
+            _admin_check(self.admin, digest, body.get("authorization"))
+            if round_ != self.round:
+                raise ApiError(409, "wrong_round", f"node is at round {self.round}, not {round_}")
+            rejected = []
+            for raw in body["messages"]:
+                try:
+                    message = parse_message(raw)
+                except DkgMessageError as exc:
+                    rejected.append(f"malformed message: {exc}")
+                    continue
+                if message.sender == participant.index:
+                    continue  # our own broadcast, relayed back to everyone
+                try:
+                    participant.receive(message)
+                except DkgError as exc:
+                    rejected.append(str(exc))
+            try:
+                messages = participant.advance()
+            except DkgError as exc:
+                log.warning("ceremony failed at round %d: %s", self.round, exc)
+                return {
+                    "phase": Phase.FAILED.value,
+                    "error": str(exc),
+                    "rejected": rejected,
+                    "messages": [],
+                }
+            self.round += 1
+            if participant.phase is Phase.DONE:
+                self._complete(participant)
+            return self._answer(participant, messages, rejected)
+
+    def _complete(self, participant: DkgParticipant) -> None:
+        keyset, share = participant.keyset, participant.key_share
+        assert keyset is not None and share is not None
+        chain_id = participant.config.chain_id
+        body = keyset.to_json(chain_id=chain_id, signatures=participant.keyset_signatures)
+        held = ChainShare(participant.index, keyset.epoch, keyset.threshold, share.value, body)
+        self.secrets.chains[chain_id] = held
+        self.keystore.save(self.secrets)  # durable before anyone is told "done"
+        self.partials.holdings[chain_id] = holding_from(held)
+        log.info(
+            "ceremony complete: chain %d epoch %d, index %d",
+            chain_id,
+            keyset.epoch,
+            participant.index,
+        )
+
+    def _answer(
+        self, participant: DkgParticipant, messages: list[Any], rejected: list[str]
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "index": participant.index,
+            "phase": participant.phase.value,
+            "round": self.round,
+            "messages": [m.to_json() for m in messages],
+            "rejected": rejected,
+        }
+        if participant.phase is Phase.DONE and participant.keyset is not None:
+            answer["keyset"] = self.secrets.chains[participant.config.chain_id].keyset
+        return answer

@@ -1,0 +1,89 @@
+"""The v1 partial delegation (protocol.md §3.2): ``x_i·K`` with a DLEQ proof, sealed.
+
+Same request, same authorization and same order of checks as v0; the answer
+is ``RSA-OAEP(enc(S_i) ‖ c ‖ z)`` and the node's EIP-712
+``PartialDelegateResponseProof`` over ``(index, epoch, encryptedPartial)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tkms.crypto import dleq, eip712, rsa
+from tkms.crypto.encoding import to_hex
+from tkms.crypto.wallet import Wallet
+from tkms.node.delegation import (
+    check_authorization,
+    parse_bearer,
+    parse_delegate_body,
+    parse_ephemeral,
+    parse_salt,
+    parse_target,
+    resolve_chain,
+)
+from tkms.web.errors import ApiError
+
+
+@dataclass(frozen=True)
+class ShareHolding:
+    """A chain's share as the hot path wants it: prover ready, keyset body cached."""
+
+    index: int
+    epoch: int
+    prover: dleq.Prover
+    keyset: Mapping[str, Any]
+
+
+class PartialDelegator:
+    """Answers v1 delegations; ``holdings`` fills in as ceremonies complete."""
+
+    def __init__(self, wallet: Wallet, gateways: Mapping[int, bytes]) -> None:
+        self.wallet = wallet
+        self.gateways = dict(gateways)
+        self.holdings: dict[int, ShareHolding] = {}
+
+    def __repr__(self) -> str:
+        return f"PartialDelegator(chains={sorted(self.gateways)}, ready={sorted(self.holdings)})"
+
+    def holding(self, chain_id: int) -> ShareHolding:
+        held = self.holdings.get(chain_id)
+        if held is None:
+            raise ApiError(
+                503, "dkg_incomplete", f"no completed key generation for chain {chain_id} yet"
+            )
+        return held
+
+    def keyset(self, chain_id_raw: str | None) -> Mapping[str, Any]:
+        return self.holding(resolve_chain(chain_id_raw, self.gateways)).keyset
+
+    def delegate_v1(
+        self,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+        body: bytes,
+    ) -> dict[str, Any]:
+        chain_id = resolve_chain(chain_id_raw, self.gateways)
+        held = self.holding(chain_id)
+        salt = parse_salt(salt_raw)
+        signature = parse_bearer(authorization)
+        request = parse_delegate_body(body)
+        check_authorization(chain_id, request, signature, self.gateways[chain_id])
+        ephemeral = parse_ephemeral(request.ephemeral_pubkey)
+        target = parse_target(request.target_pubkey)
+        s_enc, proof = held.prover.partial(ephemeral)
+        sealed = to_hex(rsa.encrypt(target, s_enc + proof))
+        signature_out = eip712.sign(
+            self.wallet,
+            eip712.delegate_domain(chain_id, salt),
+            eip712.PARTIAL_DELEGATE_RESPONSE_PROOF,
+            {"index": held.index, "epoch": held.epoch, "encryptedPartial": sealed},
+        )
+        return {
+            "index": held.index,
+            "epoch": held.epoch,
+            "encryptedPartial": sealed,
+            "proof": to_hex(signature_out),
+        }

@@ -1,0 +1,102 @@
+"""Threshold routes of a node: ``/v1/keyset``, ``/v1/delegate`` and ``/v1/dkg/…``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from prometheus_client import Counter
+from starlette.responses import Response
+
+from tkms.crypto.encoding import parse_address, parse_hex
+from tkms.crypto.wallet import Wallet
+from tkms.envconfig import ConfigError
+from tkms.node.config import NodeConfig
+from tkms.node.dkg_service import DkgService, holding_from
+from tkms.node.keystore import KeystoreError, SealedKeystore
+from tkms.node.partial import PartialDelegator
+from tkms.web.common import json_response, require_json
+from tkms.web.errors import ApiError
+
+DKG_PREFIX = "/v1/dkg/"
+
+
+@dataclass
+class ThresholdRuntime:
+    partials: PartialDelegator
+    dkg: DkgService | None
+
+
+def build_threshold_runtime(config: NodeConfig, wallet: Wallet) -> ThresholdRuntime:
+    gateways = {
+        chain_id: chain.gateway()
+        for chain_id, chain in config.chains.items()
+        if chain.gateway_address is not None
+    }
+    partials = PartialDelegator(wallet, gateways)
+    if config.state_dir is None:
+        return ThresholdRuntime(partials, None)
+    if config.sealing_key is None:
+        raise ConfigError("TKMS_NODE_SEALING_KEY: required with TKMS_NODE_STATE_DIR")
+    try:
+        keystore = SealedKeystore(
+            config.state_dir, parse_hex(config.sealing_key.get_secret_value(), length=32)
+        )
+        secrets = keystore.load_or_create()
+    except (ValueError, KeystoreError) as exc:
+        raise ConfigError(f"TKMS_NODE_SEALING_KEY: {exc}") from None
+    for chain_id, share in secrets.chains.items():
+        if chain_id in gateways:
+            partials.holdings[chain_id] = holding_from(share)
+    admin = parse_address(config.dkg_admin_address) if config.dkg_admin_address else None
+    return ThresholdRuntime(partials, DkgService(wallet, keystore, secrets, partials, admin))
+
+
+async def _json_body(request: Request) -> Any:
+    require_json(request)
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+
+
+def add_threshold_routes(app: FastAPI, runtime: ThresholdRuntime, delegations: Counter) -> None:
+    partials = runtime.partials
+
+    @app.get("/v1/keyset")
+    async def keyset(request: Request) -> Response:
+        return json_response(partials.keyset(request.query_params.get("chain_id")))
+
+    @app.post("/v1/delegate")
+    async def delegate_v1(request: Request) -> Response:
+        require_json(request)
+        query = request.query_params
+        answer = partials.delegate_v1(
+            query.get("chain_id"),
+            query.get("salt"),
+            request.headers.get("authorization"),
+            await request.body(),
+        )
+        delegations.labels(query.get("chain_id") or "default", "v1").inc()
+        return json_response(answer)
+
+    def dkg() -> DkgService:
+        if runtime.dkg is None:
+            raise ApiError(403, "dkg_disabled", "this node has no state directory for key shares")
+        return runtime.dkg
+
+    @app.get("/v1/dkg/identity")
+    async def dkg_identity() -> Response:
+        return json_response(dkg().identity_json())
+
+    @app.post("/v1/dkg/start")
+    async def dkg_start(request: Request) -> Response:
+        service = dkg()
+        return json_response(service.start(await _json_body(request)))
+
+    @app.post("/v1/dkg/round")
+    async def dkg_round(request: Request) -> Response:
+        service = dkg()
+        return json_response(service.step(await _json_body(request)))

@@ -1,0 +1,94 @@
+"""A committee of real node processes on loopback, for the threshold tests."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.procs import Service, free_port, start, wait_healthy
+from tkms.client.ceremony import Committee, CommitteeNode
+from tkms.crypto.encoding import to_hex
+from tkms.crypto.wallet import Wallet
+
+CHAIN_ID = 421614
+
+
+@dataclass
+class NodeSpec:
+    index: int
+    port: int
+    wallet: Wallet
+    state_dir: Path
+    sealing_key: bytes
+    log: Path
+    service: Service | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    admin: Wallet
+    gateway: Wallet
+    nodes: dict[int, NodeSpec] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path, n: int) -> Cluster:
+        cluster = cls(root, Wallet.generate(), Wallet.generate())
+        for i in range(1, n + 1):
+            cluster.nodes[i] = NodeSpec(
+                i,
+                free_port(),
+                Wallet.generate(),
+                root / f"node{i}",
+                secrets.token_bytes(32),
+                root / f"node{i}.log",
+            )
+        return cluster
+
+    def env(self, spec: NodeSpec) -> dict[str, str]:
+        return {
+            "TKMS_NODE_WALLET_KEY": to_hex(spec.wallet.private_key_bytes()),
+            f"TKMS_NODE_CHAINS__{CHAIN_ID}__GATEWAY_ADDRESS": to_hex(self.gateway.address),
+            "TKMS_NODE_SERVER__HOST": "127.0.0.1",
+            "TKMS_NODE_SERVER__PORT": str(spec.port),
+            "TKMS_NODE_STATE_DIR": str(spec.state_dir),
+            "TKMS_NODE_SEALING_KEY": to_hex(spec.sealing_key),
+            "TKMS_NODE_DKG_ADMIN_ADDRESS": to_hex(self.admin.address),
+        }
+
+    def start(self, index: int) -> Service:
+        spec = self.nodes[index]
+        with spec.log.open("ab") as log:
+            log.write(b"--- start\n")
+        spec.service = start(["node"], self.env(spec), spec.log, spec.port)
+        return spec.service
+
+    def start_all(self) -> None:
+        for i in self.nodes:
+            self.start(i)
+        for spec in self.nodes.values():
+            assert spec.service is not None
+            wait_healthy(spec.service)
+
+    def stop(self, index: int) -> None:
+        service = self.nodes[index].service
+        if service is not None:
+            service.stop()
+
+    def stop_all(self) -> None:
+        for i in self.nodes:
+            self.stop(i)
+
+    def committee(self) -> Committee:
+        return Committee(
+            CHAIN_ID, tuple(CommitteeNode(i, s.url) for i, s in sorted(self.nodes.items()))
+        )
+
+    def directory(self) -> dict[int, tuple[str, bytes]]:
+        """index → (url, signer), as a client finds them in devnet.json."""
+        return {i: (s.url, s.wallet.address) for i, s in self.nodes.items()}
