@@ -36,7 +36,16 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
     venv_bin = Path(sys.executable).parent
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(venv_bin / "tkms"), "devnet", "--state-dir", str(state), "--base-port", str(port)],
+            [
+                str(venv_bin / "tkms"),
+                "devnet",
+                "--nodes",
+                "1",
+                "--state-dir",
+                str(state),
+                "--base-port",
+                str(port),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,

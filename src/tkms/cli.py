@@ -106,9 +106,14 @@ def _wallet_from(key: str | None, key_file: Path | None, what: str) -> Wallet:
 
 @app.command()
 def delegate(
-    node_url: Annotated[str, typer.Option("--node", help="node URL")],
-    ephemeral_pubkey: Annotated[str, typer.Option(help="K of the record, 33-byte hex")],
-    chain_id: Annotated[int, typer.Option(help="chain id")] = 421614,
+    node_url: Annotated[str | None, typer.Option("--node", help="a v0 node URL")] = None,
+    devnet_file: Annotated[
+        Path | None, typer.Option("--devnet", help="devnet.json: ask every node for a v1 partial")
+    ] = None,
+    ephemeral_pubkey: Annotated[
+        str | None, typer.Option(help="K of a record (33-byte hex); with --devnet, optional")
+    ] = None,
+    chain_id: Annotated[int, typer.Option(help="chain id (--node)")] = 421614,
     gateway_key: Annotated[str | None, typer.Option(help="gateway wallet key (hex)")] = None,
     gateway_key_file: Annotated[Path | None, typer.Option(help="file holding it")] = None,
     rsa_key_file: Annotated[
@@ -118,43 +123,88 @@ def delegate(
         str | None, typer.Option(help="expected node wallet address (checked if given)")
     ] = None,
 ) -> None:
-    """Dev client: sign a delegation as the gateway, call the node, open the answer."""
-    from tkms.client.delegation import delegate_v0, open_shared_secret
+    """Dev client: sign a delegation as the gateway, ask the node(s), open the answer.
+
+    With --devnet and no --ephemeral-pubkey it encrypts a demo record to the
+    devnet's key, gathers partials from every node, verifies and recombines
+    them, and decrypts.
+    """
     from tkms.client.errors import TkmsError
 
-    gateway = _wallet_from(gateway_key, gateway_key_file, "gateway key")
     private = (
         rsa.load_private_key(rsa_key_file.read_bytes())
         if rsa_key_file
         else rsa.generate_private_key()
     )
     try:
-        answer = delegate_v0(
-            node_url, gateway, chain_id, ephemeral_pubkey, to_hex(rsa.public_key_der(private))
+        if devnet_file is not None:
+            from tkms.client.devnet_demo import threshold_delegate
+
+            for line in threshold_delegate(devnet_file, private, ephemeral_pubkey):
+                typer.echo(line)
+            return
+        if node_url is None or ephemeral_pubkey is None:
+            fail("give --node and --ephemeral-pubkey, or --devnet")
+            return
+        _delegate_v0(
+            node_url,
+            chain_id,
+            ephemeral_pubkey,
+            gateway_key,
+            gateway_key_file,
+            private,
+            node_signer,
         )
-        if node_signer is not None and answer.signer != parse_hex(node_signer, length=20):
-            fail(f"proof signed by {address_hex(answer.signer)}, expected {node_signer}")
-        shared_x = open_shared_secret(private, answer)
-    except (TkmsError, EncodingError, rsa.RsaDecryptError) as exc:
+    except (TkmsError, EncodingError, rsa.RsaDecryptError, OSError, ValueError) as exc:
         fail(str(exc))
-        return
+
+
+def _delegate_v0(
+    node_url: str,
+    chain_id: int,
+    ephemeral_pubkey: str,
+    gateway_key: str | None,
+    gateway_key_file: Path | None,
+    private: rsa.RSAPrivateKey,
+    node_signer: str | None,
+) -> None:
+    from tkms.client.delegation import delegate_v0, open_shared_secret
+
+    gateway = _wallet_from(gateway_key, gateway_key_file, "gateway key")
+    answer = delegate_v0(
+        node_url, gateway, chain_id, ephemeral_pubkey, to_hex(rsa.public_key_der(private))
+    )
+    if node_signer is not None and answer.signer != parse_hex(node_signer, length=20):
+        fail(f"proof signed by {address_hex(answer.signer)}, expected {node_signer}")
+    shared_x = open_shared_secret(private, answer)
     typer.echo(f"proof signer:     {address_hex(answer.signer)}")
     typer.echo(f"shared secret x:  {to_hex(shared_x)}")
 
 
 @app.command()
 def devnet(
-    state_dir: Annotated[Path, typer.Option(help="keys and devnet.json live here")] = Path(
+    state_dir: Annotated[Path, typer.Option(help="keys, shares and devnet.json live here")] = Path(
         "devnet-state"
     ),
-    base_port: Annotated[int, typer.Option(help="first node's port")] = 9100,
+    nodes: Annotated[int, typer.Option(min=1, max=64, help="KMS nodes (1: nox single-node)")] = 5,
+    threshold: Annotated[int, typer.Option(min=1, help="partials needed to decrypt")] = 3,
+    base_port: Annotated[int, typer.Option(help="node i listens on base-port + i")] = 9100,
     chain_id: Annotated[int, typer.Option(help="the devnet's chain id")] = 421614,
 ) -> None:
-    """Run a local devnet on its embedded defaults and print how to use it."""
+    """Run a local devnet: n node processes, a DKG ceremony, and how to use it."""
     from tkms.devnet import run_devnet
 
+    if nodes == 1:
+        threshold = 1
     try:
-        run_devnet(state_dir=state_dir, base_port=base_port, chain_id=chain_id, console=console)
+        run_devnet(
+            state_dir=state_dir,
+            base_port=base_port,
+            chain_id=chain_id,
+            nodes=nodes,
+            threshold=threshold,
+            console=console,
+        )
     except ConfigError as exc:
         fail(str(exc))
 

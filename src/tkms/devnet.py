@@ -1,8 +1,11 @@
 """A local devnet: KMS node processes on loopback with dev keys, kept in a state dir.
 
-Restarted on the same state directory it reuses its keys. It writes
-``devnet.json`` so that tools and tests find everything, prints how to use
-it, and stops every process it started on SIGINT/SIGTERM.
+``--nodes 1`` runs one nox-compatible node holding the whole key (v0).
+Otherwise ``n`` nodes create the key together by a DKG ceremony (shown with a
+progress display) and serve v1 partial delegations. Restarted on the same
+state directory it reuses its keys and shares instead of a new ceremony. It
+writes ``devnet.json`` so that tools and tests find everything, prints how to
+use it, and stops every process it started on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,39 +23,33 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from tkms.client.delegation import sign_delegate_request
-from tkms.crypto import curve, ecies, rsa
+from tkms.client.ceremony import Committee, CommitteeNode, run_ceremony
+from tkms.crypto import curve
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet, address_hex
+from tkms.devnet_single import print_single_node, single_node_env
 from tkms.envconfig import ConfigError
-from tkms.keyfiles import read_hex, write_hex, write_private
+from tkms.keyfiles import read_hex, write_hex
+
+MANIFEST = "devnet.json"
 
 
-@dataclass
-class DevKeys:
-    kms_key: bytes
-    node_wallet: Wallet
-    gateway_wallet: Wallet
+class KeyDir:
+    """Dev keys under ``state/keys``, made on first use and reused afterwards."""
 
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "keys"
+        self.path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path, 0o700)
 
-def _key(path: Path, make: bool) -> bytes:
-    if not path.exists():
-        if not make:
-            raise ConfigError(f"{path} is missing: remove the state directory to start afresh")
-        write_hex(path, curve.scalar_to_bytes(curve.random_scalar()))
-    return read_hex(path)
+    def file(self, name: str) -> Path:
+        path = self.path / f"{name}.key"
+        if not path.exists():
+            write_hex(path, curve.scalar_to_bytes(curve.random_scalar()))
+        return path.resolve()
 
-
-def load_or_create_keys(state_dir: Path) -> DevKeys:
-    keys = state_dir / "keys"
-    fresh = not keys.exists()
-    keys.mkdir(parents=True, exist_ok=True)
-    os.chmod(keys, 0o700)
-    return DevKeys(
-        kms_key=_key(keys / "kms.key", fresh),
-        node_wallet=Wallet(_key(keys / "node-wallet.key", fresh)),
-        gateway_wallet=Wallet(_key(keys / "gateway-wallet.key", fresh)),
-    )
+    def wallet(self, name: str) -> Wallet:
+        return Wallet(read_hex(self.file(name)))
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -70,97 +66,152 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30
     raise ConfigError(f"{url} did not become healthy within {timeout:.0f} s")
 
 
-def start_single_node(
-    state_dir: Path, keys: DevKeys, port: int, chain_id: int
-) -> subprocess.Popen[bytes]:
-    key_dir = (state_dir / "keys").resolve()
-    env = dict(os.environ)
-    env.update(
-        {
-            "NOX_KMS_WALLET_KEY_FILE": str(key_dir / "node-wallet.key"),
-            f"NOX_KMS_CHAINS__{chain_id}__ECC_KEY_FILE": str(key_dir / "kms.key"),
-            f"NOX_KMS_CHAINS__{chain_id}__GATEWAY_ADDRESS": address_hex(
-                keys.gateway_wallet.address
-            ),
-            "NOX_KMS_SERVER__HOST": "127.0.0.1",
-            "NOX_KMS_SERVER__PORT": str(port),
-        }
-    )
-    return subprocess.Popen([sys.executable, "-m", "tkms", "node"], env=env)
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("NOX_", "TKMS_"))}
+    full.update(env)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tkms", *args], env=full, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
-def write_example(state_dir: Path, keys: DevKeys, url: str, chain_id: int) -> dict[str, str]:
-    """A signed request anyone can replay with curl, and the answer it must open to."""
-    public = curve.base_mul(int.from_bytes(keys.kms_key, "big"))
-    record = ecies.encrypt(public, b"hello from the tkms devnet")
-    rsa_key = rsa.generate_private_key()
-    write_private(state_dir / "example-rsa.der", rsa.private_key_der(rsa_key))
-    ephemeral = to_hex(record.ephemeral_pubkey)
-    target = to_hex(rsa.public_key_der(rsa_key))
-    (state_dir / "example-request.json").write_text(
-        json.dumps({"ephemeralPubKey": ephemeral, "targetPubKey": target}) + "\n"
-    )
-    signature = sign_delegate_request(keys.gateway_wallet, chain_id, ephemeral, target)
-    expected = curve.point_x(
-        curve.mul(curve.parse_point(record.ephemeral_pubkey), int.from_bytes(keys.kms_key, "big"))
-    )
-    return {"ephemeral": ephemeral, "signature": signature, "expected": to_hex(expected)}
-
-
-def run_devnet(*, state_dir: Path, base_port: int, chain_id: int, console: Console) -> None:
-    keys = load_or_create_keys(state_dir)
-    url = f"http://127.0.0.1:{base_port}"
-    public_key = curve.encode_point(curve.base_mul(int.from_bytes(keys.kms_key, "big")))
-    manifest: dict[str, Any] = {
-        "chainId": chain_id,
-        "threshold": 1,
-        "publicKey": to_hex(public_key),
-        "gatewayPrivateKey": to_hex(keys.gateway_wallet.private_key_bytes()),
-        "nodes": [{"index": 1, "url": url, "signer": address_hex(keys.node_wallet.address)}],
+def threshold_node_env(
+    keys: KeyDir, state_dir: Path, index: int, port: int, chain_id: int
+) -> dict[str, str]:
+    return {
+        "TKMS_NODE_WALLET_KEY_FILE": str(keys.file(f"node{index}-wallet")),
+        "TKMS_NODE_SEALING_KEY_FILE": str(keys.file(f"node{index}-sealing")),
+        "TKMS_NODE_STATE_DIR": str((state_dir / f"node{index}").resolve()),
+        "TKMS_NODE_DKG_ADMIN_ADDRESS": address_hex(keys.wallet("admin").address),
+        f"TKMS_NODE_CHAINS__{chain_id}__GATEWAY_ADDRESS": address_hex(
+            keys.wallet("gateway-wallet").address
+        ),
+        "TKMS_NODE_SERVER__HOST": "127.0.0.1",
+        "TKMS_NODE_SERVER__PORT": str(port),
+        "TKMS_NODE_SERVICE_NAME": f"tkms-node-{index}",
     }
-    (state_dir / "devnet.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
-    process = start_single_node(state_dir, keys, base_port, chain_id)
+
+def existing_keyset(urls: dict[int, str], chain_id: int) -> dict[str, Any] | None:
+    """The keyset every node already serves, if they all serve the same one."""
+    bodies = []
+    for url in urls.values():
+        response = httpx.get(f"{url}/v1/keyset", params={"chain_id": str(chain_id)}, timeout=5)
+        if response.status_code != 200:
+            return None
+        bodies.append(response.json())
+    if len({json.dumps(b, sort_keys=True) for b in bodies}) != 1:
+        return None
+    keyset: dict[str, Any] = bodies[0]
+    return keyset
+
+
+def run_devnet(
+    *,
+    state_dir: Path,
+    base_port: int,
+    chain_id: int,
+    nodes: int,
+    threshold: int,
+    console: Console,
+) -> None:
+    if not 1 <= threshold <= nodes:
+        raise ConfigError(f"--threshold must lie in [1, {nodes}]")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    keys = KeyDir(state_dir)
+    logs = state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        wait_healthy(url, process)
-        example = write_example(state_dir, keys, url, chain_id)
-        gw_file = state_dir / "keys" / "gateway-wallet.key"
-        console.print(f"[bold green]tkms devnet up[/] (state in {state_dir}/)")
-        console.print(f"  node URL          {url}")
-        console.print(f"  node signer       {address_hex(keys.node_wallet.address)}")
-        console.print(f"  KMS public key    {to_hex(public_key)}")
-        console.print(f"  gateway address   {address_hex(keys.gateway_wallet.address)}")
-        console.print(f"  gateway key (dev) {gw_file}")
-        console.print("\nTry it (in another shell, from this directory):", highlight=False)
-        console.print(
-            f"  .venv/bin/tkms delegate --node {url} --chain-id {chain_id} "
-            f"--gateway-key-file {gw_file} --ephemeral-pubkey {example['ephemeral']}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        console.print(f"  → shared secret x:  {example['expected']}", highlight=False)
-        console.print(
-            f"\n  curl -sS -X POST '{url}/v0/delegate?chain_id={chain_id}&salt=0x{'00' * 32}' "
-            "-H 'Content-Type: application/json' "
-            f"-H 'Authorization: Bearer {example['signature']}' "
-            f"--data @{state_dir}/example-request.json",
-            highlight=False,
-            soft_wrap=True,
-        )
+        if nodes == 1:
+            url = f"http://127.0.0.1:{base_port}"
+            process = spawn(
+                ["node"], single_node_env(keys, base_port, chain_id), logs / "node1.log"
+            )
+            processes.append(process)
+            wait_healthy(url, process)
+            print_single_node(state_dir, keys, url, chain_id, console)
+        else:
+            urls = {i: f"http://127.0.0.1:{base_port + i}" for i in range(1, nodes + 1)}
+            for i in urls:
+                env = threshold_node_env(keys, state_dir, i, base_port + i, chain_id)
+                processes.append(spawn(["node"], env, logs / f"node{i}.log"))
+            for i, url in urls.items():
+                wait_healthy(url, processes[i - 1])
+            keyset = existing_keyset(urls, chain_id)
+            if keyset is None or keyset.get("threshold") != threshold:
+                keyset = ceremony(urls, keys, chain_id, threshold, console)
+            else:
+                console.print("reusing the key shares of the previous run")
+            manifest: dict[str, Any] = {
+                "chainId": chain_id,
+                "threshold": threshold,
+                "publicKey": keyset["publicKey"],
+                "gatewayPrivateKey": to_hex(keys.wallet("gateway-wallet").private_key_bytes()),
+                "nodes": [
+                    {
+                        "index": i,
+                        "url": url,
+                        "signer": address_hex(keys.wallet(f"node{i}-wallet").address),
+                    }
+                    for i, url in urls.items()
+                ],
+            }
+            (state_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            print_threshold(state_dir, manifest, console)
         console.print("\nCtrl-C stops the devnet.")
-        process.wait()
-        raise ConfigError(f"the node exited with code {process.returncode}")
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        dead = [i + 1 for i, p in enumerate(processes) if p.poll() is not None]
+        raise ConfigError(f"devnet process(es) {dead} exited; logs in {logs}")
     except KeyboardInterrupt:
         console.print("stopping devnet")
     finally:
-        if process.poll() is None:
-            process.terminate()
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def ceremony(
+    urls: dict[int, str], keys: KeyDir, chain_id: int, threshold: int, console: Console
+) -> dict[str, Any]:
+    from tkms.ui import ceremony_progress
+
+    committee = Committee(chain_id, tuple(CommitteeNode(i, u) for i, u in urls.items()))
+    console.print(f"key generation: {len(urls)} nodes, threshold {threshold}")
+    with ceremony_progress(console) as progress:
+        outcome = run_ceremony(committee, keys.wallet("admin"), threshold, progress=progress)
+    if outcome.keyset is None:
+        detail = "; ".join(f"node {i}: {e}" for i, e in sorted(outcome.errors.items()))
+        raise ConfigError(f"the key generation failed: {detail}")
+    return outcome.keyset
+
+
+def print_threshold(state_dir: Path, manifest: dict[str, Any], console: Console) -> None:
+    console.print(
+        f"[bold green]tkms devnet up[/] (state in {state_dir}/): "
+        f"{len(manifest['nodes'])} nodes, threshold {manifest['threshold']}"
+    )
+    for node in manifest["nodes"]:
+        console.print(f"  node {node['index']}  {node['url']}  signer {node['signer']}")
+    console.print(f"  KMS public key  {manifest['publicKey']}")
+    console.print(f"  manifest        {state_dir / MANIFEST}")
+    console.print("\nTry it (in another shell, from this directory):", highlight=False)
+    console.print(
+        f"  curl -sS '{manifest['nodes'][0]['url']}/v1/keyset?chain_id={manifest['chainId']}'",
+        highlight=False,
+    )
+    console.print(
+        f"  .venv/bin/tkms delegate --devnet {state_dir / MANIFEST}",
+        highlight=False,
+    )

@@ -1,0 +1,85 @@
+"""The single-node devnet (``--nodes 1``): one nox-compatible node with the whole key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from tkms.client.delegation import sign_delegate_request
+from tkms.crypto import curve, ecies, rsa
+from tkms.crypto.encoding import to_hex
+from tkms.crypto.wallet import address_hex
+from tkms.keyfiles import read_hex, write_private
+
+if TYPE_CHECKING:
+    from tkms.devnet import KeyDir
+
+
+def single_node_env(keys: KeyDir, port: int, chain_id: int) -> dict[str, str]:
+    return {
+        "NOX_KMS_WALLET_KEY_FILE": str(keys.file("node1-wallet")),
+        f"NOX_KMS_CHAINS__{chain_id}__ECC_KEY_FILE": str(keys.file("kms")),
+        f"NOX_KMS_CHAINS__{chain_id}__GATEWAY_ADDRESS": address_hex(
+            keys.wallet("gateway-wallet").address
+        ),
+        "NOX_KMS_SERVER__HOST": "127.0.0.1",
+        "NOX_KMS_SERVER__PORT": str(port),
+    }
+
+
+def write_example(state_dir: Path, keys: KeyDir, kms_key: int, chain_id: int) -> dict[str, str]:
+    """A signed request anyone can replay with curl, and the answer it must open to."""
+    record = ecies.encrypt(curve.base_mul(kms_key), b"hello from the tkms devnet")
+    rsa_key = rsa.generate_private_key()
+    write_private(state_dir / "example-rsa.der", rsa.private_key_der(rsa_key))
+    ephemeral = to_hex(record.ephemeral_pubkey)
+    target = to_hex(rsa.public_key_der(rsa_key))
+    (state_dir / "example-request.json").write_text(
+        json.dumps({"ephemeralPubKey": ephemeral, "targetPubKey": target}) + "\n"
+    )
+    gateway = keys.wallet("gateway-wallet")
+    signature = sign_delegate_request(gateway, chain_id, ephemeral, target)
+    expected = curve.point_x(curve.mul(curve.parse_point(record.ephemeral_pubkey), kms_key))
+    return {"ephemeral": ephemeral, "signature": signature, "expected": to_hex(expected)}
+
+
+def print_single_node(
+    state_dir: Path, keys: KeyDir, url: str, chain_id: int, console: Console
+) -> None:
+    kms_key = int.from_bytes(read_hex(keys.file("kms")), "big")
+    public_key = curve.encode_point(curve.base_mul(kms_key))
+    node_wallet = keys.wallet("node1-wallet")
+    gateway = keys.wallet("gateway-wallet")
+    manifest: dict[str, Any] = {
+        "chainId": chain_id,
+        "threshold": 1,
+        "publicKey": to_hex(public_key),
+        "gatewayPrivateKey": to_hex(gateway.private_key_bytes()),
+        "nodes": [{"index": 1, "url": url, "signer": address_hex(node_wallet.address)}],
+    }
+    (state_dir / "devnet.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    example = write_example(state_dir, keys, kms_key, chain_id)
+    gw_file = keys.file("gateway-wallet")
+    console.print(f"[bold green]tkms devnet up[/] (state in {state_dir}/): one nox-compatible node")
+    console.print(f"  node URL          {url}")
+    console.print(f"  node signer       {address_hex(node_wallet.address)}")
+    console.print(f"  KMS public key    {to_hex(public_key)}")
+    console.print(f"  gateway address   {address_hex(gateway.address)}")
+    console.print(f"  gateway key (dev) {gw_file}")
+    console.print("\nTry it (in another shell, from this directory):", highlight=False)
+    console.print(
+        f"  .venv/bin/tkms delegate --node {url} --chain-id {chain_id} "
+        f"--gateway-key-file {gw_file} --ephemeral-pubkey {example['ephemeral']}",
+        highlight=False,
+    )
+    console.print(f"  → shared secret x:  {example['expected']}", highlight=False)
+    console.print(
+        f"\n  curl -sS -X POST '{url}/v0/delegate?chain_id={chain_id}&salt=0x{'00' * 32}' "
+        "-H 'Content-Type: application/json' "
+        f"-H 'Authorization: Bearer {example['signature']}' "
+        f"--data @{state_dir}/example-request.json",
+        highlight=False,
+    )
