@@ -95,6 +95,8 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
             [
                 str(venv_bin / "tkms"),
                 "devnet",
+                "--nodes",
+                "1",
                 "--state-dir",
                 str(state),
                 "--base-port",
