@@ -64,6 +64,10 @@ class CeremonyOutcome:
     phases: dict[int, str] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     rejected: dict[int, list[str]] = field(default_factory=dict)
+    complaints: dict[int, list[int]] = field(default_factory=dict)
+    """Complainer → accused dealers, as broadcast (public: an operator wants to see them)."""
+    qualified: list[int] = field(default_factory=list)
+    """Dealers whose polynomials make up the key, as the finishing nodes report it."""
     messages: int = 0
     bytes_relayed: int = 0
 
@@ -126,6 +130,9 @@ async def run_ceremony_async(
         )
         for number, name in enumerate(ROUND_NAMES, start=1):
             broadcast = [m for a in answers.values() for m in a.get("messages", [])]
+            for m in broadcast:
+                if m.get("type") == "complaint" and m.get("accused"):
+                    outcome.complaints[int(m["sender"])] = list(m["accused"])
             sig = to_hex(
                 eip712.sign(
                     admin,
@@ -203,6 +210,14 @@ def _conclude(outcome: CeremonyOutcome, answers: dict[int, dict[str, Any]]) -> N
         keyset = next(iter(keysets.values()))
         assert isinstance(keyset, dict)
         outcome.keyset = keyset
+        outcome.qualified = sorted(
+            {
+                q
+                for a in answers.values()
+                if a.get("phase") == "done"
+                for q in a.get("qualified", [])
+            }
+        )
     elif len(distinct) > 1:
         for i in keysets:
             outcome.errors.setdefault(i, "nodes finished with different keysets")

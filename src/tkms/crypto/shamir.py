@@ -3,10 +3,9 @@
 A share of node ``i`` is ``f(i)`` for a secret polynomial ``f`` of degree
 ``t-1``; its public image ``f(i)·G`` is the evaluation of the commitments
 ``C_k = a_k·G`` at ``i``. Node indices are small positive integers, so the
-evaluation in the exponent runs Horner's rule with additions instead of full
-scalar multiplications: ``acc·i + C_k`` is one libsecp256k1 call summing ``i``
-copies of ``acc`` and ``C_k``, about a third of the cost of one multiplication
-at the committee sizes we run.
+evaluation in the exponent runs Horner's rule, where every step multiplies by
+the small ``i`` (a fraction of the cost of a full-size scalar) or, for the
+smallest indices, sums ``i`` copies in one libsecp256k1 call.
 """
 
 from __future__ import annotations
@@ -19,8 +18,11 @@ from coincurve import PublicKey
 from tkms.crypto import curve
 from tkms.crypto.curve import ORDER, Point
 
-# Past this index a full multiplication is cheaper than summing i copies.
-_SMALL_INDEX_LIMIT = 96
+# libsecp256k1's point multiplication is variable-time: its cost follows the
+# scalar's length, so multiplying by a small index is cheap (~10 µs), but below
+# this index one call summing i copies is cheaper still. Only public points
+# (commitments) go through here.
+_SMALL_INDEX_LIMIT = 24
 MAX_INDEX = 0xFFFF
 """Indices travel as uint16 in the DKG transcript; they also keep Horner cheap."""
 

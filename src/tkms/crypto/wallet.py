@@ -18,8 +18,11 @@ class SignatureError(ValueError):
     """A signature is malformed or does not recover to a key."""
 
 
+_keccak_256 = sha3.keccak_256
+
+
 def keccak256(data: bytes) -> bytes:
-    return sha3.keccak_256(data).digest()  # type: ignore[no-any-return]
+    return _keccak_256(data).digest()  # type: ignore[no-any-return]
 
 
 def address_of(public_key: PublicKey) -> bytes:

@@ -24,7 +24,7 @@ from tkms.crypto import curve, ecies, shamir
 from tkms.crypto.shamir import Polynomial, Share
 from tkms.dkg.committee import CeremonyConfig
 from tkms.dkg.errors import DkgAbort, DkgEquivocationError, DkgError, DkgProtocolError
-from tkms.dkg.keyset import KeysetNode, KeysetResult, check_keyset_signatures
+from tkms.dkg.keyset import KeysetResult, check_keyset_signatures, derive_keyset
 from tkms.dkg.messages import (
     Complaint,
     Deal,
@@ -195,7 +195,7 @@ class DkgParticipant:
         poly = self._new_polynomial()
         self._secret = SecretState(self.index, poly)
         shares = tuple(
-            EncryptedShare(
+            EncryptedShare.from_record(
                 m.index,
                 ecies.encrypt(
                     m.encryption_key,
@@ -252,7 +252,7 @@ class DkgParticipant:
         for j in self._dealers():
             if j == self.index:
                 continue
-            value = self._open(j, self._deals[j].share_for(self.index))
+            value = self._open(j)
             if value is None:
                 bad.append(j)
             else:
@@ -269,11 +269,11 @@ class DkgParticipant:
         self._phase = Phase.COMPLAINING
         return self._emit(sign(complaint, self._identity.wallet))
 
-    def _open(self, dealer: int, sealed: EncryptedShare | None) -> int | None:
-        if sealed is None:
-            return None
+    def _open(self, dealer: int) -> int | None:
+        sealed = self._deals[dealer].share_for(self.index)
+        assert sealed is not None  # _well_formed: a share for every other member
+        info = self.config.share_info(dealer, self.index)
         try:
-            info = self.config.share_info(dealer, self.index)
             return curve.parse_scalar(self._identity.decrypt(sealed.record, info=info))
         except (ecies.EciesError, curve.CurveError):
             return None
@@ -365,28 +365,18 @@ class DkgParticipant:
         return self._emit(sign(message, self._identity.wallet))
 
     def _derive(self, qual: list[int]) -> tuple[Share, KeysetResult]:
-        """Aggregate the qualified commitments once, then evaluate them at every index."""
-        agg = shamir.aggregate_commitments([self._commitments(j) for j in qual])
-        public_key = agg[0]
-        vks = shamir.evaluate_commitments_many(agg, self.config.indices)
-        if public_key is None or any(v is None for v in vks.values()):
-            raise DkgAbort("the qualified commitments sum to the point at infinity")
+        keyset = derive_keyset(
+            self.config.epoch,
+            self.config.threshold,
+            [self._commitments(j) for j in qual],
+            [(m.index, m.signer) for m in self.config.members],
+        )
         share = self._state().final_share(qual)
-        mine = vks[self.index]
-        if (
-            share.value == 0
-            or mine is None
-            or not curve.points_equal(curve.base_mul(share.value), mine)
-        ):
+        mine = keyset.verification_keys()[self.index]
+        if share.value == 0 or not curve.points_equal(curve.base_mul(share.value), mine):
             # Only colluding dealers whose errors cancelled in the aggregate check get here.
             culprits = [j for j in qual if not self._share_matches(j)]
             raise DkgAbort(f"own share disagrees with the commitments of dealers {culprits}")
-        nodes = []
-        for m in self.config.members:
-            vk = vks[m.index]
-            assert vk is not None
-            nodes.append(KeysetNode(m.index, m.signer, vk))
-        keyset = KeysetResult(self.config.epoch, self.config.threshold, public_key, tuple(nodes))
         return share, keyset
 
     def _close_signing(self) -> list[DkgMessage]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from tkms.crypto import curve, eip712
 from tkms.crypto.encoding import to_hex
-from tkms.crypto.shamir import verify_verification_keys
+from tkms.crypto.shamir import (
+    aggregate_commitments,
+    evaluate_commitments_many,
+    verify_verification_keys,
+)
 from tkms.crypto.wallet import SignatureError, Wallet, recover_address
 from tkms.dkg import wire
-from tkms.dkg.errors import DkgMessageError
+from tkms.dkg.errors import DkgAbort, DkgMessageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,31 @@ class KeysetResult:
             "nodes": message["nodes"],
             "signatures": {str(i): to_hex(signatures[i]) for i in sorted(signatures)},
         }
+
+
+def derive_keyset(
+    epoch: int,
+    threshold: int,
+    commitments: Sequence[Sequence[curve.Point]],
+    nodes: Sequence[tuple[int, bytes]],
+) -> KeysetResult:
+    """The keyset of the summed polynomials: ``Y = Σ_j C_j0`` and every ``Y_i``.
+
+    Aggregates the qualified dealers' commitments once (``A_k = Σ_j C_jk``),
+    then evaluates the aggregate at each node index: n evaluations instead of n·|QUAL|.
+    """
+    agg = aggregate_commitments(commitments)
+    vks = evaluate_commitments_many(agg, [index for index, _ in nodes])
+    public_key = agg[0]
+    out = []
+    for index, signer in nodes:
+        vk = vks[index]
+        if vk is None or public_key is None:
+            # Needs dealers that cancel each other: never an honest outcome.
+            raise DkgAbort("the qualified commitments evaluate to the point at infinity")
+        out.append(KeysetNode(index, signer, vk))
+    assert public_key is not None  # nodes is never empty
+    return KeysetResult(epoch, threshold, public_key, tuple(out))
 
 
 @dataclass(frozen=True)

@@ -60,43 +60,52 @@ def _common(
     )
 
 
+SEALED_SHARE_LENGTH = 33 + 12 + SHARE_CIPHERTEXT_LENGTH
+
+
 @dataclass(frozen=True, slots=True)
 class EncryptedShare:
+    """One recipient's share, ECIES-sealed: ``K (33) ‖ iv (12) ‖ ciphertext+tag (48)``.
+
+    Kept as one blob on the wire: every node parses all n² of them per ceremony,
+    and only the recipient ever splits one.
+    """
+
     recipient: int
-    record: EciesRecord
+    sealed: bytes
+
+    @classmethod
+    def from_record(cls, recipient: int, record: EciesRecord) -> EncryptedShare:
+        return cls(recipient, record.ephemeral_pubkey + record.iv + record.ciphertext)
+
+    @property
+    def record(self) -> EciesRecord:
+        return EciesRecord(self.sealed[:33], self.sealed[33:45], self.sealed[45:])
 
 
-_SHARE_KEYS = {"recipient", "ephemeralPubKey", "iv", "ciphertext"}
+_SHARE_KEYS = {"recipient", "sealed"}
 
 
 def _encrypted_share(data: object) -> EncryptedShare:
-    # Every node parses n² of these per ceremony: try the straight path first.
     if type(data) is dict and data.keys() == _SHARE_KEYS:
         recipient = data["recipient"]
-        ephemeral = wire.exact_hex(data["ephemeralPubKey"], 33)
-        iv = wire.exact_hex(data["iv"], 12)
-        sealed = wire.exact_hex(data["ciphertext"], SHARE_CIPHERTEXT_LENGTH)
+        sealed = wire.exact_hex(data["sealed"], SEALED_SHARE_LENGTH)
         if (
             type(recipient) is int
             and 1 <= recipient <= wire.MAX_INDEX
-            and ephemeral is not None
-            and ephemeral[0] in (2, 3)
-            and iv is not None
             and sealed is not None
+            and sealed[0] in (2, 3)
         ):
-            return EncryptedShare(recipient, EciesRecord(ephemeral, iv, sealed))
-    return _encrypted_share_checked(data)
-
-
-def _encrypted_share_checked(data: object) -> EncryptedShare:
+            return EncryptedShare(recipient, sealed)
+    # The checked path names what is wrong.
     obj = wire.expect_object(data, _SHARE_KEYS, "share")
-    ephemeral = wire.get_hex(obj, "ephemeralPubKey", 33)
+    checked = EncryptedShare(
+        wire.get_index(obj, "recipient"), wire.get_hex(obj, "sealed", SEALED_SHARE_LENGTH)
+    )
     # Shape only: the recipient alone decrypts, and a bad point there is a complaint.
-    if ephemeral[0] not in (2, 3):
-        raise DkgMessageError("ephemeralPubKey is not a compressed point")
-    iv = wire.get_hex(obj, "iv", 12)
-    record = EciesRecord(ephemeral, iv, wire.get_hex(obj, "ciphertext", SHARE_CIPHERTEXT_LENGTH))
-    return EncryptedShare(wire.get_index(obj, "recipient"), record)
+    if checked.sealed[0] not in (2, 3):
+        raise DkgMessageError("sealed share does not start with a compressed point")
+    return checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +128,7 @@ class Deal(_Envelope):
             t.blob(c)
         t.u32(len(self.shares))
         frame = wire.frame
-        t.raw(
-            b"".join(
-                s.recipient.to_bytes(2, "big")
-                + frame(s.record.ephemeral_pubkey)
-                + frame(s.record.iv)
-                + frame(s.record.ciphertext)
-                for s in self.shares
-            )
-        )
+        t.raw(b"".join(s.recipient.to_bytes(2, "big") + frame(s.sealed) for s in self.shares))
         return t
 
     def share_for(self, recipient: int) -> EncryptedShare | None:
@@ -140,13 +141,7 @@ class Deal(_Envelope):
         out = self._common_json(self.signature)
         out["commitments"] = [to_hex(c) for c in self.encoded_commitments]
         out["shares"] = [
-            {
-                "recipient": s.recipient,
-                "ephemeralPubKey": to_hex(s.record.ephemeral_pubkey),
-                "iv": to_hex(s.record.iv),
-                "ciphertext": to_hex(s.record.ciphertext),
-            }
-            for s in self.shares
+            {"recipient": s.recipient, "sealed": to_hex(s.sealed)} for s in self.shares
         ]
         return out
 

@@ -208,7 +208,9 @@ def _with_wrong_share(deal: Deal, victim: int, config: CeremonyConfig) -> Deal:
     info = config.share_info(deal.sender, victim)
     wrong = curve.scalar_to_bytes(curve.random_scalar())
     shares = tuple(
-        EncryptedShare(victim, ecies.encrypt(key, wrong, info=info)) if s.recipient == victim else s
+        EncryptedShare.from_record(victim, ecies.encrypt(key, wrong, info=info))
+        if s.recipient == victim
+        else s
         for s in deal.shares
     )
     return replace(deal, shares=shares, signature=b"")

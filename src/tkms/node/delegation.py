@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from tkms.crypto import curve, eip712, rsa
@@ -93,13 +94,19 @@ def parse_delegate_body(body: bytes) -> DelegateBody:
     return DelegateBody(*fields)
 
 
+@lru_cache(maxsize=256, typed=True)
+def _request_domain(chain_id: int) -> eip712.Domain:
+    """The request's domain has no salt: one object per chain, its separator cached."""
+    return eip712.delegate_domain(chain_id)
+
+
 def check_authorization(
     chain_id: int, body: DelegateBody, signature: bytes, gateway: bytes
 ) -> None:
     """The gateway signed these exact strings (prefix and case included)."""
     message = {"ephemeralPubKey": body.ephemeral_pubkey, "targetPubKey": body.target_pubkey}
     try:
-        digest = eip712.digest(eip712.delegate_domain(chain_id), _AUTH_STATEMENT, message)
+        digest = eip712.digest(_request_domain(chain_id), _AUTH_STATEMENT, message)
         signer = recover_address(digest, signature)
     except (SignatureError, eip712.Eip712Error):
         raise ApiError(401, "invalid_signature", "authorization signature is invalid") from None

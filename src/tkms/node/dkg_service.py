@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from tkms.crypto import curve, eip712
@@ -67,6 +68,10 @@ class DkgService:
         self.partials = partials
         self.admin = admin
         self.participant: DkgParticipant | None = None
+        # A seam for adversarial tests (a dealer that cheats runs a subclass).
+        self.participant_factory: Callable[[CeremonyConfig, NodeIdentity], DkgParticipant] = (
+            DkgParticipant
+        )
         self.round = 0
         self._lock = threading.Lock()
 
@@ -96,7 +101,7 @@ class DkgService:
         _admin_check(self.admin, digest, body.get("authorization"))
         with self._lock:
             try:
-                participant = DkgParticipant(config, self.identity)
+                participant = self.participant_factory(config, self.identity)
             except ValueError:
                 raise ApiError(400, "not_a_member", "this node is not in the committee") from None
             messages = participant.start()
@@ -188,4 +193,5 @@ class DkgService:
         }
         if participant.phase is Phase.DONE and participant.keyset is not None:
             answer["keyset"] = self.secrets.chains[participant.config.chain_id].keyset
+            answer["qualified"] = sorted(participant.qualified or ())
         return answer

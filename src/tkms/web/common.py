@@ -12,11 +12,13 @@ from starlette.responses import Response
 
 from tkms.web.errors import ApiError
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
+
 
 def json_response(data: object, status: int = 200) -> Response:
     """Serialize with the stdlib: FastAPI's jsonable_encoder costs more than our crypto."""
     return Response(
-        json.dumps(data, separators=(",", ":")).encode(),
+        _COMPACT.encode(data).encode(),
         status_code=status,
         media_type="application/json",
     )

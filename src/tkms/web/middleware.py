@@ -98,6 +98,7 @@ class BodyLimit:
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_MAX_CACHED_CHILDREN = 1024
 
 
 class Metrics:
@@ -116,6 +117,9 @@ class Metrics:
             registry=registry,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        # labels() takes a lock and builds a key on every call; the children of the
+        # few (route, method, status) triples a service answers are kept here.
+        self._children: dict[tuple[str, str, object], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,5 +140,14 @@ class Metrics:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self.requests.labels(template, method, str(status)).inc()
-            self.latency.labels(template).observe(time.perf_counter() - start)
+            key = (template, method, status)
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    self.requests.labels(template, method, str(status)),
+                    self.latency.labels(template),
+                )
+                if len(self._children) < _MAX_CACHED_CHILDREN:
+                    self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
