@@ -22,6 +22,27 @@ def free_port() -> int:
         return port
 
 
+def free_port_block(count: int) -> int:
+    """A base port such that base+1 .. base+count are free now (devnet's layout)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base + 1, base + count + 1):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no block of free ports")
+
+
 class Service:
     def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
         self.url = url
