@@ -112,3 +112,17 @@ def test_wallet_signatures() -> None:
         with pytest.raises(SignatureError):
             recover_address(digest, bad)
     assert wallet.private_key_bytes().hex() not in repr(wallet)
+
+
+@settings(max_examples=40, deadline=None)
+@given(p=scalars, k=scalars)
+def test_constant_time_mul_matches_the_group_law(p: int, k: int) -> None:
+    point = curve.base_mul(p)
+    expected = curve.encode_point(curve.mul(point, k))
+    assert curve.mul_secret_encoded(point, k) == expected
+    assert curve.mul_secret_x(point, k) == expected[1:]
+
+
+def test_constant_time_mul_refuses_zero() -> None:
+    with pytest.raises(curve.CurveError):
+        curve.mul_secret_encoded(curve.base_mul(3), curve.ORDER)

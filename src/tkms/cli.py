@@ -182,6 +182,51 @@ def _delegate_v0(
 
 
 @app.command()
+def dkg(
+    committee: Annotated[
+        Path, typer.Option(help='committee.json: {"chainId", "nodes": [{"index", "url"}]}')
+    ],
+    threshold: Annotated[int, typer.Option(min=1, help="partials needed to decrypt")],
+    admin_key: Annotated[str | None, typer.Option(help="the committee admin key (hex)")] = None,
+    admin_key_file: Annotated[Path | None, typer.Option(help="file holding it")] = None,
+    epoch: Annotated[int, typer.Option(min=0, help="the keyset epoch to create")] = 1,
+    out: Annotated[Path | None, typer.Option(help="write the signed keyset here")] = None,
+) -> None:
+    """Run a DKG ceremony across a committee of nodes, as its relay."""
+    import json
+
+    from tkms.client.ceremony import CeremonyError, Committee, run_ceremony
+    from tkms.ui import ceremony_progress
+
+    admin = _wallet_from(admin_key, admin_key_file, "admin key")
+    try:
+        members = Committee.load(committee)
+        console.print(
+            f"key generation: {len(members.nodes)} nodes, threshold {threshold}, "
+            f"chain {members.chain_id}, epoch {epoch}"
+        )
+        with ceremony_progress(console) as progress:
+            outcome = run_ceremony(members, admin, threshold, epoch=epoch, progress=progress)
+    except CeremonyError as exc:
+        fail(str(exc))
+        return
+    for index, complaint in sorted(outcome.complaints.items()):
+        console.print(f"node {index} complained about dealers {complaint}")
+    for index, errors in sorted(outcome.rejected.items()):
+        console.print(f"node {index} refused {len(errors)} message(s): {errors[0]}")
+    if outcome.keyset is None:
+        detail = "; ".join(f"node {i}: {e}" for i, e in sorted(outcome.errors.items()))
+        fail(f"the ceremony failed: {detail}")
+        return
+    console.print(f"qualified dealers {outcome.qualified}")
+    text = json.dumps(outcome.keyset, indent=2) + "\n"
+    if out is not None:
+        out.write_text(text)
+        console.print(f"keyset written to {out}")
+    typer.echo(f"public key: {outcome.keyset['publicKey']}")
+
+
+@app.command()
 def devnet(
     state_dir: Annotated[Path, typer.Option(help="keys, shares and devnet.json live here")] = Path(
         "devnet-state"

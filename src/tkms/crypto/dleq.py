@@ -47,7 +47,7 @@ def prove(
     one from the OS CSPRNG, since a repeated nonce reveals ``x_i``.
     """
     y_enc = curve.encode_point(Y_i if Y_i is not None else curve.base_mul(x_i))
-    s_enc = curve.encode_point(S_i if S_i is not None else curve.mul(K, x_i))
+    s_enc = curve.encode_point(S_i) if S_i is not None else curve.mul_secret_encoded(K, x_i)
     return _prove(x_i, K, curve.encode_point(K), y_enc, s_enc, nonce)
 
 
@@ -65,7 +65,7 @@ def _prove(
     if not 1 <= r < ORDER:
         raise DleqError("the nonce must lie in [1, n-1]")
     a1 = curve.encode_point(curve.base_mul(r))
-    a2 = curve.encode_point(curve.mul(K, r))
+    a2 = curve.mul_secret_encoded(K, r)
     c = challenge(y_enc, k_enc, s_enc, a1, a2)
     z = (r + c * x_i) % ORDER
     return curve.scalar_to_bytes(c) + curve.scalar_to_bytes(z)
@@ -91,7 +91,7 @@ class Prover:
         return self._y_enc
 
     def partial(self, K: Point, *, nonce: int | None = None) -> tuple[bytes, bytes]:
-        s_enc = curve.encode_point(curve.mul(K, self._x))
+        s_enc = curve.mul_secret_encoded(K, self._x)
         proof = _prove(self._x, K, curve.encode_point(K), self._y_enc, s_enc, nonce)
         return s_enc, proof
 

@@ -51,7 +51,7 @@ def encrypt(
     if len(iv) != IV_LENGTH:
         raise EciesError("iv is 12 bytes")
     ephemeral = curve.base_mul(k)
-    shared_x = curve.point_x(curve.mul(public_key, k))
+    shared_x = curve.mul_secret_x(public_key, k)
     ciphertext = AESGCM(derive_key(shared_x, info=info)).encrypt(iv, plaintext, None)
     return EciesRecord(curve.encode_point(ephemeral), iv, ciphertext)
 
@@ -71,5 +71,5 @@ def decrypt_with_shared_x(
 def decrypt(private_key: int, record: EciesRecord, *, info: bytes = HKDF_INFO_DATA) -> bytes:
     """Decrypt with the whole private key (single-node mode, tests)."""
     ephemeral = curve.parse_point(record.ephemeral_pubkey)
-    shared_x = curve.point_x(curve.mul(ephemeral, private_key))
+    shared_x = curve.mul_secret_x(ephemeral, private_key)
     return decrypt_with_shared_x(shared_x, record.iv, record.ciphertext, info=info)

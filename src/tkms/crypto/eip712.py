@@ -398,3 +398,28 @@ def reference_digest(domain: Domain, statement: Statement, message: Mapping[str,
 
     signable = encode_typed_data(full_message=typed_data(domain, statement, message))
     return keccak256(b"\x19" + signable.version + signable.header + signable.body)
+
+
+# --- gateway ACL (tkms extensions of the Handle Gateway; nox keeps its ACL on-chain) ---
+
+ACL_GRANT = _statement(
+    "AclGrant",
+    (
+        "AclGrant",
+        (
+            ("handle", "bytes32"),
+            ("role", "string"),
+            ("account", "address"),
+            ("grantedBy", "address"),
+            ("notBefore", "uint256"),
+            ("expiresAt", "uint256"),
+        ),
+    ),
+)
+"""Signed by the owner or an admin of ``handle``, domain ``Handle Gateway`` + verifyingContract."""
+HANDLE_ACL = _statement(
+    "HandleAcl",
+    ("HandleAcl", (("handle", "string"), ("owner", "string"), ("entries", "AclEntry[]"))),
+    ("AclEntry", (("role", "string"), ("account", "string"))),
+)
+"""The gateway's signed answer of ``GET /v1/acl/{handle}`` and ``POST /v1/acl/grant``."""

@@ -223,13 +223,12 @@ def verify_verification_keys(public_key: Point, threshold: int, vks: Mapping[int
     Interpolates in the exponent from the ``t`` lowest indices and checks every
     other key and the value at 0; fewer than ``t`` keys cannot be checked and fail.
     """
+    if threshold < 1 or len(vks) < threshold:
+        return False
     try:
-        check_threshold(threshold, max(len(vks), threshold))
         for i in vks:
             check_index(i)
     except ShamirError:
-        return False
-    if len(vks) < threshold:
         return False
     base = sorted(vks)[:threshold]
     points = [vks[i] for i in base]

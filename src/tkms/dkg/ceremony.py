@@ -259,7 +259,7 @@ class DkgParticipant:
                 state.accept(j, value)
         good = [j for j in self._dealers() if j not in bad]
         # One aggregate check for all dealers; per-dealer checks only to find a cheat.
-        if not self._sum_matches(good):
+        if good and not self._sum_matches(good):
             bad.extend(j for j in good if not self._share_matches(j))
         for j in bad:
             state.forget(j)

@@ -153,7 +153,7 @@ class Delegator:
         check_authorization(chain_id, request, signature, key.gateway)
         ephemeral = parse_ephemeral(request.ephemeral_pubkey)
         target = parse_target(request.target_pubkey)
-        shared_x = curve.point_x(ephemeral.multiply(key.secret))
+        shared_x = curve.mul_secret_x(ephemeral, int.from_bytes(key.secret, "big"))
         sealed = to_hex(rsa.encrypt(target, shared_x))
         proof = eip712.sign(
             self.wallet,
