@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 devnet: $(STAMP)
-	$(BIN)/tkms devnet
+	$(BIN)/tkms devnet $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

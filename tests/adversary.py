@@ -11,8 +11,9 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import uvicorn
@@ -83,11 +84,9 @@ def build_app(upstream: str, wallet: Wallet) -> Starlette:
 
 
 @contextmanager
-def forging_proxy(upstream: str, wallet: Wallet) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(upstream, wallet), host="127.0.0.1", port=port, log_level="error")
-    )
+def serve_in_thread(app: Any, port: int) -> Iterator[str]:
+    """Run an ASGI app on loopback in this process, for as long as the block lasts."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -98,6 +97,10 @@ def forging_proxy(upstream: str, wallet: Wallet) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def forging_proxy(upstream: str, wallet: Wallet) -> AbstractContextManager[str]:
+    return serve_in_thread(build_app(upstream, wallet), free_port())
 
 
 class BadDealer(DkgParticipant):
@@ -145,16 +148,5 @@ def in_process_node(env: dict[str, str], participant: type[DkgParticipant]) -> I
     config = load_node_config(env)
     app = create_app(config)
     app.state.threshold.dkg.participant_factory = participant
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=config.server.port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{config.server.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app, config.server.port) as url:
+        yield url

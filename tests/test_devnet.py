@@ -29,27 +29,19 @@ def _wait_for(
     raise AssertionError(f"{pattern!r} not printed:\n{log.read_text()}")
 
 
+def _start_single_node_devnet(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    tkms = str(Path(sys.executable).parent / "tkms")
+    args = [tkms, "devnet", "--nodes", "1", "--state-dir", str(state), "--base-port", str(port)]
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=state.parent)
+
+
 def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
     port = free_port()
     state = tmp_path / "state"
     log = tmp_path / "devnet.log"
     venv_bin = Path(sys.executable).parent
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(venv_bin / "tkms"),
-                "devnet",
-                "--nodes",
-                "1",
-                "--state-dir",
-                str(state),
-                "--base-port",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
+    process = _start_single_node_devnet(state, port, log)
     try:
         text = _wait_for(r"Ctrl-C stops the devnet", log, process)
         manifest = json.loads((state / "devnet.json").read_text())
@@ -90,22 +82,7 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
     first = json.loads((state / "devnet.json").read_text())
     port2 = free_port()
     log2 = tmp_path / "devnet2.log"
-    with log2.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(venv_bin / "tkms"),
-                "devnet",
-                "--nodes",
-                "1",
-                "--state-dir",
-                str(state),
-                "--base-port",
-                str(port2),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
+    process = _start_single_node_devnet(state, port2, log2)
     try:
         _wait_for(r"Ctrl-C stops the devnet", log2, process)
         second = json.loads((state / "devnet.json").read_text())

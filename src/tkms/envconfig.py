@@ -14,6 +14,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
+from tkms.crypto import curve
+from tkms.crypto.encoding import EncodingError, parse_address, parse_hex
+
 
 class ConfigError(Exception):
     """Invalid configuration: the message is one line naming the variable."""
@@ -65,3 +70,25 @@ def variable_for(
             return name[: len(name) - sum(len(p) + 2 for p in leaf[len(path) :])]
     suffix = "__".join(str(p).upper() for p in loc if p != "[key]")
     return " or ".join(prefix + suffix for prefix in prefixes)
+
+
+# Field checks shared by the services' settings (pydantic validators call them).
+
+
+def check_private_key(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    try:
+        curve.parse_scalar(parse_hex(value.get_secret_value(), length=32))
+    except (EncodingError, curve.CurveError):
+        raise ValueError("must be a 32-byte hex secp256k1 private key in [1, n-1]") from None
+    return value
+
+
+def check_address(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_address(value)
+        except EncodingError:
+            raise ValueError("must be a 20-byte hex address") from None
+    return value

@@ -13,21 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from tkms.crypto import curve
-from tkms.crypto.encoding import EncodingError, parse_address, parse_hex
-from tkms.envconfig import ConfigError, collect, variable_for
+from tkms.crypto.encoding import parse_address
+from tkms.envconfig import ConfigError, check_address, check_private_key, collect, variable_for
 
 PREFIXES = ("NOX_KMS_", "TKMS_NODE_")
-
-
-def _secret_key(value: SecretStr | None) -> SecretStr | None:
-    if value is None:
-        return None
-    try:
-        curve.parse_scalar(parse_hex(value.get_secret_value(), length=32))
-    except (EncodingError, curve.CurveError):
-        raise ValueError("must be a 32-byte hex secp256k1 private key in [1, n-1]") from None
-    return value
 
 
 class ServerConfig(BaseModel):
@@ -47,17 +36,10 @@ class ChainConfig(BaseModel):
     call_timeout: str = "8s"
     connect_timeout: str = "5s"
 
-    _check_ecc = field_validator("ecc_key")(_secret_key)
-
-    @field_validator("gateway_address", "nox_compute_contract_address")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_address(value)
-            except EncodingError:
-                raise ValueError("must be a 20-byte hex address") from None
-        return value
+    _check_ecc = field_validator("ecc_key")(check_private_key)
+    _check_addresses = field_validator("gateway_address", "nox_compute_contract_address")(
+        check_address
+    )
 
     def gateway(self) -> bytes:
         if self.gateway_address is None:
@@ -77,17 +59,8 @@ class NodeConfig(BaseModel):
     dkg_admin_address: str | None = None
     dkg_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
-    _check_wallet = field_validator("wallet_key")(_secret_key)
-
-    @field_validator("dkg_admin_address")
-    @classmethod
-    def _admin(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_address(value)
-            except EncodingError:
-                raise ValueError("must be a 20-byte hex address") from None
-        return value
+    _check_wallet = field_validator("wallet_key")(check_private_key)
+    _check_admin = field_validator("dkg_admin_address")(check_address)
 
     @field_validator("chains")
     @classmethod
