@@ -80,6 +80,20 @@ def hostile_requests(keys: NodeKeys, good_target: str) -> list[Hostile]:
         Hostile("chain negative", 400, "invalid_chain_id", params={"chain_id": "-1"}, **ok),
         Hostile("chain missing, two chains", 400, "missing_chain_id", params={}, **ok),
         Hostile(
+            "chain in Arabic-Indic digits",
+            400,
+            "invalid_chain_id",
+            params={"chain_id": "\u0664\u0662\u0661\u0666\u0661\u0664"},
+            **ok,
+        ),
+        Hostile(
+            "lone surrogate in a field",
+            400,
+            "invalid_body",
+            headers=ok["headers"],
+            body=b'{"ephemeralPubKey": "\\ud800", "targetPubKey": "0x00"}',
+        ),
+        Hostile(
             "salt not hex",
             400,
             "invalid_salt",
@@ -257,6 +271,16 @@ def test_every_hostile_request_gets_its_documented_error(
         metrics = client.get("/metrics").text
         assert 'tkms_node_errors_total{code="invalid_target_pubkey"}' in metrics
         assert 'tkms_node_delegations_total{chain_id="421614",version="v0"}' in metrics
+        # A zero-padded chain id is the same chain, and the same metric label.
+        padded = _signed(node_keys, ephemeral, target)
+        response = client.post(
+            "/v0/delegate",
+            params={"chain_id": "0" + str(CHAIN_ID)},
+            headers=padded["headers"],
+            content=padded["body"],
+        )
+        assert response.status_code == 200
+        assert 'chain_id="0421614"' not in client.get("/metrics").text
 
     # Nothing secret reaches the log.
     log = v0_node.output().lower()

@@ -299,11 +299,18 @@ def _address(value: bytes) -> bytes:
     return bytes(12) + value
 
 
+def _utf8(value: str) -> bytes:
+    try:
+        return value.encode()
+    except UnicodeEncodeError:  # a lone surrogate from JSON "\ud800"
+        raise Eip712Error("string field is not valid Unicode") from None
+
+
 def _encode_field(statement: Statement, typ: str, value: Any) -> bytes:
     if typ == "string":
         if not isinstance(value, str):
             raise Eip712Error("string field must be a str")
-        return keccak256(value.encode())
+        return keccak256(_utf8(value))
     if typ == "uint256":
         return _uint256(value)
     if typ == "address":
@@ -335,7 +342,7 @@ def hash_struct(statement: Statement, message: Mapping[str, Any], name: str | No
                 raise Eip712Error(f"{name} misses field {missing}") from None
             if not isinstance(value, str):
                 raise Eip712Error("string field must be a str")
-            parts.append(keccak256(value.encode()))
+            parts.append(keccak256(_utf8(value)))
         return keccak256(b"".join(parts))
     try:
         encoded = [_encode_field(statement, typ, message[f]) for f, typ in statement.structs[name]]

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from tkms.crypto.encoding import parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.node.config import NodeConfig, load_node_config
-from tkms.node.delegation import ChainKey, Delegator
+from tkms.node.delegation import ChainKey, Delegator, resolve_chain
 from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes, build_threshold_runtime
 from tkms.web.common import add_common_routes, json_response, require_json
 from tkms.web.errors import ApiError, install_error_handlers
@@ -75,7 +75,8 @@ def create_app(config: NodeConfig) -> FastAPI:
             request.headers.get("authorization"),
             await request.body(),
         )
-        delegations.labels(query.get("chain_id") or "default", "v0").inc()
+        # Label by the resolved id: the raw value is the caller's to vary.
+        delegations.labels(str(resolve_chain(query.get("chain_id"), delegator.chains)), "v0").inc()
         return json_response(answer)
 
     app.router.add_api_route(

@@ -43,7 +43,8 @@ def resolve_chain(raw: str | None, chains: Mapping[int, Any]) -> int:
             only: int = next(iter(chains))
             return only
         raise ApiError(400, "missing_chain_id", "query parameter chain_id is required")
-    if not raw.isdigit() or len(raw) > 10:
+    # isdigit() alone takes "٤٢" and other Unicode digits; the wire is ASCII.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
         raise ApiError(400, "invalid_chain_id", "chain_id must be a decimal u32")
     chain_id = int(raw)
     if chain_id not in chains:
@@ -90,6 +91,8 @@ def parse_delegate_body(body: bytes) -> DelegateBody:
         value = data.get(name)
         if not isinstance(value, str):
             raise ApiError(400, "invalid_body", f"{name} must be a string")
+        if not value.isascii():  # hex on the wire; also keeps lone surrogates out of hashing
+            raise ApiError(400, "invalid_body", f"{name} must be ASCII hex")
         fields.append(value)
     return DelegateBody(*fields)
 

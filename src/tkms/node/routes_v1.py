@@ -14,6 +14,7 @@ from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.envconfig import ConfigError
 from tkms.node.config import NodeConfig
+from tkms.node.delegation import resolve_chain
 from tkms.node.dkg_service import DkgService, holding_from
 from tkms.node.keystore import KeystoreError, SealedKeystore
 from tkms.node.partial import PartialDelegator
@@ -79,7 +80,8 @@ def add_threshold_routes(app: FastAPI, runtime: ThresholdRuntime, delegations: C
             request.headers.get("authorization"),
             await request.body(),
         )
-        delegations.labels(query.get("chain_id") or "default", "v1").inc()
+        # Label by the resolved id: the raw value is the caller's to vary.
+        delegations.labels(str(resolve_chain(query.get("chain_id"), partials.gateways)), "v1").inc()
         return json_response(answer)
 
     def dkg() -> DkgService:

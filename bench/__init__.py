@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``); shared helpers live in :mod:`bench.common`."""
