@@ -163,8 +163,31 @@ def partial_rows() -> list[Row]:
             sha3.keccak_256(data).digest()
         return None
 
+    def floor_constant_time() -> object:
+        # The same, with the two secret-scalar multiplications on libsecp256k1's
+        # constant-time ECDH path, which is what the node must use.
+        curve.mul_secret_encoded(K0, x_i)  # S_i
+        r = curve.random_scalar()
+        curve.base_mul(r)  # A1 = r·G
+        curve.mul_secret_encoded(K0, r)  # A2 = r·K
+        target.encrypt(envelope, OAEP)
+        raw_key.sign_recoverable(digest, hasher=None)
+        for data in (hex_partial, digest * 4, digest * 6, digest * 3):
+            sha3.keccak_256(data).digest()
+        return None
+
     p, f = paired(path, floor)
-    rows = [Row("partial (S_i + DLEQ + RSA seal + EIP-712)", p, f, PARTIAL_TARGET)]
+    _, f_ct = paired(path, floor_constant_time)
+    rows = [
+        Row(
+            "partial (S_i + DLEQ + RSA seal + EIP-712)",
+            p,
+            f,
+            PARTIAL_TARGET,
+            "vs variable-time floor",
+        ),
+        Row("  same, vs constant-time floor", p, f_ct, PARTIAL_TARGET),
+    ]
     for extension in EXTENSIONS["partial"]:
         rows.extend(extension())
     return rows
