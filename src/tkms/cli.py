@@ -6,16 +6,21 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from tkms.cli_values import parse_cli_value, resolve_account, show_value
 from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet, address_hex
 from tkms.envconfig import ConfigError
 from tkms.keyfiles import read_hex, write_hex, write_private
+from tkms.protocol.solidity import PlainInput
+
+if TYPE_CHECKING:
+    from tkms.client import Client
 
 app = typer.Typer(
     name="tkms",
@@ -224,6 +229,127 @@ def dkg(
         out.write_text(text)
         console.print(f"keyset written to {out}")
     typer.echo(f"public key: {outcome.keyset['publicKey']}")
+
+
+@app.command()
+def gateway(
+    host: Annotated[str | None, typer.Option(help="overrides TKMS_GATEWAY_SERVER__HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides TKMS_GATEWAY_SERVER__PORT")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes")] = None,
+) -> None:
+    """Run the Handle Gateway configured by NOX_HANDLE_GATEWAY_* / TKMS_GATEWAY_* variables."""
+    from tkms.gateway.server import serve
+
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"TKMS_GATEWAY_SERVER__{name}"] = str(value)
+    try:
+        serve()
+    except ConfigError as exc:
+        fail(f"invalid configuration: {exc}")
+
+
+DEVNET_FILE = Path("devnet-state/devnet.json")
+DevnetOption = Annotated[
+    Path, typer.Option("--devnet", help="devnet.json: the gateway, its signer, the KMS key")
+]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(help="your wallet key file (default: the devnet's dev user, keys/user.key)"),
+]
+
+
+def _parsed(text: str, solidity_type: str) -> PlainInput:
+    try:
+        return parse_cli_value(text, solidity_type)
+    except ValueError as exc:
+        fail(str(exc))
+        raise AssertionError from None  # unreachable: fail() exits
+
+
+def _sdk(devnet_file: Path, key_file: Path | None) -> Client:
+    from tkms.client import Client, TkmsError
+
+    try:
+        return Client.from_devnet(devnet_file, key_file=key_file)
+    except (TkmsError, OSError, ValueError) as exc:
+        fail(str(exc))
+        raise AssertionError from None  # unreachable: fail() exits
+
+
+@app.command()
+def encrypt(
+    value: Annotated[str, typer.Argument(help="1000, -5, true, 0x… (address, bytes), or text")],
+    solidity_type: Annotated[
+        str, typer.Option("--type", help="uint8..uint256, int8..int256, bool, address, …")
+    ] = "uint256",
+    devnet_file: DevnetOption = DEVNET_FILE,
+    key_file: KeyFileOption = None,
+    application: Annotated[str | None, typer.Option(help="application contract")] = None,
+) -> None:
+    """Encrypt a value through the gateway; prints the new handle (your wallet owns it)."""
+    from tkms.client import TkmsError
+
+    with _sdk(devnet_file, key_file) as client:
+        try:
+            created = client.encrypt(
+                _parsed(value, solidity_type), solidity_type, application=application
+            )
+        except TkmsError as exc:
+            fail(str(exc), 1)
+            return
+        console.print(f"{solidity_type} stored, owner {client.address}", highlight=False)
+        typer.echo(created.handle)
+
+
+@app.command()
+def grant(
+    handle: Annotated[str, typer.Argument(help="0x + 64 hex digits")],
+    account: Annotated[
+        str, typer.Argument(help="an address, a devnet user name (bob), or 'public'")
+    ],
+    role: Annotated[str, typer.Option(help="viewer or admin")] = "viewer",
+    devnet_file: DevnetOption = DEVNET_FILE,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Let an account read a handle (you must own it or be one of its admins)."""
+    from tkms.client import TkmsError
+
+    with _sdk(devnet_file, key_file) as client:
+        try:
+            who = account if account == "public" else resolve_account(account, devnet_file)
+            if account == "public":
+                acl = client.make_public(handle)
+            else:
+                acl = client.grant(handle, who, role)
+        except (TkmsError, ValueError) as exc:
+            fail(str(exc), 1)
+            return
+    typer.echo(f"granted {'public read' if account == 'public' else f'{role} to {who}'}")
+    typer.echo(f"  owner   {acl.owner}")
+    for name, members in (("admins", acl.admins), ("viewers", acl.viewers)):
+        if members:
+            typer.echo(f"  {name:<7} {', '.join(members)}")
+    if acl.public:
+        typer.echo("  public  yes: anyone may decrypt")
+
+
+@app.command()
+def decrypt(
+    handle: Annotated[str, typer.Argument(help="0x + 64 hex digits")],
+    devnet_file: DevnetOption = DEVNET_FILE,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Decrypt a handle you may read; prints its value."""
+    from tkms.client import TkmsError
+
+    with _sdk(devnet_file, key_file) as client:
+        try:
+            value = client.decrypt(handle)
+        except TkmsError as exc:
+            fail(str(exc), 1)
+            return
+    typer.echo(show_value(value))
 
 
 @app.command()

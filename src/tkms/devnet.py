@@ -2,7 +2,8 @@
 
 ``--nodes 1`` runs one nox-compatible node holding the whole key (v0).
 Otherwise ``n`` nodes create the key together by a DKG ceremony (shown with a
-progress display) and serve v1 partial delegations. Restarted on the same
+progress display) and serve v1 partial delegations, behind a Handle Gateway
+on the base port (:mod:`tkms.devnet_gateway`). Restarted on the same
 state directory it reuses its keys and shares instead of a new ceremony. It
 writes ``devnet.json`` so that tools and tests find everything, prints how to
 use it, and stops every process it started on SIGINT/SIGTERM.
@@ -27,6 +28,7 @@ from tkms.client.ceremony import Committee, CommitteeNode, run_ceremony
 from tkms.crypto import curve
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet, address_hex
+from tkms.devnet_gateway import gateway_env, gateway_manifest, print_gateway, print_story
 from tkms.devnet_single import print_single_node, single_node_env
 from tkms.envconfig import ConfigError
 from tkms.keyfiles import read_hex, write_hex
@@ -162,6 +164,15 @@ def run_devnet(
                     for i, url in urls.items()
                 ],
             }
+            gateway_url = f"http://127.0.0.1:{base_port}"
+            manifest.update(gateway_manifest(keys, gateway_url))
+            gateway = spawn(
+                ["gateway"],
+                gateway_env(keys, state_dir, base_port, manifest),
+                logs / "gateway.log",
+            )
+            processes.append(gateway)
+            wait_healthy(gateway_url, gateway)
             (state_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
             print_threshold(state_dir, manifest, console)
         console.print("\nCtrl-C stops the devnet.")
@@ -205,6 +216,8 @@ def print_threshold(state_dir: Path, manifest: dict[str, Any], console: Console)
     for node in manifest["nodes"]:
         console.print(f"  node {node['index']}  {node['url']}  signer {node['signer']}")
     console.print(f"  KMS public key  {manifest['publicKey']}")
+    if "gateway" in manifest:
+        print_gateway(state_dir, manifest, console)
     console.print(f"  manifest        {state_dir / MANIFEST}")
     console.print("\nTry it (in another shell, from this directory):", highlight=False)
     console.print(
@@ -215,3 +228,5 @@ def print_threshold(state_dir: Path, manifest: dict[str, Any], console: Console)
         f"  .venv/bin/tkms delegate --devnet {state_dir / MANIFEST}",
         highlight=False,
     )
+    if "gateway" in manifest:
+        print_story(state_dir, console)

@@ -1,1 +1,37 @@
 """The SDK a user or a compute runner imports."""
+
+from tkms.client.errors import (
+    AccessDenied,
+    BadRequest,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    TkmsError,
+    TransportError,
+    Unauthorized,
+    Unavailable,
+    UntrustedResponse,
+)
+from tkms.client.gateway_open import Acl, Encrypted
+from tkms.client.recombine import NotEnoughPartials
+from tkms.client.sdk import AsyncClient, Client
+
+__all__ = [
+    "AccessDenied",
+    "Acl",
+    "AsyncClient",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "Encrypted",
+    "InvalidInput",
+    "NotEnoughPartials",
+    "NotFound",
+    "ServiceError",
+    "TkmsError",
+    "TransportError",
+    "Unauthorized",
+    "Unavailable",
+    "UntrustedResponse",
+]

@@ -1,0 +1,340 @@
+"""The SDK's logic without I/O: each operation is a generator of HTTP requests.
+
+A flow yields :class:`HttpRequest` and is sent back :class:`HttpResponse`;
+:mod:`tkms.client.sdk` drives the same flows with a sync or an async httpx
+client, so both variants check exactly the same things:
+
+- every answer is ``{payload, signature}`` signed by the gateway the client
+  trusts, under the salt the client drew for that very request;
+- a new handle's 137-byte proof is the gateway's ``HandleProof`` for our owner;
+- threshold material: each partial's node signature against the keyset signer
+  (defence in depth: the gateway checked it too), then its DLEQ proof, then
+  Lagrange combination (protocol.md §3.4); the keyset is checked against the
+  trusted ``Y``.
+
+The RSA key and the signed ``DataAccessAuthorization`` are reused while valid,
+as the Nox SDK does: key generation is the expensive part of a first call.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tkms.client.errors import (
+    InvalidInput,
+    TransportError,
+    UntrustedResponse,
+    service_error,
+)
+from tkms.client.gateway_open import (
+    Acl,
+    Encrypted,
+    check_created,
+    check_keyset_body,
+    open_single,
+    open_threshold,
+    parse_acl,
+)
+from tkms.crypto import eip712, rsa
+from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.crypto.wallet import SignatureError, Wallet
+from tkms.dkg.keyset import KeysetResult
+from tkms.protocol.handle import HandleError, SolidityType, as_solidity_type, parse_handle
+from tkms.protocol.solidity import (
+    PlainInput,
+    PlainValue,
+    ValueEncodingError,
+    decode_value,
+    encode_value,
+)
+
+T = TypeVar("T")
+CLOCK_SKEW = 30  # seconds we back-date notBefore by, for a gateway whose clock lags ours
+RENEW_MARGIN = 10  # as the Nox SDK: do not start a call with material about to expire
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    data: Any  # parsed JSON, or None when the body is not JSON
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Flow = Generator[HttpRequest, HttpResponse, T]
+
+
+@dataclass(frozen=True)
+class GatewayTrust:
+    """What the client trusts: the gateway's signer, and the KMS key ``Y`` if it knows it."""
+
+    chain_id: int
+    gateway_signer: bytes
+    verifying_contract: bytes
+    kms_public_key: bytes | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class DecryptionMaterial:
+    rsa_key: rsa.RSAPrivateKey
+    encryption_pubkey: str
+    authorization: str  # the whole header value, "EIP712 <base64>"
+    not_before: int
+    expires_at: int
+
+    def usable(self, now: int) -> bool:
+        return self.not_before <= now < self.expires_at - RENEW_MARGIN
+
+    def __repr__(self) -> str:
+        return f"DecryptionMaterial(expires_at={self.expires_at})"
+
+
+def _salt() -> tuple[bytes, dict[str, str]]:
+    salt = secrets.token_bytes(32)
+    return salt, {"salt": to_hex(salt)}
+
+
+class GatewayCore:
+    def __init__(
+        self,
+        wallet: Wallet,
+        trust: GatewayTrust,
+        *,
+        application: bytes = bytes(20),
+        rsa_bits: int = 2048,
+        authorization_ttl: int = 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 60 <= authorization_ttl <= 3600:
+            raise InvalidInput("authorization_ttl must be 60..3600 seconds")
+        self.wallet = wallet
+        self.trust = trust
+        self.application = application
+        self.rsa_bits = rsa_bits
+        self.ttl = authorization_ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._material: DecryptionMaterial | None = None
+        self._keyset: KeysetResult | None = None
+        self._mode: str | None = None  # "v1" (threshold) or "v0" (single node)
+        self.last_timings: dict[str, float] = {}
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _params(self) -> tuple[bytes, dict[str, str]]:
+        salt, params = _salt()
+        params["chain_id"] = str(self.trust.chain_id)
+        return salt, params
+
+    # --- decryption material -------------------------------------------------------------
+
+    def material(self, *, renew: bool = False) -> tuple[DecryptionMaterial, bool]:
+        """The cached material, or fresh material (True) when none is usable."""
+        with self._lock:
+            now = self._now()
+            if not renew and self._material is not None and self._material.usable(now):
+                return self._material, False
+            self._material = self._new_material(now)
+            return self._material, True
+
+    def _new_material(self, now: int) -> DecryptionMaterial:
+        key = rsa.generate_private_key(self.rsa_bits)
+        encryption_pubkey = to_hex(rsa.public_key_der(key))
+        not_before = now - CLOCK_SKEW
+        expires_at = not_before + self.ttl
+        message = {
+            "userAddress": to_hex(self.wallet.address),
+            "encryptionPubKey": encryption_pubkey,
+            "notBefore": not_before,
+            "expiresAt": expires_at,
+        }
+        domain = eip712.gateway_domain(
+            self.trust.chain_id, verifying_contract=self.trust.verifying_contract
+        )
+        signature = eip712.sign(self.wallet, domain, eip712.DATA_ACCESS_AUTHORIZATION, message)
+        token = json.dumps({"payload": message, "signature": to_hex(signature)})
+        authorization = "EIP712 " + base64.b64encode(token.encode()).decode()
+        return DecryptionMaterial(key, encryption_pubkey, authorization, not_before, expires_at)
+
+    # --- answers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def ok(response: HttpResponse) -> Any:
+        """The JSON of a 200, or the typed error of anything else."""
+        data = response.data
+        if response.status == 200 and data is not None:
+            return data
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            if data["error"] == "not_enough_partials" and isinstance(data.get("failures"), dict):
+                from tkms.client.recombine import NotEnoughPartials
+
+                failures = {int(i): str(w) for i, w in data["failures"].items() if str(i).isdigit()}
+                raise NotEnoughPartials(
+                    int(data.get("threshold") or 0), int(data.get("valid") or 0), failures
+                )
+            raise service_error(response.status, data["error"], str(data.get("message")))
+        raise TransportError(f"the gateway answered HTTP {response.status} without an error body")
+
+    def payload(
+        self, response: HttpResponse, statement: eip712.Statement, salt: bytes
+    ) -> dict[str, Any]:
+        """The payload of ``{payload, signature}`` once its signature checks out."""
+        data = self.ok(response)
+        if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
+            raise UntrustedResponse("the answer is not {payload, signature}")
+        payload: dict[str, Any] = data["payload"]
+        try:
+            signer = eip712.recover(
+                eip712.gateway_domain(self.trust.chain_id, salt=salt),
+                statement,
+                payload,
+                parse_hex(data.get("signature"), name="signature", length=65),
+            )
+        except (EncodingError, SignatureError, eip712.Eip712Error):
+            raise UntrustedResponse("the gateway's signature is invalid") from None
+        if signer != self.trust.gateway_signer:
+            raise UntrustedResponse("the answer is not signed by the trusted gateway")
+        return payload
+
+    # --- flows -------------------------------------------------------------------------------
+
+    def keyset_flow(self, *, refresh: bool = False) -> Flow[KeysetResult | None]:
+        """The checked keyset, or None when the gateway fronts a single node."""
+        if self._mode == "v0":
+            return None
+        if self._keyset is not None and not refresh:
+            return self._keyset
+        response = yield HttpRequest("GET", "/v1/keyset", {"chain_id": str(self.trust.chain_id)})
+        if response.status == 501:
+            self._mode = "v0"
+            return None
+        self._keyset = check_keyset_body(self.ok(response), self.trust)
+        self._mode = "v1"
+        return self._keyset
+
+    def encrypt_flow(
+        self, value: PlainInput, solidity_type: SolidityType | str, application: bytes | None
+    ) -> Flow[Encrypted]:
+        try:
+            kind = as_solidity_type(solidity_type)
+            plaintext = encode_value(value, kind)
+        except (HandleError, ValueEncodingError) as exc:
+            raise InvalidInput(str(exc)) from None
+        app = self.application if application is None else application
+        salt, params = self._params()
+        body = {
+            "value": to_hex(plaintext),
+            "solidityType": kind.name,
+            "owner": to_hex(self.wallet.address),
+            "applicationContract": to_hex(app),
+        }
+        response = yield HttpRequest("POST", "/v0/secrets", params, json=body)
+        payload = self.payload(response, eip712.HANDLE_WITH_PROOF, salt)
+        return check_created(payload, self.trust, kind, self.wallet.address, app)
+
+    def decrypt_flow(self, handle: str | Encrypted) -> Flow[PlainValue]:
+        try:
+            parsed = parse_handle(str(handle), chain_id=self.trust.chain_id)
+        except HandleError as exc:
+            raise InvalidInput(f"handle: {exc}") from None
+        if self._mode is None:
+            yield from self.keyset_flow()
+        version = self._mode or "v1"
+        start = time.perf_counter()
+        material, fresh = self.material()
+        prepared = time.perf_counter() - start
+        while True:
+            salt, params = self._params()
+            response = yield HttpRequest(
+                "GET",
+                f"/{version}/secrets/{parsed.hex}",
+                params,
+                {"Authorization": material.authorization},
+            )
+            if response.status == 401 and not fresh:
+                # Cached material the gateway no longer takes: renew once, as Nox does.
+                material, fresh = self.material(renew=True)
+                continue
+            break
+        start = time.perf_counter()
+        if version == "v1":
+            statement = eip712.HANDLE_THRESHOLD_MATERIAL
+            payload = self.payload(response, statement, salt)
+            keyset = self._keyset
+            if keyset is None or payload.get("epoch") != keyset.epoch:
+                keyset = yield from self.keyset_flow(refresh=True)
+            assert keyset is not None
+            plaintext = open_threshold(payload, parsed, keyset, material.rsa_key, salt, self.trust)
+        else:
+            payload = self.payload(response, eip712.HANDLE_CRYPTO_MATERIAL, salt)
+            plaintext = open_single(payload, parsed, material.rsa_key)
+        value = decode_value(plaintext, parsed.solidity_type)
+        self.last_timings = {
+            "client": prepared + time.perf_counter() - start,
+            **_server_timing(response.headers.get("server-timing", "")),
+        }
+        return value
+
+    def grant_flow(self, handle: str | Encrypted, account: bytes, role: str) -> Flow[Acl]:
+        try:
+            parsed = parse_handle(str(handle), chain_id=self.trust.chain_id)
+        except HandleError as exc:
+            raise InvalidInput(f"handle: {exc}") from None
+        now = self._now()
+        message = {
+            "handle": parsed.hex,
+            "role": role,
+            "account": to_hex(account),
+            "grantedBy": to_hex(self.wallet.address),
+            "notBefore": now - CLOCK_SKEW,
+            "expiresAt": now + 300,
+        }
+        domain = eip712.gateway_domain(
+            self.trust.chain_id, verifying_contract=self.trust.verifying_contract
+        )
+        try:
+            signature = eip712.sign(self.wallet, domain, eip712.ACL_GRANT, message)
+        except (eip712.Eip712Error, EncodingError) as exc:
+            raise InvalidInput(str(exc)) from None
+        salt, params = self._params()
+        body = {"payload": message, "signature": to_hex(signature)}
+        response = yield HttpRequest("POST", "/v1/acl/grant", params, json=body)
+        return parse_acl(self.payload(response, eip712.HANDLE_ACL, salt), parsed.hex)
+
+    def acl_flow(self, handle: str | Encrypted) -> Flow[Acl]:
+        try:
+            parsed = parse_handle(str(handle), chain_id=self.trust.chain_id)
+        except HandleError as exc:
+            raise InvalidInput(f"handle: {exc}") from None
+        salt, params = self._params()
+        response = yield HttpRequest("GET", f"/v1/acl/{parsed.hex}", params)
+        return parse_acl(self.payload(response, eip712.HANDLE_ACL, salt), parsed.hex)
+
+
+def _server_timing(header: str) -> dict[str, float]:
+    """``gateway;dur=1.2, kms;dur=3.4`` → seconds by name (what the gateway reports)."""
+    timings: dict[str, float] = {}
+    for part in header.split(","):
+        name, _, rest = part.strip().partition(";")
+        if rest.startswith("dur="):
+            try:
+                timings[name] = float(rest[4:]) / 1000
+            except ValueError:
+                continue
+    return timings

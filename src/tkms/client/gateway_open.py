@@ -1,0 +1,195 @@
+"""Checking what the gateway signed, and opening it (the SDK's crypto, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tkms.client.errors import UntrustedResponse
+from tkms.client.nodes import check_partial_answer
+from tkms.client.recombine import SealedPartial, decrypt_record, verify_keyset
+from tkms.crypto import curve, ecies, eip712, rsa
+from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.crypto.wallet import SignatureError
+from tkms.dkg.errors import DkgMessageError
+from tkms.dkg.keyset import KeysetResult, check_keyset_signatures, parse_keyset
+from tkms.protocol.handle import Handle, HandleError, SolidityType, parse_handle
+
+if TYPE_CHECKING:
+    from tkms.client.gateway_core import GatewayTrust
+
+MAX_PARTIALS = 255
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+@dataclass(frozen=True)
+class Encrypted:
+    """A new handle and its 137-byte proof (what a contract call takes); str() is the handle."""
+
+    handle: str
+    proof: str
+    solidity_type: SolidityType
+
+    def __str__(self) -> str:
+        return self.handle
+
+
+@dataclass(frozen=True)
+class Acl:
+    """Who may read a handle: its owner, explicit admins and viewers, or everyone."""
+
+    handle: str
+    owner: str
+    admins: tuple[str, ...]
+    viewers: tuple[str, ...]
+    public: bool
+
+    def can_read(self, address: str) -> bool:
+        who = address.lower()
+        return self.public or who == self.owner or who in self.admins or who in self.viewers
+
+
+def _hex(payload: Mapping[str, Any], name: str, length: int | None = None) -> bytes:
+    try:
+        return parse_hex(payload.get(name), name=name, length=length)
+    except EncodingError as exc:
+        raise UntrustedResponse(f"gateway answer: {exc}") from None
+
+
+def check_created(
+    payload: Mapping[str, Any],
+    trust: GatewayTrust,
+    kind: SolidityType,
+    owner: bytes,
+    app: bytes,
+) -> Encrypted:
+    """A ``HandleWithProof`` payload for the value we sent: right type, chain and proof."""
+    try:
+        handle = parse_handle(payload.get("handle"), chain_id=trust.chain_id)
+    except HandleError as exc:
+        raise UntrustedResponse(f"gateway answer: handle: {exc}") from None
+    if handle.solidity_type != kind or not handle.unique:
+        raise UntrustedResponse("the new handle does not carry the type we sent")
+    proof = _hex(payload, "proof", 137)
+    created_at = int.from_bytes(proof[40:72], "big")
+    if proof[:20] != owner or proof[20:40] != app:
+        raise UntrustedResponse("the handle proof names another owner or application")
+    try:
+        signer = eip712.recover(
+            eip712.nox_compute_domain(trust.chain_id, trust.verifying_contract),
+            eip712.HANDLE_PROOF,
+            {"handle": handle.to_bytes(), "owner": owner, "app": app, "createdAt": created_at},
+            proof[72:],
+        )
+    except (SignatureError, eip712.Eip712Error):
+        raise UntrustedResponse("the handle proof signature is invalid") from None
+    if signer != trust.gateway_signer:
+        raise UntrustedResponse("the handle proof is not signed by the trusted gateway")
+    return Encrypted(handle.hex, to_hex(proof), kind)
+
+
+def check_keyset_body(body: object, trust: GatewayTrust) -> KeysetResult:
+    """§3.1 against the trusted ``Y``; without one, every listed node must have signed it."""
+    if trust.kms_public_key is not None:
+        return verify_keyset(body, trust.kms_public_key, chain_id=trust.chain_id)
+    try:
+        signed = parse_keyset(body)
+    except DkgMessageError as exc:
+        raise UntrustedResponse(f"malformed keyset: {exc}") from None
+    keyset = signed.keyset
+    missing = check_keyset_signatures(
+        keyset,
+        chain_id=trust.chain_id,
+        signatures=signed.signatures,
+        required=[n.index for n in keyset.nodes],
+    )
+    if signed.chain_id != trust.chain_id or missing or not keyset.is_consistent():
+        raise UntrustedResponse("keyset is not signed by every node, or inconsistent")
+    return keyset
+
+
+def _record(payload: Mapping[str, Any], handle: Handle, *, threshold: bool) -> ecies.EciesRecord:
+    if not isinstance(payload.get("handle"), str) or payload["handle"].lower() != handle.hex:
+        raise UntrustedResponse("the gateway answered for another handle")
+    ephemeral = b""  # v0 material carries the sealed x(S) instead
+    if threshold:
+        ephemeral = _hex(payload, "ephemeralPubKey", 33)
+        try:
+            curve.parse_point(ephemeral)
+        except curve.CurveError:
+            raise UntrustedResponse("gateway answer: ephemeralPubKey is not a point") from None
+    return ecies.EciesRecord(ephemeral, _hex(payload, "iv", 12), _hex(payload, "ciphertext"))
+
+
+def open_threshold(
+    payload: Mapping[str, Any],
+    handle: Handle,
+    keyset: KeysetResult,
+    private_key: rsa.RSAPrivateKey,
+    salt: bytes,
+    trust: GatewayTrust,
+) -> bytes:
+    """Check each partial's node signature and DLEQ proof, combine ``t``, decrypt."""
+    record = _record(payload, handle, threshold=True)
+    partials = payload.get("partials")
+    epoch = payload.get("epoch")
+    if not isinstance(partials, list) or len(partials) > MAX_PARTIALS:
+        raise UntrustedResponse("gateway answer: partials must be a list")
+    answers: list[SealedPartial] = []
+    failures: dict[int, str] = {}
+    for item in partials:
+        index = item.get("index") if isinstance(item, dict) else None
+        node = keyset.node(index) if isinstance(index, int) else None
+        if node is None or not isinstance(item, dict):
+            raise UntrustedResponse("gateway answer: a partial names no node of the keyset")
+        try:
+            answers.append(
+                check_partial_answer(
+                    {**item, "epoch": epoch},
+                    index=node.index,
+                    signer=node.signer,
+                    chain_id=trust.chain_id,
+                    salt=salt,
+                )
+            )
+        except ValueError as exc:
+            failures[node.index] = str(exc)
+    try:
+        # NotEnoughPartials (a TkmsError) names every node that failed and why.
+        return decrypt_record(keyset, private_key, record, answers, failures)
+    except ecies.EciesError:
+        raise UntrustedResponse("the ciphertext does not open with the combined key") from None
+
+
+def open_single(
+    payload: Mapping[str, Any], handle: Handle, private_key: rsa.RSAPrivateKey
+) -> bytes:
+    """The v0 material: RSA-open ``x(S)``, then AES-GCM (nox-compat.md)."""
+    record = _record(payload, handle, threshold=False)
+    try:
+        shared_x = rsa.decrypt(private_key, _hex(payload, "encryptedSharedSecret"))
+        if len(shared_x) != 32:
+            raise UntrustedResponse("the sealed shared secret is not 32 bytes")
+        return ecies.decrypt_with_shared_x(shared_x, record.iv, record.ciphertext)
+    except rsa.RsaDecryptError:
+        raise UntrustedResponse("the shared secret does not open with our RSA key") from None
+    except ecies.EciesError:
+        raise UntrustedResponse("the ciphertext does not open with the shared secret") from None
+
+
+def parse_acl(payload: Mapping[str, Any], handle: str) -> Acl:
+    if payload.get("handle") != handle:
+        raise UntrustedResponse("the gateway answered for another handle")
+    entries = payload.get("entries")
+    owner = payload.get("owner")
+    if not isinstance(entries, list) or not isinstance(owner, str):
+        raise UntrustedResponse("gateway answer: malformed ACL")
+    roles: dict[str, list[str]] = {"admin": [], "viewer": [], "public": []}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("role") not in roles:
+            raise UntrustedResponse("gateway answer: malformed ACL entry")
+        roles[entry["role"]].append(str(entry.get("account")).lower())
+    return Acl(
+        handle, owner.lower(), tuple(roles["admin"]), tuple(roles["viewer"]), bool(roles["public"])
+    )

@@ -1,0 +1,78 @@
+"""The devnet's Handle Gateway: its environment, its part of devnet.json, its demo lines.
+
+The gateway listens on the base port (the nodes on base+1…), signs with the
+dev gateway wallet the nodes already trust, and keeps its SQLite database in
+``state/gateway`` so handles survive a devnet restart. There is no chain on a
+devnet: a dev address stands in for the NoxCompute contract of the EIP-712
+domains. Two dev users, ``user`` (the CLI's default) and ``bob``, let the
+README tell its story.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from tkms.crypto.wallet import address_hex
+
+if TYPE_CHECKING:
+    from tkms.devnet import KeyDir
+
+USERS = ("user", "bob")
+
+
+def gateway_manifest(keys: KeyDir, url: str) -> dict[str, Any]:
+    """What devnet.json says about the gateway, the stand-in contract and the users."""
+    return {
+        "gateway": {"url": url, "signer": address_hex(keys.wallet("gateway-wallet").address)},
+        "verifyingContract": address_hex(keys.wallet("nox-compute").address),
+        "users": {
+            name: {
+                "address": address_hex(keys.wallet(name).address),
+                "keyFile": str(keys.file(name)),
+            }
+            for name in USERS
+        },
+    }
+
+
+def gateway_env(
+    keys: KeyDir, state_dir: Path, port: int, manifest: dict[str, Any]
+) -> dict[str, str]:
+    nodes = [{k: n[k] for k in ("index", "url", "signer")} for n in manifest["nodes"]]
+    return {
+        "TKMS_GATEWAY_SIGNER__WALLET_KEY_FILE": str(keys.file("gateway-wallet")),
+        "TKMS_GATEWAY_CHAIN__ID": str(manifest["chainId"]),
+        "TKMS_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": manifest["verifyingContract"],
+        "TKMS_GATEWAY_KMS__PUBLIC_KEY": manifest["publicKey"],
+        "TKMS_GATEWAY_NODES": json.dumps(nodes),
+        "TKMS_GATEWAY_STATE_DIR": str((state_dir / "gateway").resolve()),
+        "TKMS_GATEWAY_SERVER__HOST": "127.0.0.1",
+        "TKMS_GATEWAY_SERVER__PORT": str(port),
+    }
+
+
+def print_gateway(state_dir: Path, manifest: dict[str, Any], console: Console) -> None:
+    """The gateway and the dev users, for the header of the devnet's output."""
+    gateway = manifest["gateway"]
+    console.print(
+        f"  gateway         {gateway['url']}  signer {gateway['signer']}", highlight=False
+    )
+    for name, user in manifest["users"].items():
+        label = "user (default)" if name == "user" else f"user {name}"
+        key_file = state_dir / "keys" / f"{name}.key"
+        console.print(f"  {label:<15} {user['address']}  key {key_file}", highlight=False)
+
+
+def print_story(state_dir: Path, console: Console) -> None:
+    """Three lines to paste: encrypt as the dev user, grant bob, decrypt as bob."""
+    flag = "" if state_dir == Path("devnet-state") else f" --devnet {state_dir}/devnet.json"
+    console.print("\nThe user's story (in another shell, from this directory):", highlight=False)
+    console.print(f"  H=$(.venv/bin/tkms encrypt{flag} --type uint256 1000)", highlight=False)
+    console.print(f"  .venv/bin/tkms grant{flag} $H bob", highlight=False)
+    console.print(
+        f"  .venv/bin/tkms decrypt{flag} $H --key-file {state_dir}/keys/bob.key", highlight=False
+    )

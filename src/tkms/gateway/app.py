@@ -1,0 +1,169 @@
+"""The gateway's HTTP surface (FastAPI): thin wrappers around :class:`GatewayService`.
+
+Routes hand the raw request parts to the service and turn its ``Answer``
+into JSON with a ``Server-Timing`` header (time spent waiting for the KMS,
+and in the gateway itself). CORS is open, as the Nox gateway's is, so a
+browser dapp can call it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from prometheus_client import CollectorRegistry, Counter
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+
+from tkms.envconfig import ConfigError
+from tkms.gateway.config import GatewayConfig, load_gateway_config
+from tkms.gateway.keysets import KeysetUnavailable
+from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes
+from tkms.gateway.storage import SqlRecordStore, StorageError, open_record_store
+from tkms.web.common import add_common_routes, require_json
+from tkms.web.errors import install_error_handlers
+from tkms.web.middleware import BodyLimit, Metrics
+
+log = logging.getLogger("tkms.gateway")
+
+
+def _respond(answer: Answer, start: float) -> Response:
+    total = time.perf_counter() - start
+    kms = answer.timings.get("kms", 0.0)
+    timing = f"gateway;dur={(total - kms) * 1000:.3f}"
+    if "kms" in answer.timings:
+        timing += f", kms;dur={kms * 1000:.3f}"
+    return Response(
+        json.dumps(answer.body, separators=(",", ":")).encode(),
+        media_type="application/json",
+        headers={"Server-Timing": timing},
+    )
+
+
+def open_store(config: GatewayConfig) -> SqlRecordStore:
+    try:
+        return open_record_store(config.database_target())
+    except (StorageError, OSError) as exc:
+        raise ConfigError(f"TKMS_GATEWAY_DATABASE_URL: {exc}") from None
+
+
+def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> FastAPI:
+    registry = CollectorRegistry()
+    errors = Counter(
+        "tkms_gateway_errors_total", "Error answers by error code", ["code"], registry=registry
+    )
+    service = GatewayService(config, store or open_store(config), registry=registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Read the keyset early so the first user does not wait for it; a failure
+        # here is retried on first use (the nodes may still be starting).
+        warmup = asyncio.ensure_future(_warm_up(service))
+        try:
+            yield
+        finally:
+            warmup.cancel()
+            await service.aclose()
+            service.store.close()
+
+    app = FastAPI(
+        title="tkms gateway", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan
+    )
+    install_error_handlers(app, on_error=lambda code: errors.labels(code).inc())
+
+    async def not_enough(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, NotEnoughNodes)
+        errors.labels(exc.code).inc()
+        body = {"error": exc.code, "message": exc.message, **exc.extra}
+        return Response(json.dumps(body).encode(), 503, media_type="application/json")
+
+    app.add_exception_handler(NotEnoughNodes, not_enough)
+    add_common_routes(app, config.service_name, registry)
+
+    def route(
+        path: str, method: str, call: Callable[[Request], Awaitable[Answer]], *, body: bool
+    ) -> None:
+        async def endpoint(request: Request) -> Response:
+            start = time.perf_counter()
+            if body:
+                require_json(request)
+            return _respond(await call(request), start)
+
+        endpoint.__name__ = f"{method.lower()}_{path.strip('/').replace('/', '_')}"
+        app.add_api_route(path, endpoint, methods=[method])
+
+    def q(request: Request, name: str) -> str | None:
+        return request.query_params.get(name)
+
+    async def create(r: Request) -> Answer:
+        return await service.create_secret(q(r, "chain_id"), q(r, "salt"), await r.body())
+
+    async def read_v0(r: Request) -> Answer:
+        handle, auth = r.path_params["handle"], r.headers.get("authorization")
+        return await service.secret_v0(handle, q(r, "chain_id"), q(r, "salt"), auth)
+
+    async def read_v1(r: Request) -> Answer:
+        handle, auth = r.path_params["handle"], r.headers.get("authorization")
+        return await service.secret_v1(handle, q(r, "chain_id"), q(r, "salt"), auth)
+
+    async def keyset(r: Request) -> Answer:
+        return await service.keyset_body(q(r, "chain_id"))
+
+    async def grant(r: Request) -> Answer:
+        return await service.grant(q(r, "chain_id"), q(r, "salt"), await r.body())
+
+    async def acl(r: Request) -> Answer:
+        return await service.acl_listing(r.path_params["handle"], q(r, "chain_id"), q(r, "salt"))
+
+    route("/v0/secrets", "POST", create, body=True)
+    route("/v0/secrets/{handle}", "GET", read_v0, body=False)
+    route("/v1/secrets/{handle}", "GET", read_v1, body=False)
+    route("/v1/keyset", "GET", keyset, body=False)
+    route("/v1/acl/grant", "POST", grant, body=True)
+    route("/v1/acl/{handle}", "GET", acl, body=False)
+
+    app.state.service = service
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(Metrics, registry=registry, prefix="tkms_gateway")
+    # Outermost, so that every answer (413s and 404s too) carries the CORS headers.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=config.server.cors_allowed_headers,
+        expose_headers=["Server-Timing"],
+        max_age=600,
+    )
+    mode = "threshold" if config.threshold_mode else "single-node"
+    log.info(
+        "gateway signer 0x%s, chain %d, %s mode, nodes %s",
+        service.wallet.address.hex(),
+        config.chain.id,
+        mode,
+        sorted(config.nodes) or "a single v0 node",  # never its URL: it may hold credentials
+    )
+    return app
+
+
+async def _warm_up(service: GatewayService) -> None:
+    if service.keysets is None:
+        return
+    try:
+        loaded = await service.keysets.get()
+    except KeysetUnavailable as exc:  # says which node failed how; no secret in it
+        log.warning("keyset not loaded yet: %s", exc)
+        return
+    except Exception as exc:
+        log.warning("keyset not loaded yet: %s", type(exc).__name__)
+        return
+    log.info("keyset epoch %d, threshold %d", loaded.keyset.epoch, loaded.keyset.threshold)
+
+
+def create_app_from_env() -> FastAPI:
+    """The uvicorn factory: each worker process reads the same environment."""
+    return create_app(load_gateway_config())

@@ -1,0 +1,247 @@
+"""Gateway configuration from the environment (nox gateway names, or ``TKMS_GATEWAY_``).
+
+Names the Nox Handle Gateway already has keep their meaning under
+``NOX_HANDLE_GATEWAY_``: ``SERVER__HOST``, ``SERVER__PORT``,
+``SERVER__CORS_ALLOWED_HEADERS`` (JSON array), ``CHAIN__ID``,
+``CHAIN__NOX_COMPUTE_CONTRACT``, ``CHAIN__RPC_URL``, ``KMS__URL``,
+``KMS__SIGNER_ADDRESS`` and ``SIGNER__WALLET_KEY``. Every variable also exists
+with the ``TKMS_GATEWAY_`` prefix, which wins, and as ``<VAR>_FILE``.
+
+tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``), ``NODES`` (the threshold
+committee: JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/
+``…__SIGNER``), ``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``DATABASE_URL``,
+``STATE_DIR``, ``MAX_BODY_BYTES`` and ``VERIFYING_CONTRACT`` (an alias of
+``CHAIN__NOX_COMPUTE_CONTRACT``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tkms.crypto import curve
+from tkms.crypto.encoding import EncodingError, parse_address, parse_hex
+from tkms.envconfig import ConfigError, collect, variable_for
+
+PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
+ZERO_ADDRESS = "0x" + "00" * 20
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*")
+
+
+def _address(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_address(value)
+        except EncodingError:
+            raise ValueError("must be a 20-byte hex address") from None
+    return value
+
+
+def _json_if_text(value: object) -> object:
+    """Lists and maps come from one variable as JSON."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError("must be JSON") from None
+    return value
+
+
+def _seconds(value: object) -> object:
+    """``2``, ``2.5``, ``"2s"`` and ``"1500ms"`` are all accepted (nox writes ``"8s"``)."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if match is None:
+            raise ValueError("must be a duration such as 2, 2.5s or 1500ms")
+        number = float(match.group(1))
+        return number / 1000 if match.group(2) == "ms" else number
+    return value
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    access_log: bool = False
+    cors_allowed_headers: list[str] = Field(
+        default_factory=lambda: ["content-type", "authorization"]
+    )
+
+    _cors = field_validator("cors_allowed_headers", mode="before")(_json_if_text)
+
+    @field_validator("cors_allowed_headers")
+    @classmethod
+    def _tokens(cls, headers: list[str]) -> list[str]:
+        for header in headers:
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
+                raise ValueError("each entry must be an HTTP header name")
+        return headers
+
+
+class ChainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int = Field(421614, gt=0, lt=2**32)
+    nox_compute_contract: str = ZERO_ADDRESS
+    # Read for compatibility; the embedded ACL does not call a chain.
+    rpc_url: str | None = None
+
+    _contract = field_validator("nox_compute_contract")(_address)
+
+
+class KmsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None  # a single nox-compatible node (v0)
+    signer_address: str | None = None  # its wallet, which signs DelegateResponseProof
+    public_key: str | None = None  # the trusted Y (compressed SEC1)
+
+    _signer = field_validator("signer_address")(_address)
+
+    @field_validator("public_key")
+    @classmethod
+    def _point(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                curve.parse_point(parse_hex(value, length=33))
+            except (EncodingError, curve.CurveError):
+                raise ValueError("must be a 33-byte compressed secp256k1 point") from None
+        return value
+
+
+class SignerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wallet_key: SecretStr
+
+    @field_validator("wallet_key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        try:
+            curve.parse_scalar(parse_hex(value.get_secret_value(), length=32))
+        except (EncodingError, curve.CurveError):
+            raise ValueError("must be a 32-byte hex secp256k1 private key in [1, n-1]") from None
+        return value
+
+
+class NodeEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    signer: str
+
+    _signer = field_validator("signer")(_address)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+/?", value):
+            raise ValueError("must be an http(s) base URL without a path")
+        return value.rstrip("/")
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service_name: str = "tkms-gateway"
+    server: ServerConfig = ServerConfig()
+    chain: ChainConfig = ChainConfig()
+    kms: KmsConfig = KmsConfig()
+    signer: SignerConfig
+    nodes: dict[int, NodeEntry] = Field(default_factory=dict)
+    spare: int = Field(1, ge=0, le=64)
+    deadline: float = Field(2.0, gt=0, le=60)
+    node_timeout: float = Field(1.5, gt=0, le=60)
+    database_url: str | None = None
+    state_dir: Path = Path("gateway-state")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    _durations = field_validator("deadline", "node_timeout", mode="before")(_seconds)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "verifying_contract" in data:
+            data = dict(data)
+            chain = dict(data.get("chain") or {})
+            chain.setdefault("nox_compute_contract", data.pop("verifying_contract"))
+            data["chain"] = chain
+        return data
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _node_list(cls, value: object) -> object:
+        value = _json_if_text(value)
+        if isinstance(value, list):
+            nodes: dict[object, object] = {}
+            for item in value:
+                if not isinstance(item, dict) or "index" not in item:
+                    raise ValueError("each node needs an index, a url and a signer")
+                rest = {k: v for k, v in item.items() if k != "index"}
+                nodes[item["index"]] = rest
+            if len(nodes) != len(value):
+                raise ValueError("node indices must be distinct")
+            return nodes
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _indices(cls, nodes: dict[int, NodeEntry]) -> dict[int, NodeEntry]:
+        for index in nodes:
+            if not 1 <= index <= 255:
+                raise ValueError(f"node index {index} is not in 1..255")
+        return dict(sorted(nodes.items()))
+
+    @property
+    def threshold_mode(self) -> bool:
+        return bool(self.nodes)
+
+    @property
+    def single_node_mode(self) -> bool:
+        return self.kms.url is not None
+
+    def database_target(self) -> str:
+        """The ``postgresql://`` URL, or the SQLite file (under ``state_dir`` by default)."""
+        if self.database_url:
+            return self.database_url
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return str(self.state_dir / "gateway.sqlite3")
+
+
+def _variable(loc: tuple[str | int, ...], origin: Mapping[tuple[str, ...], str]) -> str:
+    path = tuple(str(p).lower() for p in loc if p != "[key]")
+    # A value that came as one JSON variable (NODES) errs deeper than the variable.
+    for size in range(len(path), 0, -1):
+        if path[:size] in origin:
+            return origin[path[:size]]
+    return variable_for(loc, origin, PREFIXES)
+
+
+def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and validate; raises ConfigError with one line naming the variable."""
+    tree, origin = collect(PREFIXES, environ)
+    try:
+        config = GatewayConfig.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        var = _variable(tuple(err["loc"]), origin)
+        raise ConfigError(f"{var}: {err['msg'].removeprefix('Value error, ')}") from None
+    if not config.threshold_mode and not config.single_node_mode:
+        raise ConfigError(
+            "TKMS_GATEWAY_NODES: configure the threshold committee, "
+            "or NOX_HANDLE_GATEWAY_KMS__URL for a single node"
+        )
+    if config.single_node_mode:
+        for name in ("signer_address", "public_key"):
+            if getattr(config.kms, name) is None:
+                raise ConfigError(f"NOX_HANDLE_GATEWAY_KMS__{name.upper()}: required with KMS__URL")
+    return config

@@ -1,0 +1,212 @@
+"""Asking the committee for sealed partials (protocol.md §4).
+
+One ``DelegateAuthorization`` signature serves every node (its domain has no
+salt). Requests leave in parallel; each answer is checked (status, shape,
+index, epoch, the node's ``PartialDelegateResponseProof`` under the user's
+salt) and a bad one counts as that node's failure. The gateway answers as
+soon as it holds ``min(n, t + spare)`` good answers, or at the deadline with
+at least ``t``; otherwise it names every node that failed and why.
+
+The gateway cannot check a partial itself (it is sealed to the user's RSA
+key, and that is the point): ``spare`` extra answers let the client drop a
+forged one and still combine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tkms.client.delegation import sign_delegate_request
+from tkms.client.nodes import check_partial_answer
+from tkms.crypto.encoding import parse_hex, to_hex
+from tkms.crypto.wallet import Wallet
+from tkms.gateway.nodehttp import NodeConnections, NodeHttpError
+
+# A partial answer is ~0.8 kB (RSA-4096); anything much larger is not one.
+MAX_ANSWER_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    index: int
+    url: str
+    signer: bytes
+
+
+@dataclass
+class FanoutResult:
+    """Good answers as the nodes signed them (strings untouched), and failures by node."""
+
+    partials: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class NotEnoughAnswers(Exception):
+    def __init__(self, threshold: int, result: FanoutResult) -> None:
+        super().__init__(f"{len(result.partials)} of {threshold} partials")
+        self.threshold = threshold
+        self.result = result
+
+
+class _NodeFailed(Exception):
+    pass
+
+
+Outcome = Callable[[int, str], None]
+"""(node index, outcome label) for metrics: ok, unreachable, timeout, refused, invalid."""
+
+
+class Fanout:
+    def __init__(
+        self,
+        nodes: Mapping[int, NodeRef],
+        gateway: Wallet,
+        chain_id: int,
+        *,
+        spare: int,
+        deadline: float,
+        node_timeout: float,
+        on_outcome: Outcome | None = None,
+    ) -> None:
+        self.nodes = dict(sorted(nodes.items()))
+        self.gateway = gateway
+        self.chain_id = chain_id
+        self.spare = spare
+        self.deadline = deadline
+        self.node_timeout = node_timeout
+        self._on_outcome = on_outcome or (lambda _i, _o: None)
+        self._pools: dict[int, NodeConnections] = {}
+        # Stragglers finish in the background: cancelling them would drop their
+        # keep-alive connection and make the next request reconnect.
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def _connections(self, node: NodeRef) -> NodeConnections:
+        pool = self._pools.get(node.index)
+        if pool is None:
+            pool = self._pools[node.index] = NodeConnections(node.url)
+        return pool
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
+
+    async def _ask(
+        self, node: NodeRef, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> dict[str, Any]:
+        try:
+            status, raw = await asyncio.wait_for(
+                self._connections(node).post(target, headers, body, limit=MAX_ANSWER_BYTES),
+                self.node_timeout,
+            )
+        except TimeoutError:
+            raise _NodeFailed("timeout: no answer in time") from None
+        except NodeHttpError as exc:
+            kind = "invalid" if str(exc).startswith("invalid") else "unreachable"
+            raise _NodeFailed(f"{kind}: {str(exc).removeprefix('invalid: ')}") from None
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise _NodeFailed(f"invalid: HTTP {status} without JSON") from None
+        if status != 200:
+            code = data.get("error") if isinstance(data, dict) else None
+            raise _NodeFailed(f"refused: HTTP {status} {str(code)[:40]}")
+        if not isinstance(data, dict):
+            raise _NodeFailed("invalid: answer is not a JSON object")
+        return data
+
+    async def _one(
+        self,
+        node: NodeRef,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        salt: bytes,
+        epoch: int,
+    ) -> dict[str, Any]:
+        try:
+            data = await self._ask(node, target, headers, body)
+            try:
+                sealed = check_partial_answer(
+                    data, index=node.index, signer=node.signer, chain_id=self.chain_id, salt=salt
+                )
+            except ValueError as exc:
+                raise _NodeFailed(f"invalid: {exc}") from None
+            if sealed.epoch != epoch:
+                raise _NodeFailed(f"invalid: epoch {sealed.epoch}, keyset epoch {epoch}")
+        except _NodeFailed as exc:
+            self._on_outcome(node.index, str(exc).split(":", 1)[0])
+            raise
+        self._on_outcome(node.index, "ok")
+        return {
+            "index": node.index,
+            "encryptedPartial": data["encryptedPartial"],
+            "proof": to_hex(parse_hex(data["proof"], length=65)),
+        }
+
+    async def gather(
+        self,
+        ephemeral_pubkey: str,
+        target_pubkey: str,
+        salt: bytes,
+        *,
+        threshold: int,
+        epoch: int,
+    ) -> FanoutResult:
+        """Sealed partials from at least ``threshold`` nodes, or :class:`NotEnoughAnswers`."""
+        start = time.perf_counter()
+        signature = sign_delegate_request(
+            self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey
+        )
+        target = f"/v1/delegate?chain_id={self.chain_id}&salt={to_hex(salt)}"
+        headers = [("Authorization", f"Bearer {signature}"), ("Content-Type", "application/json")]
+        body = json.dumps(
+            {"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey}
+        ).encode()
+        tasks = {
+            asyncio.ensure_future(self._one(node, target, headers, body, salt, epoch)): i
+            for i, node in self.nodes.items()
+        }
+        wanted = min(len(tasks), threshold + self.spare)
+        result = FanoutResult()
+        pending = set(tasks)
+        end = start + self.deadline
+        try:
+            while pending and len(result.partials) < wanted:
+                remaining = end - time.perf_counter()
+                if remaining <= 0:
+                    break
+                done, pending = await asyncio.wait(
+                    pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    try:
+                        result.partials.append(task.result())
+                    except _NodeFailed as exc:
+                        result.failures[tasks[task]] = str(exc)
+        finally:
+            # Also when the requester went away (cancelled): nothing is left unowned.
+            for task in pending:
+                self._background.add(task)
+                task.add_done_callback(self._settle)
+        if len(result.partials) < threshold:
+            for task in pending:
+                result.failures[tasks[task]] = "timeout: no answer before the deadline"
+        result.partials.sort(key=lambda p: int(p["index"]))
+        result.seconds = time.perf_counter() - start
+        if len(result.partials) < threshold:
+            raise NotEnoughAnswers(threshold, result)
+        return result
+
+    def _settle(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a late failure is not an unhandled error

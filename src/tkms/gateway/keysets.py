@@ -1,0 +1,133 @@
+"""The committee's keyset, read from the nodes and checked before the gateway uses it.
+
+With a trusted ``Y`` configured the check is the client's (§3.1: every ``Y_i``
+on one polynomial through ``Y``, and every signature present valid). Without
+one, the gateway trusts nothing less than every node's signature of the same
+keyset. Either way the keyset must list each configured node with the signer
+the gateway checks its answers against, or the gateway and its clients would
+disagree about who is who.
+
+The keyset is read lazily, retried until it succeeds, and read again when the
+nodes answer with another epoch (after a reshare).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tkms.client.errors import UntrustedResponse
+from tkms.client.recombine import verify_keyset
+from tkms.dkg.errors import DkgMessageError
+from tkms.dkg.keyset import KeysetResult, check_keyset_signatures, parse_keyset
+from tkms.gateway.fanout import NodeRef
+
+
+class KeysetUnavailable(Exception):
+    """No node served a keyset that checks out; the message says why, node by node."""
+
+
+@dataclass(frozen=True)
+class LoadedKeyset:
+    body: Mapping[str, Any]  # §3.1, as the nodes serve it
+    keyset: KeysetResult
+
+
+def check_keyset(
+    body: object, *, chain_id: int, trusted: bytes | None, nodes: Mapping[int, NodeRef]
+) -> KeysetResult:
+    """The checked keyset, or ValueError saying what is wrong with it."""
+    if trusted is not None:
+        try:
+            keyset = verify_keyset(body, trusted, chain_id=chain_id)
+        except UntrustedResponse as exc:
+            raise ValueError(str(exc)) from None
+    else:
+        try:
+            signed = parse_keyset(body)
+        except DkgMessageError as exc:
+            raise ValueError(f"malformed keyset: {exc}") from None
+        keyset = signed.keyset
+        if signed.chain_id != chain_id:
+            raise ValueError(f"keyset is for chain {signed.chain_id}, not {chain_id}")
+        missing = check_keyset_signatures(
+            keyset,
+            chain_id=chain_id,
+            signatures=signed.signatures,
+            required=[n.index for n in keyset.nodes],
+        )
+        if missing:
+            raise ValueError(f"keyset lacks valid signatures of nodes {list(missing)}")
+        if not keyset.is_consistent():
+            raise ValueError("keyset verification keys do not lie on one polynomial")
+    for index, node in nodes.items():
+        listed = keyset.node(index)
+        if listed is None or listed.signer != node.signer:
+            raise ValueError(f"keyset does not list node {index} with its configured signer")
+    if len(nodes) < keyset.threshold:
+        raise ValueError(f"{len(nodes)} nodes configured, the keyset needs {keyset.threshold}")
+    return keyset
+
+
+class KeysetSource:
+    def __init__(
+        self,
+        nodes: Mapping[int, NodeRef],
+        chain_id: int,
+        trusted: bytes | None,
+        *,
+        timeout: float = 2.0,
+    ) -> None:
+        self.nodes = dict(nodes)
+        self.chain_id = chain_id
+        self.trusted = trusted
+        self.timeout = timeout
+        self._loaded: LoadedKeyset | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def loaded(self) -> LoadedKeyset | None:
+        return self._loaded
+
+    def invalidate(self) -> None:
+        """Read the keyset again on next use (the nodes answer another epoch)."""
+        self._loaded = None
+
+    async def get(self) -> LoadedKeyset:
+        if self._loaded is not None:
+            return self._loaded
+        async with self._lock:
+            if self._loaded is None:
+                self._loaded = await self._fetch()
+            return self._loaded
+
+    async def _fetch(self) -> LoadedKeyset:
+        failures: dict[int, str] = {}
+        async with httpx.AsyncClient(timeout=self.timeout) as http:
+            for index, node in self.nodes.items():
+                try:
+                    response = await http.get(
+                        node.url + "/v1/keyset", params={"chain_id": str(self.chain_id)}
+                    )
+                    body = response.json()
+                except (httpx.HTTPError, ValueError) as exc:
+                    failures[index] = f"unreachable or not JSON ({type(exc).__name__})"
+                    continue
+                if response.status_code != 200:
+                    code = body.get("error") if isinstance(body, dict) else None
+                    failures[index] = f"HTTP {response.status_code} {str(code)[:40]}"
+                    continue
+                try:
+                    keyset = check_keyset(
+                        body, chain_id=self.chain_id, trusted=self.trusted, nodes=self.nodes
+                    )
+                except ValueError as exc:
+                    failures[index] = str(exc)
+                    continue
+                return LoadedKeyset(body, keyset)
+        detail = "; ".join(f"node {i}: {why}" for i, why in sorted(failures.items()))
+        raise KeysetUnavailable(f"no valid keyset from the committee ({detail})")

@@ -1,0 +1,376 @@
+"""The gateway's request logic, callable without HTTP (the benchmark does).
+
+Each method takes the raw parts of a request (query values, the Authorization
+header, body bytes) and returns an :class:`Answer` or raises ``ApiError``.
+Reads run the checks in this order: chain, salt, the user's signed
+authorization (401), the handle (400), the RSA key it names (400), the record
+(404), the ACL (403) — and only then is any node asked. The database is
+called from a worker thread so a slow query never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter
+
+from tkms.crypto import curve, ecies, eip712, rsa
+from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
+from tkms.crypto.wallet import Wallet
+from tkms.gateway.acl import (
+    AccessControl,
+    AclListing,
+    EmbeddedAcl,
+    InvalidGrant,
+    NotAuthorized,
+    UnknownHandle,
+)
+from tkms.gateway.authz import DataAccess, check_data_access, check_grant
+from tkms.gateway.config import GatewayConfig
+from tkms.gateway.fanout import Fanout, NodeRef, NotEnoughAnswers
+from tkms.gateway.keysets import KeysetSource, KeysetUnavailable, LoadedKeyset
+from tkms.gateway.single import SingleNode
+from tkms.gateway.storage import RecordExists, SqlRecordStore, StorageError, StoredRecord
+from tkms.gateway.wire import (
+    body_address,
+    parse_handle_param,
+    parse_json_object,
+    parse_salt,
+    resolve_chain,
+    signed,
+)
+from tkms.protocol.handle import HandleError, SolidityType, new_handle
+from tkms.protocol.solidity import ValueEncodingError, parse_encoded_value
+from tkms.web.errors import ApiError
+
+log = logging.getLogger("tkms.gateway")
+P = ParamSpec("P")
+R = TypeVar("R")
+ZERO_ADDRESS = bytes(20)
+
+
+@dataclass
+class Answer:
+    body: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds, for Server-Timing
+
+
+class NotEnoughNodes(ApiError):
+    """503 naming each failed node; the body also carries them for programs."""
+
+    def __init__(self, threshold: int, valid: int, failures: dict[int, str]) -> None:
+        detail = "; ".join(f"node {i}: {why}" for i, why in sorted(failures.items()))
+        super().__init__(
+            503, "not_enough_partials", f"need {threshold} partials, have {valid} ({detail})"
+        )
+        self.extra = {
+            "threshold": threshold,
+            "valid": valid,
+            "failures": {str(i): why for i, why in sorted(failures.items())},
+        }
+
+
+def _not_configured(what: str) -> ApiError:
+    return ApiError(501, "not_configured", what)
+
+
+class GatewayService:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: SqlRecordStore,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+        access: AccessControl | None = None,
+    ) -> None:
+        self.config = config
+        self.wallet = Wallet(parse_hex(config.signer.wallet_key.get_secret_value(), length=32))
+        self.chain_id = config.chain.id
+        self.contract = parse_address(config.chain.nox_compute_contract)
+        self.store = store
+        self._clock = clock
+        # Reads depend only on the two questions an on-chain ACL answers too: an
+        # adapter passed as ``access`` replaces the embedded ACL, whose grant and
+        # listing endpoints then answer 501 (grants would be transactions).
+        self.acl: EmbeddedAcl | None = None
+        if access is None:
+            self.acl = access = EmbeddedAcl(store, clock=lambda: int(clock()))
+        self.access: AccessControl = access
+        registry = registry or CollectorRegistry()
+        self._created = Counter(
+            "tkms_gateway_secrets_created_total", "Secrets stored", registry=registry
+        )
+        self._served = Counter(
+            "tkms_gateway_decryptions_total", "Material served", ["version"], registry=registry
+        )
+        self._grants = Counter("tkms_gateway_grants_total", "Grants recorded", registry=registry)
+        node_outcomes = Counter(
+            "tkms_gateway_node_requests_total",
+            "Partial requests by node and outcome",
+            ["node", "outcome"],
+            registry=registry,
+        )
+        self.trusted = (
+            parse_hex(config.kms.public_key, length=33) if config.kms.public_key else None
+        )
+        nodes = {i: NodeRef(i, n.url, parse_address(n.signer)) for i, n in config.nodes.items()}
+        self.fanout: Fanout | None = None
+        self.keysets: KeysetSource | None = None
+        if nodes:
+            self.fanout = Fanout(
+                nodes,
+                self.wallet,
+                self.chain_id,
+                spare=config.spare,
+                deadline=config.deadline,
+                node_timeout=config.node_timeout,
+                on_outcome=lambda i, o: node_outcomes.labels(str(i), o).inc(),
+            )
+            self.keysets = KeysetSource(nodes, self.chain_id, self.trusted)
+        self.single: SingleNode | None = None
+        if config.kms.url is not None and config.kms.signer_address is not None:
+            self.single = SingleNode(
+                config.kms.url,
+                parse_address(config.kms.signer_address),
+                self.wallet,
+                self.chain_id,
+                timeout=config.deadline,
+            )
+
+    def __repr__(self) -> str:
+        return f"GatewayService(signer=0x{self.wallet.address.hex()}, chain={self.chain_id})"
+
+    async def aclose(self) -> None:
+        for closable in (self.fanout, self.single):
+            if closable is not None:
+                await closable.aclose()
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    @staticmethod
+    async def _db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except RecordExists:
+            raise  # a refusal of the write-once rule, not an outage: the caller answers 409
+        except StorageError as exc:
+            # The type only: a driver's message may quote a row value or a host.
+            log.warning("storage error: %s", type(exc).__name__)
+            raise ApiError(503, "storage_unavailable", "the database is unavailable") from None
+
+    async def keyset(self) -> LoadedKeyset:
+        if self.keysets is None:
+            raise _not_configured("this gateway fronts a single node: there is no keyset")
+        try:
+            return await self.keysets.get()
+        except KeysetUnavailable as exc:
+            log.warning("%s", exc)
+            raise ApiError(503, "keyset_unavailable", str(exc)) from None
+
+    async def public_key(self) -> curve.Point:
+        """``Y`` to encrypt to: the configured one, else the committee's checked keyset."""
+        if self.trusted is not None:
+            return curve.parse_point(self.trusted)
+        return (await self.keyset()).keyset.public_key
+
+    # --- POST /v0/secrets ---------------------------------------------------------
+
+    async def create_secret(
+        self, chain_id_raw: str | None, salt_raw: str | None, body: bytes
+    ) -> Answer:
+        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        salt = parse_salt(salt_raw)
+        data = parse_json_object(body)
+        try:
+            kind = SolidityType.parse(data.get("solidityType"))
+        except HandleError as exc:
+            raise ApiError(400, "invalid_solidity_type", str(exc)) from None
+        try:
+            plaintext = parse_encoded_value(data.get("value"), kind)
+        except ValueEncodingError as exc:
+            raise ApiError(400, "invalid_value", str(exc)) from None
+        owner = body_address(data, "owner")
+        app = body_address(data, "applicationContract")
+        encrypted = ecies.encrypt(await self.public_key(), plaintext)
+        handle = new_handle(chain_id, kind)
+        created_at = self._now()
+        record = StoredRecord(
+            handle,
+            chain_id,
+            kind,
+            owner,
+            app,
+            created_at,
+            encrypted.ciphertext,
+            encrypted.ephemeral_pubkey,
+            encrypted.iv,
+        )
+        try:
+            await self._db(self.store.put, record)
+        except RecordExists:
+            raise ApiError(409, "handle_exists", "this handle is already stored") from None
+        proof_sig = eip712.sign(
+            self.wallet,
+            eip712.nox_compute_domain(chain_id, self.contract),
+            eip712.HANDLE_PROOF,
+            {"handle": handle, "owner": owner, "app": app, "createdAt": created_at},
+        )
+        proof = owner + app + created_at.to_bytes(32, "big") + proof_sig
+        self._created.inc()
+        payload = {"handle": to_hex(handle), "proof": to_hex(proof)}
+        return Answer(signed(self.wallet, chain_id, salt, eip712.HANDLE_WITH_PROOF, payload))
+
+    # --- GET /v0|v1/secrets/{handle} ------------------------------------------------
+
+    def _authorize_read(
+        self, handle_raw: str, chain_id: int, authorization: str | None
+    ) -> tuple[StoredRecord, DataAccess]:
+        access = check_data_access(
+            authorization, chain_id=chain_id, verifying_contract=self.contract, now=self._now()
+        )
+        handle = parse_handle_param(handle_raw, chain_id)
+        try:
+            rsa.load_public_key(parse_hex(access.encryption_pubkey, name="encryptionPubKey"))
+        except (EncodingError, rsa.RsaKeyError) as exc:
+            raise ApiError(400, "invalid_encryption_pubkey", f"encryptionPubKey: {exc}") from None
+        record = self.store.get(handle)
+        if record is None:
+            raise ApiError(404, "not_found", "no secret is stored under this handle")
+        if not self.access.is_viewer(handle, access.user):
+            raise ApiError(
+                403, "access_denied", f"0x{access.user.hex()} is not a viewer of this handle"
+            )
+        return record, access
+
+    async def secret_v0(
+        self,
+        handle_raw: str,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+    ) -> Answer:
+        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        salt = parse_salt(salt_raw)
+        record, access = await self._db(self._authorize_read, handle_raw, chain_id, authorization)
+        if self.single is None:
+            raise _not_configured(
+                "this gateway fronts a threshold KMS: use GET /v1/secrets/{handle}"
+            )
+        start = time.perf_counter()
+        sealed = await self.single.delegate(
+            to_hex(record.ephemeral_pubkey), access.encryption_pubkey, salt
+        )
+        self._served.labels("v0").inc()
+        payload = {
+            "handle": to_hex(record.handle),
+            "ciphertext": to_hex(record.ciphertext),
+            "encryptedSharedSecret": sealed,
+            "iv": to_hex(record.iv),
+        }
+        body = signed(self.wallet, chain_id, salt, eip712.HANDLE_CRYPTO_MATERIAL, payload)
+        return Answer(body, {"kms": time.perf_counter() - start})
+
+    async def secret_v1(
+        self,
+        handle_raw: str,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+    ) -> Answer:
+        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        salt = parse_salt(salt_raw)
+        record, access = await self._db(self._authorize_read, handle_raw, chain_id, authorization)
+        if self.fanout is None:
+            raise _not_configured("this gateway fronts a single node: use GET /v0/secrets")
+        keyset = (await self.keyset()).keyset
+        try:
+            result = await self.fanout.gather(
+                to_hex(record.ephemeral_pubkey),
+                access.encryption_pubkey,
+                salt,
+                threshold=keyset.threshold,
+                epoch=keyset.epoch,
+            )
+        except NotEnoughAnswers as exc:
+            failures = exc.result.failures
+            log.warning("not enough partials: %s", sorted(failures.items()))
+            if self.keysets is not None and any("epoch" in why for why in failures.values()):
+                self.keysets.invalidate()  # a reshare: the next request reads the new keyset
+            raise NotEnoughNodes(exc.threshold, len(exc.result.partials), failures) from None
+        self._served.labels("v1").inc()
+        payload = {
+            "handle": to_hex(record.handle),
+            "ciphertext": to_hex(record.ciphertext),
+            "iv": to_hex(record.iv),
+            "ephemeralPubKey": to_hex(record.ephemeral_pubkey),
+            "epoch": keyset.epoch,
+            "threshold": keyset.threshold,
+            "partials": result.partials,
+        }
+        body = signed(self.wallet, chain_id, salt, eip712.HANDLE_THRESHOLD_MATERIAL, payload)
+        return Answer(body, {"kms": result.seconds})
+
+    async def keyset_body(self, chain_id_raw: str | None) -> Answer:
+        resolve_chain(chain_id_raw, self.chain_id)
+        return Answer(dict((await self.keyset()).body))
+
+    # --- ACL -------------------------------------------------------------------------
+
+    def _acl_payload(self, handle: bytes, listing: AclListing) -> dict[str, Any]:
+        entries = [{"role": "admin", "account": to_hex(a)} for a in listing.admins]
+        entries += [{"role": "viewer", "account": to_hex(a)} for a in listing.viewers]
+        if listing.public:
+            entries.append({"role": "public", "account": to_hex(ZERO_ADDRESS)})
+        return {"handle": to_hex(handle), "owner": to_hex(listing.owner), "entries": entries}
+
+    def _embedded(self) -> EmbeddedAcl:
+        if self.acl is None:
+            raise _not_configured("the ACL is on-chain: grant access there")
+        return self.acl
+
+    def _grant(self, body: bytes, chain_id: int) -> tuple[bytes, AclListing]:
+        acl = self._embedded()
+        request = check_grant(
+            parse_json_object(body),
+            chain_id=chain_id,
+            verifying_contract=self.contract,
+            now=self._now(),
+        )
+        try:
+            if acl.grant(request.handle, request.account, request.role, request.granted_by):
+                self._grants.inc()
+        except UnknownHandle:
+            raise ApiError(404, "not_found", "no secret is stored under this handle") from None
+        except NotAuthorized as exc:
+            raise ApiError(403, "access_denied", str(exc)) from None
+        except InvalidGrant as exc:
+            raise ApiError(400, "invalid_grant", str(exc)) from None
+        listing = acl.list(request.handle)
+        assert listing is not None  # the record existed a moment ago and is never deleted
+        return request.handle, listing
+
+    async def grant(self, chain_id_raw: str | None, salt_raw: str | None, body: bytes) -> Answer:
+        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        salt = parse_salt(salt_raw)
+        handle, listing = await self._db(self._grant, body, chain_id)
+        payload = self._acl_payload(handle, listing)
+        return Answer(signed(self.wallet, chain_id, salt, eip712.HANDLE_ACL, payload))
+
+    async def acl_listing(
+        self, handle_raw: str, chain_id_raw: str | None, salt_raw: str | None
+    ) -> Answer:
+        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        salt = parse_salt(salt_raw)
+        handle = parse_handle_param(handle_raw, chain_id)
+        listing = await self._db(self._embedded().list, handle)
+        if listing is None:
+            raise ApiError(404, "not_found", "no secret is stored under this handle")
+        payload = self._acl_payload(handle, listing)
+        return Answer(signed(self.wallet, chain_id, salt, eip712.HANDLE_ACL, payload))

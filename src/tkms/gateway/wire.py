@@ -1,0 +1,84 @@
+"""Parsing the gateway's request parts and signing its answers (nox-compat.md).
+
+Every 200 answer of the secrets and ACL endpoints is ``{payload, signature}``:
+the gateway wallet's EIP-712 signature of the payload in the domain
+``Handle Gateway``/``1``/chainId/salt, where ``salt`` is the request's (zero
+when absent). A client that picks a fresh salt per request therefore knows the
+answer was made for its request, not replayed from another one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tkms.crypto import eip712
+from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
+from tkms.crypto.wallet import Wallet
+from tkms.protocol.handle import HandleError, parse_handle
+from tkms.web.errors import ApiError
+
+ZERO_SALT = bytes(32)
+
+
+def resolve_chain(raw: str | None, chain_id: int) -> int:
+    """The gateway serves one chain: ``chain_id`` may be omitted, never another one."""
+    if raw is None:
+        return chain_id
+    if not raw.isdigit() or len(raw) > 10:
+        raise ApiError(400, "invalid_chain_id", "chain_id must be a decimal u32")
+    if int(raw) != chain_id:
+        raise ApiError(400, "unknown_chain", f"chain {int(raw)} is not served by this gateway")
+    return chain_id
+
+
+def parse_salt(raw: str | None) -> bytes:
+    if raw is None:
+        return ZERO_SALT
+    try:
+        return parse_hex(raw, name="salt", length=32)
+    except EncodingError as exc:
+        raise ApiError(400, "invalid_salt", str(exc)) from None
+
+
+def parse_handle_param(raw: str, chain_id: int) -> bytes:
+    try:
+        return parse_handle(raw, chain_id=chain_id).to_bytes()
+    except HandleError as exc:
+        raise ApiError(400, "invalid_handle", str(exc)) from None
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "request body must be a JSON object")
+    return data
+
+
+def body_address(data: dict[str, Any], name: str) -> bytes:
+    try:
+        return parse_address(data.get(name), name=name)
+    except EncodingError as exc:
+        raise ApiError(400, f"invalid_{_snake(name)}", str(exc)) from None
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def signed(
+    wallet: Wallet,
+    chain_id: int,
+    salt: bytes,
+    statement: eip712.Statement,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    """``{payload, signature}`` under the salted ``Handle Gateway`` domain."""
+    domain = eip712.gateway_domain(chain_id, salt=salt)
+    return {
+        "payload": payload,
+        "signature": to_hex(eip712.sign(wallet, domain, statement, payload)),
+    }

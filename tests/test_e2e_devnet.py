@@ -1,0 +1,90 @@
+"""The README's user story, run as printed against `tkms devnet` (what `make devnet` runs)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.procs import free_port_block
+
+TKMS = str(Path(sys.executable).parent / "tkms")
+
+
+def _wait_up(log: Path, process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "Ctrl-C stops the devnet" in text:
+            return text
+        assert process.poll() is None, text
+        time.sleep(0.2)
+    raise AssertionError(log.read_text())
+
+
+def _sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", "set -e\n" + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
+    base = free_port_block(6)
+    log = tmp_path / "devnet.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [TKMS, "devnet", "--state-dir", "devnet-state", "--base-port", str(base)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    try:
+        text = _wait_up(log, process)
+        manifest = json.loads((tmp_path / "devnet-state" / "devnet.json").read_text())
+        gateway = manifest["gateway"]
+        assert gateway["url"] == f"http://127.0.0.1:{base}" and gateway["url"] in text
+        assert re.fullmatch(r"0x[0-9a-f]{40}", gateway["signer"])
+        assert re.fullmatch(r"0x[0-9a-f]{40}", manifest["verifyingContract"])
+        assert set(manifest["users"]) == {"user", "bob"}
+
+        story = text[text.index("The user's story") :].splitlines()[1:4]
+        assert [line.split()[0] for line in story] == [
+            "H=$(.venv/bin/tkms",
+            ".venv/bin/tkms",
+            ".venv/bin/tkms",
+        ]
+        script = "\n".join(line.strip().replace(".venv/bin/tkms", TKMS) for line in story)
+        result = _sh(script, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().splitlines()[-1] == "1000"
+        assert f"viewer to {manifest['users']['bob']['address']}" in result.stdout
+
+        stranger = _sh(
+            f"{TKMS} keygen --kind wallet --out stranger.key >/dev/null\n"
+            f"H=$({TKMS} encrypt --type string 'for bob only')\n"
+            f"{TKMS} grant $H bob >/dev/null\n"
+            f"{TKMS} decrypt $H --key-file devnet-state/keys/bob.key\n"
+            f"{TKMS} decrypt $H --key-file stranger.key",
+            tmp_path,
+        )
+        assert stranger.returncode == 1
+        assert stranger.stdout.strip() == "for bob only"
+        assert "403 access_denied" in stranger.stderr and "Traceback" not in stranger.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    try:
+        httpx.get(f"http://127.0.0.1:{base}/health", timeout=1)
+        raise AssertionError("the gateway outlived the devnet")
+    except httpx.HTTPError:
+        pass

@@ -1,0 +1,137 @@
+"""Gateway configuration: nox names, tkms names, files, and errors that name the variable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tkms.crypto import curve
+from tkms.crypto.encoding import to_hex
+from tkms.crypto.wallet import Wallet
+from tkms.envconfig import ConfigError
+from tkms.gateway.config import load_gateway_config
+
+KEY = to_hex(Wallet.generate().private_key_bytes())
+SIGNER = to_hex(Wallet.generate().address)
+Y = to_hex(curve.encode_point(curve.base_mul(curve.random_scalar())))
+NODES = [{"index": i, "url": f"http://127.0.0.1:{9100 + i}", "signer": SIGNER} for i in (1, 2, 3)]
+
+
+def threshold_env(**extra: str) -> dict[str, str]:
+    return {
+        "TKMS_GATEWAY_SIGNER__WALLET_KEY": KEY,
+        "TKMS_GATEWAY_NODES": json.dumps(NODES),
+        **extra,
+    }
+
+
+def test_threshold_defaults() -> None:
+    config = load_gateway_config(threshold_env())
+    assert config.threshold_mode and not config.single_node_mode
+    assert list(config.nodes) == [1, 2, 3] and config.nodes[2].url == "http://127.0.0.1:9102"
+    assert (config.spare, config.deadline, config.chain.id) == (1, 2.0, 421614)
+    assert config.server.port == 3000 and config.server.host == "127.0.0.1"
+    assert config.server.cors_allowed_headers == ["content-type", "authorization"]
+    assert KEY[2:] not in repr(config) and KEY[2:] not in str(config.model_dump())
+
+
+def test_nox_names_for_a_single_node() -> None:
+    config = load_gateway_config(
+        {
+            "NOX_HANDLE_GATEWAY_SIGNER__WALLET_KEY": KEY,
+            "NOX_HANDLE_GATEWAY_SERVER__PORT": "3100",
+            "NOX_HANDLE_GATEWAY_SERVER__CORS_ALLOWED_HEADERS": '["content-type"]',
+            "NOX_HANDLE_GATEWAY_CHAIN__ID": "11155111",
+            "NOX_HANDLE_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": SIGNER,
+            "NOX_HANDLE_GATEWAY_CHAIN__RPC_URL": "http://localhost:8545",
+            "NOX_HANDLE_GATEWAY_KMS__URL": "http://127.0.0.1:9000",
+            "NOX_HANDLE_GATEWAY_KMS__SIGNER_ADDRESS": SIGNER,
+            "TKMS_GATEWAY_KMS__PUBLIC_KEY": Y,
+            "TKMS_GATEWAY_SERVER__PORT": "3200",  # the tkms prefix wins
+        }
+    )
+    assert config.single_node_mode and not config.threshold_mode
+    assert config.server.port == 3200 and config.chain.id == 11155111
+    assert config.chain.nox_compute_contract == SIGNER
+    assert config.server.cors_allowed_headers == ["content-type"]
+
+
+def test_nested_nodes_durations_aliases_and_files(tmp_path: Path) -> None:
+    key_file = tmp_path / "wallet.key"
+    key_file.write_text(KEY + "\n")
+    config = load_gateway_config(
+        {
+            "TKMS_GATEWAY_SIGNER__WALLET_KEY_FILE": str(key_file),
+            "TKMS_GATEWAY_NODES__1__URL": "http://10.0.0.1:9101/",
+            "TKMS_GATEWAY_NODES__1__SIGNER": SIGNER,
+            "TKMS_GATEWAY_NODES__7__URL": "https://kms.example:443",
+            "TKMS_GATEWAY_NODES__7__SIGNER": SIGNER,
+            "TKMS_GATEWAY_DEADLINE": "1500ms",
+            "TKMS_GATEWAY_NODE_TIMEOUT": "1s",
+            "TKMS_GATEWAY_VERIFYING_CONTRACT": SIGNER,
+            "TKMS_GATEWAY_DATABASE_URL": "postgresql://u@db/gw",
+        }
+    )
+    assert config.signer.wallet_key.get_secret_value() == KEY
+    assert sorted(config.nodes) == [1, 7] and config.nodes[1].url == "http://10.0.0.1:9101"
+    assert config.deadline == 1.5 and config.node_timeout == 1.0
+    assert config.chain.nox_compute_contract == SIGNER
+    assert config.database_target() == "postgresql://u@db/gw"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"TKMS_GATEWAY_SIGNER__WALLET_KEY": "0x12"}, "TKMS_GATEWAY_SIGNER__WALLET_KEY"),
+        ({"TKMS_GATEWAY_SIGNER__WALLET_KEY": "0x" + "00" * 32}, "TKMS_GATEWAY_SIGNER__WALLET_KEY"),
+        ({"TKMS_GATEWAY_NODES": "not json"}, "TKMS_GATEWAY_NODES"),
+        ({"TKMS_GATEWAY_NODES": json.dumps([{"index": 1}])}, "TKMS_GATEWAY_NODES"),
+        (
+            {"TKMS_GATEWAY_NODES": json.dumps([{**NODES[0], "signer": "0x12"}])},
+            "TKMS_GATEWAY_NODES",
+        ),
+        ({"TKMS_GATEWAY_NODES": json.dumps([{**NODES[0], "url": "ftp://x"}])}, "NODES"),
+        ({"TKMS_GATEWAY_NODES": json.dumps([NODES[0], NODES[0]])}, "TKMS_GATEWAY_NODES"),
+        ({"TKMS_GATEWAY_DEADLINE": "soon"}, "TKMS_GATEWAY_DEADLINE"),
+        ({"TKMS_GATEWAY_SPARE": "-1"}, "TKMS_GATEWAY_SPARE"),
+        ({"TKMS_GATEWAY_KMS__PUBLIC_KEY": "0x02" + "00" * 32}, "TKMS_GATEWAY_KMS__PUBLIC_KEY"),
+        ({"NOX_HANDLE_GATEWAY_CHAIN__ID": "0"}, "NOX_HANDLE_GATEWAY_CHAIN__ID"),
+        ({"TKMS_GATEWAY_SERVER__CORS_ALLOWED_HEADERS": '["a b"]'}, "CORS_ALLOWED_HEADERS"),
+        ({"TKMS_GATEWAY_BOGUS": "1"}, "TKMS_GATEWAY_BOGUS"),
+    ],
+)
+def test_errors_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config({**threshold_env(), **env})
+    assert named in str(err.value)
+    assert "\n" not in str(err.value) and KEY[2:] not in str(err.value)
+
+
+def test_a_mode_is_required() -> None:
+    with pytest.raises(ConfigError, match="TKMS_GATEWAY_NODES"):
+        load_gateway_config({"TKMS_GATEWAY_SIGNER__WALLET_KEY": KEY})
+    with pytest.raises(ConfigError, match="KMS__SIGNER_ADDRESS"):
+        load_gateway_config(
+            {"TKMS_GATEWAY_SIGNER__WALLET_KEY": KEY, "TKMS_GATEWAY_KMS__URL": "http://x:1"}
+        )
+    with pytest.raises(ConfigError, match="SIGNER"):
+        load_gateway_config({"TKMS_GATEWAY_NODES": json.dumps(NODES)})
+
+
+def test_the_command_fails_in_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "TKMS_GATEWAY_SIGNER__WALLET_KEY": "0x12"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tkms", "gateway"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "TKMS_GATEWAY_SIGNER__WALLET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
