@@ -170,6 +170,13 @@ def cases(handle: str) -> list[Case]:
         post("short owner", secret_body(owner="0x12"), 400, "invalid_owner"),
         post("bad app", secret_body(applicationContract=[]), 400, "invalid_application_contract"),
         post("chain abc", secret_body(), 400, "invalid_chain_id", params={"chain_id": "abc"}),
+        post(
+            "chain in Arabic-Indic digits",
+            secret_body(),
+            400,
+            "invalid_chain_id",
+            params={"chain_id": "\u0664\u0662\u0661\u0666\u0661\u0664"},
+        ),
         post("other chain", secret_body(), 400, "unknown_chain", params={"chain_id": "1"}),
         post("huge chain", secret_body(), 400, params={"chain_id": "9" * 40}),
         post("bad salt", secret_body(), 400, "invalid_salt", params={"salt": "0x12"}),

@@ -33,21 +33,12 @@ from pydantic import (
 )
 
 from tkms.crypto import curve
-from tkms.crypto.encoding import EncodingError, parse_address, parse_hex
-from tkms.envconfig import ConfigError, collect, variable_for
+from tkms.crypto.encoding import EncodingError, parse_hex
+from tkms.envconfig import ConfigError, check_address, collect, variable_for
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
 ZERO_ADDRESS = "0x" + "00" * 20
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*")
-
-
-def _address(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            parse_address(value)
-        except EncodingError:
-            raise ValueError("must be a 20-byte hex address") from None
-    return value
 
 
 def _json_if_text(value: object) -> object:
@@ -99,7 +90,7 @@ class ChainConfig(BaseModel):
     # Read for compatibility; the embedded ACL does not call a chain.
     rpc_url: str | None = None
 
-    _contract = field_validator("nox_compute_contract")(_address)
+    _contract = field_validator("nox_compute_contract")(check_address)
 
 
 class KmsConfig(BaseModel):
@@ -108,7 +99,7 @@ class KmsConfig(BaseModel):
     signer_address: str | None = None  # its wallet, which signs DelegateResponseProof
     public_key: str | None = None  # the trusted Y (compressed SEC1)
 
-    _signer = field_validator("signer_address")(_address)
+    _signer = field_validator("signer_address")(check_address)
 
     @field_validator("public_key")
     @classmethod
@@ -140,7 +131,7 @@ class NodeEntry(BaseModel):
     url: str
     signer: str
 
-    _signer = field_validator("signer")(_address)
+    _signer = field_validator("signer")(check_address)
 
     @field_validator("url")
     @classmethod

@@ -40,13 +40,13 @@ from tkms.gateway.wire import (
     body_address,
     parse_handle_param,
     parse_json_object,
-    parse_salt,
     resolve_chain,
     signed,
 )
 from tkms.protocol.handle import HandleError, SolidityType, new_handle
 from tkms.protocol.solidity import ValueEncodingError, parse_encoded_value
 from tkms.web.errors import ApiError
+from tkms.web.params import parse_salt
 
 log = logging.getLogger("tkms.gateway")
 P = ParamSpec("P")

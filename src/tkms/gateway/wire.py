@@ -13,32 +13,20 @@ import json
 from typing import Any
 
 from tkms.crypto import eip712
-from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
+from tkms.crypto.encoding import EncodingError, parse_address, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.protocol.handle import HandleError, parse_handle
 from tkms.web.errors import ApiError
-
-ZERO_SALT = bytes(32)
+from tkms.web.params import parse_chain_id
 
 
 def resolve_chain(raw: str | None, chain_id: int) -> int:
     """The gateway serves one chain: ``chain_id`` may be omitted, never another one."""
     if raw is None:
         return chain_id
-    if not raw.isdigit() or len(raw) > 10:
-        raise ApiError(400, "invalid_chain_id", "chain_id must be a decimal u32")
-    if int(raw) != chain_id:
+    if parse_chain_id(raw) != chain_id:
         raise ApiError(400, "unknown_chain", f"chain {int(raw)} is not served by this gateway")
     return chain_id
-
-
-def parse_salt(raw: str | None) -> bytes:
-    if raw is None:
-        return ZERO_SALT
-    try:
-        return parse_hex(raw, name="salt", length=32)
-    except EncodingError as exc:
-        raise ApiError(400, "invalid_salt", str(exc)) from None
 
 
 def parse_handle_param(raw: str, chain_id: int) -> bytes:

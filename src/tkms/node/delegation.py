@@ -19,8 +19,8 @@ from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError, Wallet, recover_address
 from tkms.web.errors import ApiError
+from tkms.web.params import parse_chain_id, parse_salt
 
-ZERO_SALT = bytes(32)
 _AUTH_STATEMENT = eip712.DELEGATE_AUTHORIZATION
 _PROOF_STATEMENT = eip712.DELEGATE_RESPONSE_PROOF
 
@@ -43,22 +43,10 @@ def resolve_chain(raw: str | None, chains: Mapping[int, Any]) -> int:
             only: int = next(iter(chains))
             return only
         raise ApiError(400, "missing_chain_id", "query parameter chain_id is required")
-    # isdigit() alone takes "٤٢" and other Unicode digits; the wire is ASCII.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
-        raise ApiError(400, "invalid_chain_id", "chain_id must be a decimal u32")
-    chain_id = int(raw)
+    chain_id = parse_chain_id(raw)
     if chain_id not in chains:
         raise ApiError(400, "unknown_chain", f"chain {chain_id} is not configured on this node")
     return chain_id
-
-
-def parse_salt(raw: str | None) -> bytes:
-    if raw is None:
-        return ZERO_SALT
-    try:
-        return parse_hex(raw, name="salt", length=32)
-    except EncodingError as exc:
-        raise ApiError(400, "invalid_salt", str(exc)) from None
 
 
 def parse_bearer(header: str | None) -> bytes:

@@ -19,11 +19,11 @@ from tkms.node.delegation import (
     parse_bearer,
     parse_delegate_body,
     parse_ephemeral,
-    parse_salt,
     parse_target,
     resolve_chain,
 )
 from tkms.web.errors import ApiError
+from tkms.web.params import parse_salt
 
 
 @dataclass(frozen=True)

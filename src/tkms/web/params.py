@@ -1,0 +1,25 @@
+"""Query parameters every service reads the same way: ``chain_id`` and ``salt``."""
+
+from __future__ import annotations
+
+from tkms.crypto.encoding import EncodingError, parse_hex
+from tkms.web.errors import ApiError
+
+ZERO_SALT = bytes(32)
+
+
+def parse_chain_id(raw: str) -> int:
+    # isdigit() alone takes "٤٢" and other Unicode digits; the wire is ASCII.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) >= 2**32:
+        raise ApiError(400, "invalid_chain_id", "chain_id must be a decimal u32")
+    return int(raw)
+
+
+def parse_salt(raw: str | None) -> bytes:
+    """The request's salt (32 bytes), zero when absent."""
+    if raw is None:
+        return ZERO_SALT
+    try:
+        return parse_hex(raw, name="salt", length=32)
+    except EncodingError as exc:
+        raise ApiError(400, "invalid_salt", str(exc)) from None
