@@ -8,12 +8,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tkms.client.ceremony import Committee, CommitteeNode
+from tkms.client.recombine import decrypt_record
+from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.devnet import wait_healthy
@@ -79,3 +82,78 @@ def node_cluster(n: int, chain_id: int = 421614) -> Iterator[BenchCluster]:
                 process.terminate()
             for process in processes:
                 process.wait(timeout=10)
+
+
+def process_rows(
+    chain_id: int, n: int = 5, t: int = 3
+) -> tuple[list[list[str]], list[tuple[str, float]]]:
+    """(e) of bench/threshold.py: the DKG over HTTP, one node's round trip, a client decryption."""
+    import asyncio
+    import statistics
+
+    import httpx
+
+    from tkms.client.ceremony import run_ceremony
+    from tkms.client.delegation import sign_delegate_request
+    from tkms.client.nodes import fetch_partials
+    from tkms.client.recombine import verify_keyset
+
+    with node_cluster(n, chain_id) as cluster:
+        start = time.perf_counter()
+        outcome = run_ceremony(cluster.committee(), cluster.admin, t)
+        wall = time.perf_counter() - start
+        assert outcome.keyset is not None, outcome.errors
+        dkg = [
+            [
+                str(n),
+                str(t),
+                f"{wall:.3f}",
+                str(outcome.messages),
+                f"{outcome.bytes_relayed / 1024:.1f}",
+            ]
+        ]
+        keyset = verify_keyset(outcome.keyset, bytes.fromhex(outcome.keyset["publicKey"][2:]))
+        user = rsa.generate_private_key()
+        target = to_hex(rsa.public_key_der(user))
+        record = ecies.encrypt(keyset.public_key, b"bench")
+        ephemeral = to_hex(record.ephemeral_pubkey)
+        signature = sign_delegate_request(cluster.gateway, chain_id, ephemeral, target)
+        body = {"ephemeralPubKey": ephemeral, "targetPubKey": target}
+        url = cluster.urls[1] + "/v1/delegate"
+        samples = []
+        with httpx.Client() as http:
+            for _ in range(300):
+                begin = time.perf_counter()
+                response = http.post(
+                    url,
+                    params={"chain_id": str(chain_id)},
+                    headers={"Authorization": f"Bearer {signature}"},
+                    json=body,
+                )
+                samples.append(time.perf_counter() - begin)
+                assert response.status_code == 200
+        one_node = statistics.median(samples)
+
+        async def decrypt_many(rounds: int) -> list[float]:
+            times = []
+            async with httpx.AsyncClient() as http:
+                for _ in range(rounds):
+                    begin = time.perf_counter()
+                    got = await fetch_partials(
+                        cluster.directory(),
+                        cluster.gateway,
+                        chain_id,
+                        ephemeral,
+                        target,
+                        client=http,
+                    )
+                    assert decrypt_record(keyset, user, record, got.answers) == b"bench"
+                    times.append(time.perf_counter() - begin)
+            return times
+
+        whole = statistics.median(asyncio.run(decrypt_many(100)))
+    rows = [
+        ("one node: POST /v1/delegate round trip (median)", one_node),
+        (f"client: fan-out to {n}, verify {t}, combine, decrypt (median)", whole),
+    ]
+    return dkg, rows

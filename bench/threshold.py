@@ -42,6 +42,10 @@ from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.dkg import KeysetNode, KeysetResult, run_in_process
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.processes import process_rows
+
 DKG_SIZES = (4, 8, 16, 32, 64)
 DKG_TARGETS = {16: 1.0, 32: 3.0, 64: 15.0}
 PARTIAL_TARGET = 1.3
@@ -306,84 +310,6 @@ def umbral_rows() -> list[Row]:
 # --- output -------------------------------------------------------------------------
 
 
-# --- (e) real processes -------------------------------------------------------------
-
-
-def process_rows(n: int = 5, t: int = 3) -> tuple[list[list[str]], list[Row]]:
-    import asyncio
-    import statistics
-
-    import httpx
-
-    if __package__ in (None, ""):  # run as a script: make `bench` importable
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.processes import node_cluster
-    from tkms.client.ceremony import run_ceremony
-    from tkms.client.delegation import sign_delegate_request
-    from tkms.client.nodes import fetch_partials
-    from tkms.client.recombine import verify_keyset
-
-    with node_cluster(n, CHAIN_ID) as cluster:
-        start = time.perf_counter()
-        outcome = run_ceremony(cluster.committee(), cluster.admin, t)
-        wall = time.perf_counter() - start
-        assert outcome.keyset is not None, outcome.errors
-        dkg = [
-            [
-                str(n),
-                str(t),
-                f"{wall:.3f}",
-                str(outcome.messages),
-                f"{outcome.bytes_relayed / 1024:.1f}",
-            ]
-        ]
-        keyset = verify_keyset(outcome.keyset, bytes.fromhex(outcome.keyset["publicKey"][2:]))
-        user = rsa.generate_private_key()
-        target = to_hex(rsa.public_key_der(user))
-        record = ecies.encrypt(keyset.public_key, b"bench")
-        ephemeral = to_hex(record.ephemeral_pubkey)
-        signature = sign_delegate_request(cluster.gateway, CHAIN_ID, ephemeral, target)
-        body = {"ephemeralPubKey": ephemeral, "targetPubKey": target}
-        url = cluster.urls[1] + "/v1/delegate"
-        samples = []
-        with httpx.Client() as http:
-            for _ in range(300):
-                begin = time.perf_counter()
-                response = http.post(
-                    url,
-                    params={"chain_id": str(CHAIN_ID)},
-                    headers={"Authorization": f"Bearer {signature}"},
-                    json=body,
-                )
-                samples.append(time.perf_counter() - begin)
-                assert response.status_code == 200
-        one_node = statistics.median(samples)
-
-        async def decrypt_many(rounds: int) -> list[float]:
-            times = []
-            async with httpx.AsyncClient() as http:
-                for _ in range(rounds):
-                    begin = time.perf_counter()
-                    got = await fetch_partials(
-                        cluster.directory(),
-                        cluster.gateway,
-                        CHAIN_ID,
-                        ephemeral,
-                        target,
-                        client=http,
-                    )
-                    assert decrypt_record(keyset, user, record, got.answers) == b"bench"
-                    times.append(time.perf_counter() - begin)
-            return times
-
-        whole = statistics.median(asyncio.run(decrypt_many(100)))
-    rows = [
-        Row("one node: POST /v1/delegate round trip (median)", one_node),
-        Row(f"client: fan-out to {n}, verify {t}, combine, decrypt (median)", whole),
-    ]
-    return dkg, rows
-
-
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     try:
         from rich.console import Console
@@ -441,7 +367,8 @@ def main() -> None:
     _print_table("(c) client recombination vs its primitive floor", header, _cost_rows(client))
     umbral = umbral_rows()
     _print_table("(d) umbral-pre, same run", header, _cost_rows(umbral))
-    dkg_http, http_rows = process_rows()
+    dkg_http, latencies = process_rows(CHAIN_ID)
+    http_rows = [Row(label, seconds) for label, seconds in latencies]
     _print_table(
         "(e) real node processes over HTTP: DKG through the relay",
         ["n", "t", "wall s", "messages relayed", "KiB relayed"],
