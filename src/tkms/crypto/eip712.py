@@ -1,8 +1,8 @@
 """EIP-712 typed-data hashing, signing and recovery for every tkms statement.
 
 The hot path hashes with precomputed type hashes and cached domain separators
-and signs with libsecp256k1; :func:`reference_digest` computes the same digest
-with eth-account, and the tests hold the two byte-identical on the vectors.
+and signs with libsecp256k1; :mod:`tkms.crypto.eip712_reference` computes the
+same digest with eth-account, and the tests hold the two byte-identical on the vectors.
 Messages take the JSON form of the wire: hex strings for ``bytes``,
 ``bytes32`` and ``address``, ints for ``uint256``, lists of dicts for arrays.
 """
@@ -166,6 +166,30 @@ HANDLE_PROOF = _statement(
 DKG_START = _statement("DkgStart", ("DkgStart", (("sessionId", "bytes32"),)))
 DKG_STEP = _statement("DkgStep", ("DkgStep", (("sessionId", "bytes32"), ("round", "uint256"))))
 
+# --- gateway ACL (tkms extensions of the Handle Gateway; nox keeps its ACL on-chain) ---
+
+ACL_GRANT = _statement(
+    "AclGrant",
+    (
+        "AclGrant",
+        (
+            ("handle", "bytes32"),
+            ("role", "string"),
+            ("account", "address"),
+            ("grantedBy", "address"),
+            ("notBefore", "uint256"),
+            ("expiresAt", "uint256"),
+        ),
+    ),
+)
+"""Signed by the owner or an admin of ``handle``, domain ``Handle Gateway`` + verifyingContract."""
+HANDLE_ACL = _statement(
+    "HandleAcl",
+    ("HandleAcl", (("handle", "string"), ("owner", "string"), ("entries", "AclEntry[]"))),
+    ("AclEntry", (("role", "string"), ("account", "string"))),
+)
+"""The gateway's signed answer of ``GET /v1/acl/{handle}`` and ``POST /v1/acl/grant``."""
+
 STATEMENTS: Mapping[str, Statement] = {
     s.primary: s
     for s in (
@@ -178,6 +202,10 @@ STATEMENTS: Mapping[str, Statement] = {
         HANDLE_THRESHOLD_MATERIAL,
         HANDLE_WITH_PROOF,
         HANDLE_PROOF,
+        DKG_START,
+        DKG_STEP,
+        ACL_GRANT,
+        HANDLE_ACL,
     )
 }
 
@@ -365,68 +393,3 @@ def recover(
 ) -> bytes:
     """The signer's 20-byte address; raises SignatureError or Eip712Error."""
     return recover_address(digest(domain, statement, message), signature)
-
-
-# --- reference (eth-account) ---------------------------------------------------
-
-
-def typed_data(domain: Domain, statement: Statement, message: Mapping[str, Any]) -> dict[str, Any]:
-    """The full EIP-712 JSON (as wallets and eth-account take it)."""
-    domain_fields: list[dict[str, str]] = [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-    ]
-    domain_json: dict[str, Any] = {
-        "name": domain.name,
-        "version": domain.version,
-        "chainId": domain.chain_id,
-    }
-    if domain.verifying_contract is not None:
-        domain_fields.append({"name": "verifyingContract", "type": "address"})
-        domain_json["verifyingContract"] = "0x" + domain.verifying_contract.hex()
-    if domain.salt is not None:
-        domain_fields.append({"name": "salt", "type": "bytes32"})
-        domain_json["salt"] = "0x" + domain.salt.hex()
-    types: dict[str, Any] = {"EIP712Domain": domain_fields}
-    for name, fields in statement.structs.items():
-        types[name] = [{"name": f, "type": t} for f, t in fields]
-    return {
-        "types": types,
-        "primaryType": statement.primary,
-        "domain": domain_json,
-        "message": dict(message),
-    }
-
-
-def reference_digest(domain: Domain, statement: Statement, message: Mapping[str, Any]) -> bytes:
-    """The digest as eth-account computes it: the yardstick of :func:`digest`."""
-    from eth_account.messages import encode_typed_data
-
-    signable = encode_typed_data(full_message=typed_data(domain, statement, message))
-    return keccak256(b"\x19" + signable.version + signable.header + signable.body)
-
-
-# --- gateway ACL (tkms extensions of the Handle Gateway; nox keeps its ACL on-chain) ---
-
-ACL_GRANT = _statement(
-    "AclGrant",
-    (
-        "AclGrant",
-        (
-            ("handle", "bytes32"),
-            ("role", "string"),
-            ("account", "address"),
-            ("grantedBy", "address"),
-            ("notBefore", "uint256"),
-            ("expiresAt", "uint256"),
-        ),
-    ),
-)
-"""Signed by the owner or an admin of ``handle``, domain ``Handle Gateway`` + verifyingContract."""
-HANDLE_ACL = _statement(
-    "HandleAcl",
-    ("HandleAcl", (("handle", "string"), ("owner", "string"), ("entries", "AclEntry[]"))),
-    ("AclEntry", (("role", "string"), ("account", "string"))),
-)
-"""The gateway's signed answer of ``GET /v1/acl/{handle}`` and ``POST /v1/acl/grant``."""
