@@ -86,6 +86,14 @@ def test_tkms_prefix_wins_and_file_secrets(tmp_path: Path) -> None:
         ({"NOX_KMS_WALLET_KEY": KEY, "NOX_KMS_CHAINS__abc__ECC_KEY": KEY}, "NOX_KMS_CHAINS__abc"),
         ({"NOX_KMS_WALLET_KEY": KEY, "NOX_KMS_BOGUS": "1"}, "NOX_KMS_BOGUS"),
         ({"NOX_KMS_WALLET_KEY_FILE": "/nonexistent/key"}, "NOX_KMS_WALLET_KEY_FILE"),
+        (
+            {
+                "NOX_KMS_WALLET_KEY": KEY,
+                "TKMS_NODE_DKG_ADMIN_ADDRESS": GATEWAY,
+                "TKMS_NODE_SERVER__WORKERS": "2",
+            },
+            "TKMS_NODE_SERVER__WORKERS",
+        ),
     ],
 )
 def test_invalid_configuration_names_the_variable(env: dict[str, str], variable: str) -> None:

@@ -5,6 +5,11 @@ file whose stripped content is the value of ``X`` (for secrets mounted as
 files). Several prefixes may be given; later ones win on conflicts. We keep
 the variable name of every leaf so a validation error names the variable the
 operator has to fix.
+
+Why not pydantic-settings: it reads one prefix, knows no ``<VAR>_FILE``
+convention, and reports errors by field path; nox-kms's names, ours and the
+file form all have to meet in one model, and an error must name the variable.
+Pydantic still validates the result.
 """
 
 from __future__ import annotations

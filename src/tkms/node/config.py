@@ -85,4 +85,10 @@ def load_node_config(environ: Mapping[str, str] | None = None) -> NodeConfig:
             raise ConfigError(
                 f"NOX_KMS_CHAINS__{chain_id}__GATEWAY_ADDRESS: required for chain {chain_id}"
             )
+    if config.dkg_admin_address is not None and config.server.workers > 1:
+        # A ceremony's state lives in one process; rounds spread over workers would split it.
+        raise ConfigError(
+            "TKMS_NODE_SERVER__WORKERS: a node that takes part in key generation "
+            "(TKMS_NODE_DKG_ADMIN_ADDRESS set) runs one worker"
+        )
     return config
