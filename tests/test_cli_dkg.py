@@ -1,0 +1,90 @@
+"""`tkms dkg`: an operator runs a ceremony across real node processes from the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tests.cluster import CHAIN_ID, Cluster
+from tkms.cli import app
+from tkms.crypto.encoding import to_hex
+from tkms.crypto.wallet import Wallet
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster.create(Path(tmp_path_factory.mktemp("trio")), 3)
+    c.start_all()
+    try:
+        yield c
+    finally:
+        c.stop_all()
+
+
+def _committee(cluster: Cluster, path: Path) -> Path:
+    nodes = [{"index": i, "url": s.url} for i, s in cluster.nodes.items()]
+    path.write_text(json.dumps({"chainId": CHAIN_ID, "nodes": nodes}))
+    return path
+
+
+def test_the_admin_runs_a_ceremony(trio: Cluster, tmp_path: Path) -> None:
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(to_hex(trio.admin.private_key_bytes()))
+    out = tmp_path / "keyset.json"
+    result = runner.invoke(
+        app,
+        [
+            "dkg",
+            "--committee",
+            str(_committee(trio, tmp_path / "committee.json")),
+            "--threshold",
+            "2",
+            "--admin-key-file",
+            str(key_file),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    keyset = json.loads(out.read_text())
+    assert f"public key: {keyset['publicKey']}" in result.output
+    assert "qualified dealers [1, 2, 3]" in result.output
+    assert keyset["threshold"] == 2 and sorted(keyset["signatures"]) == ["1", "2", "3"]
+    served = httpx.get(trio.nodes[3].url + "/v1/keyset", params={"chain_id": CHAIN_ID}).json()
+    assert served == keyset
+
+
+def test_anyone_else_is_refused_in_one_line(trio: Cluster, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "dkg",
+            "--committee",
+            str(_committee(trio, tmp_path / "committee.json")),
+            "--threshold",
+            "2",
+            "--admin-key",
+            to_hex(Wallet.generate().private_key_bytes()),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "unauthorized_signer" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_bad_committee_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "committee.json"
+    bad.write_text('{"nodes": 3}')
+    result = runner.invoke(
+        app,
+        ["dkg", "--committee", str(bad), "--threshold", "2", "--admin-key", "0x" + "11" * 32],
+    )
+    assert result.exit_code == 2
+    assert "not a committee file" in result.output
