@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,3 +97,26 @@ def running(args: list[str], env: Mapping[str, str], log: Path, port: int) -> It
         yield service
     finally:
         service.stop()
+
+
+DEVNET_UP = "Ctrl-C stops the devnet"
+
+
+def start_devnet(state: Path, base_port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`tkms devnet` as `make devnet` runs it, on our own state dir and ports."""
+    tkms = str(Path(sys.executable).parent / "tkms")
+    args = [tkms, "devnet", "--state-dir", str(state), "--base-port", str(base_port), *extra]
+    with log.open("wb") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=state.parent)
+
+
+def wait_printed(log: Path, process: subprocess.Popen[bytes], pattern: str = DEVNET_UP) -> str:
+    """The process's output once ``pattern`` shows in it (it must not exit first)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if re.search(pattern, text):
+            return text
+        assert process.poll() is None, text
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} not printed:\n{log.read_text()}")

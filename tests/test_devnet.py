@@ -13,27 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.procs import free_port
-
-
-def _wait_for(
-    pattern: str, log: Path, process: subprocess.Popen[bytes], timeout: float = 60
-) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if re.search(pattern, text):
-            return text
-        assert process.poll() is None, text
-        time.sleep(0.1)
-    raise AssertionError(f"{pattern!r} not printed:\n{log.read_text()}")
-
-
-def _start_single_node_devnet(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    tkms = str(Path(sys.executable).parent / "tkms")
-    args = [tkms, "devnet", "--nodes", "1", "--state-dir", str(state), "--base-port", str(port)]
-    with log.open("wb") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=state.parent)
+from tests.procs import free_port, start_devnet, wait_printed
 
 
 def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
@@ -41,9 +21,9 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
     state = tmp_path / "state"
     log = tmp_path / "devnet.log"
     venv_bin = Path(sys.executable).parent
-    process = _start_single_node_devnet(state, port, log)
+    process = start_devnet(state, port, log, "--nodes", "1")
     try:
-        text = _wait_for(r"Ctrl-C stops the devnet", log, process)
+        text = wait_printed(log, process)
         manifest = json.loads((state / "devnet.json").read_text())
         assert manifest["nodes"][0]["url"] == f"http://127.0.0.1:{port}"
 
@@ -82,9 +62,9 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
     first = json.loads((state / "devnet.json").read_text())
     port2 = free_port()
     log2 = tmp_path / "devnet2.log"
-    process = _start_single_node_devnet(state, port2, log2)
+    process = start_devnet(state, port2, log2, "--nodes", "1")
     try:
-        _wait_for(r"Ctrl-C stops the devnet", log2, process)
+        wait_printed(log2, process)
         second = json.loads((state / "devnet.json").read_text())
         assert second["publicKey"] == first["publicKey"]
         assert second["nodes"][0]["signer"] == first["nodes"][0]["signer"]

@@ -12,9 +12,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from tests.procs import free_port_block
+from tests.procs import free_port_block, start_devnet, wait_printed
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 G = PublicKey.from_secret((1).to_bytes(32, "big"))
@@ -149,27 +146,6 @@ def independent_decrypt(manifest: dict[str, Any]) -> bytes:
     return AESGCM(key2).decrypt(iv, ciphertext, None)
 
 
-def _start(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    tkms = str(Path(sys.executable).parent / "tkms")
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [tkms, "devnet", "--state-dir", str(state), "--base-port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _wait_up(log: Path, process: subprocess.Popen[bytes]) -> str:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if "Ctrl-C stops the devnet" in text:
-            return text
-        assert process.poll() is None, text
-        time.sleep(0.2)
-    raise AssertionError(log.read_text())
-
-
 def _all_down(manifest: dict[str, Any]) -> bool:
     for node in manifest["nodes"]:
         try:
@@ -185,9 +161,9 @@ def test_five_node_devnet_serves_an_independent_client_and_restarts_with_its_key
 ) -> None:
     base = free_port_block(6)  # the devnet's gateway slot and nodes 1..5
     state = tmp_path / "state"
-    process = _start(state, base, tmp_path / "run1.log")
+    process = start_devnet(state, base, tmp_path / "run1.log")
     try:
-        text = _wait_up(tmp_path / "run1.log", process)
+        text = wait_printed(tmp_path / "run1.log", process)
         assert "sign keyset" in text  # the progress display of the ceremony
         manifest = json.loads((state / "devnet.json").read_text())
         assert set(manifest) >= {"chainId", "threshold", "publicKey", "gatewayPrivateKey", "nodes"}
@@ -200,9 +176,9 @@ def test_five_node_devnet_serves_an_independent_client_and_restarts_with_its_key
         process.wait(timeout=30)
     assert _all_down(manifest), "a node outlived the devnet"
 
-    process = _start(state, base, tmp_path / "run2.log")
+    process = start_devnet(state, base, tmp_path / "run2.log")
     try:
-        text = _wait_up(tmp_path / "run2.log", process)
+        text = wait_printed(tmp_path / "run2.log", process)
         assert "reusing the key shares" in text and "sign keyset" not in text
         again = json.loads((state / "devnet.json").read_text())
         assert again["publicKey"] == manifest["publicKey"]

@@ -7,25 +7,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.procs import free_port_block
+from tests.procs import free_port_block, wait_printed
 
 TKMS = str(Path(sys.executable).parent / "tkms")
-
-
-def _wait_up(log: Path, process: subprocess.Popen[bytes]) -> str:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if "Ctrl-C stops the devnet" in text:
-            return text
-        assert process.poll() is None, text
-        time.sleep(0.2)
-    raise AssertionError(log.read_text())
 
 
 def _sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -49,7 +37,7 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
     try:
-        text = _wait_up(log, process)
+        text = wait_printed(log, process)
         manifest = json.loads((tmp_path / "devnet-state" / "devnet.json").read_text())
         gateway = manifest["gateway"]
         assert gateway["url"] == f"http://127.0.0.1:{base}" and gateway["url"] in text
