@@ -25,7 +25,8 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
     try:
         text = wait_printed(log, process)
         manifest = json.loads((state / "devnet.json").read_text())
-        assert manifest["nodes"][0]["url"] == f"http://127.0.0.1:{port}"
+        assert manifest["nodes"][0]["url"] == f"http://127.0.0.1:{port + 1}"
+        assert manifest["gateway"]["url"] == f"http://127.0.0.1:{port}"
 
         cli_line = next(line for line in text.splitlines() if "tkms delegate" in line).strip()
         expected = re.search(r"shared secret x:\s+(0x[0-9a-f]{64})", text)
@@ -46,14 +47,30 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
         )
         answer = json.loads(result.stdout)
         assert set(answer) == {"encryptedSharedSecret", "proof"}
-        assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{port + 1}/health").json() == {"status": "ok"}
+
+        # The printed story works too, through the gateway's nox (v0) mode.
+        story = [line.strip() for line in text.splitlines() if ".venv/bin/tkms " in line]
+        script = "\n".join(
+            line for line in story if "encrypt" in line or "grant" in line or "decrypt" in line
+        )
+        script = script.replace(".venv/bin/tkms", str(Path(sys.executable).parent / "tkms"))
+        result = subprocess.run(
+            ["bash", "-c", "set -e\n" + script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith("1000")
     finally:
         process.terminate()
         process.wait(timeout=20)
     # Every process it started is gone with it.
     time.sleep(0.3)
     try:
-        httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        httpx.get(f"http://127.0.0.1:{port + 1}/health", timeout=1)
         raise AssertionError("the node outlived the devnet")
     except httpx.HTTPError:
         pass

@@ -29,7 +29,7 @@ from tkms.crypto import curve
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet, address_hex
 from tkms.devnet_gateway import gateway_env, gateway_manifest, print_gateway, print_story
-from tkms.devnet_single import print_single_node, single_node_env
+from tkms.devnet_single import print_single_node, single_manifest, single_node_env
 from tkms.envconfig import ConfigError
 from tkms.keyfiles import read_hex, write_hex
 
@@ -131,13 +131,16 @@ def run_devnet(
     signal.signal(signal.SIGTERM, stop)
     try:
         if nodes == 1:
-            url = f"http://127.0.0.1:{base_port}"
+            url = f"http://127.0.0.1:{base_port + 1}"
             process = spawn(
-                ["node"], single_node_env(keys, base_port, chain_id), logs / "node1.log"
+                ["node"], single_node_env(keys, base_port + 1, chain_id), logs / "node1.log"
             )
             processes.append(process)
             wait_healthy(url, process)
-            print_single_node(state_dir, keys, url, chain_id, console)
+            manifest = single_manifest(keys, url, chain_id)
+            processes.append(start_gateway(keys, state_dir, base_port, manifest, logs))
+            print_single_node(state_dir, keys, manifest, console)
+            print_story(state_dir, console)
         else:
             urls = {i: f"http://127.0.0.1:{base_port + i}" for i in range(1, nodes + 1)}
             for i in urls:
@@ -150,7 +153,7 @@ def run_devnet(
                 keyset = ceremony(urls, keys, chain_id, threshold, console)
             else:
                 console.print("reusing the key shares of the previous run")
-            manifest: dict[str, Any] = {
+            manifest = {
                 "chainId": chain_id,
                 "threshold": threshold,
                 "publicKey": keyset["publicKey"],
@@ -164,16 +167,7 @@ def run_devnet(
                     for i, url in urls.items()
                 ],
             }
-            gateway_url = f"http://127.0.0.1:{base_port}"
-            manifest.update(gateway_manifest(keys, gateway_url))
-            gateway = spawn(
-                ["gateway"],
-                gateway_env(keys, state_dir, base_port, manifest),
-                logs / "gateway.log",
-            )
-            processes.append(gateway)
-            wait_healthy(gateway_url, gateway)
-            (state_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            processes.append(start_gateway(keys, state_dir, base_port, manifest, logs))
             print_threshold(state_dir, manifest, console)
         console.print("\nCtrl-C stops the devnet.")
         while all(p.poll() is None for p in processes):
@@ -191,6 +185,18 @@ def run_devnet(
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def start_gateway(
+    keys: KeyDir, state_dir: Path, port: int, manifest: dict[str, Any], logs: Path
+) -> subprocess.Popen[bytes]:
+    """The gateway on the base port; completes and writes devnet.json once it is up."""
+    url = f"http://127.0.0.1:{port}"
+    manifest.update(gateway_manifest(keys, url))
+    gateway = spawn(["gateway"], gateway_env(keys, state_dir, port, manifest), logs / "gateway.log")
+    wait_healthy(url, gateway)
+    (state_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return gateway
 
 
 def ceremony(

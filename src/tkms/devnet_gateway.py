@@ -43,12 +43,20 @@ def gateway_env(
     keys: KeyDir, state_dir: Path, port: int, manifest: dict[str, Any]
 ) -> dict[str, str]:
     nodes = [{k: n[k] for k in ("index", "url", "signer")} for n in manifest["nodes"]]
+    if len(nodes) == 1:
+        # One nox-compatible node holding the whole key: the gateway's v0 mode.
+        kms = {
+            "TKMS_GATEWAY_KMS__URL": nodes[0]["url"],
+            "TKMS_GATEWAY_KMS__SIGNER_ADDRESS": nodes[0]["signer"],
+        }
+    else:
+        kms = {"TKMS_GATEWAY_NODES": json.dumps(nodes)}
     return {
+        **kms,
         "TKMS_GATEWAY_SIGNER__WALLET_KEY_FILE": str(keys.file("gateway-wallet")),
         "TKMS_GATEWAY_CHAIN__ID": str(manifest["chainId"]),
         "TKMS_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": manifest["verifyingContract"],
         "TKMS_GATEWAY_KMS__PUBLIC_KEY": manifest["publicKey"],
-        "TKMS_GATEWAY_NODES": json.dumps(nodes),
         "TKMS_GATEWAY_STATE_DIR": str((state_dir / "gateway").resolve()),
         "TKMS_GATEWAY_SERVER__HOST": "127.0.0.1",
         "TKMS_GATEWAY_SERVER__PORT": str(port),

@@ -12,6 +12,7 @@ from tkms.client.delegation import sign_delegate_request
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import address_hex
+from tkms.devnet_gateway import print_gateway
 from tkms.keyfiles import read_hex, write_private
 
 if TYPE_CHECKING:
@@ -46,29 +47,35 @@ def write_example(state_dir: Path, keys: KeyDir, kms_key: int, chain_id: int) ->
     return {"ephemeral": ephemeral, "signature": signature, "expected": to_hex(expected)}
 
 
-def print_single_node(
-    state_dir: Path, keys: KeyDir, url: str, chain_id: int, console: Console
-) -> None:
+def single_manifest(keys: KeyDir, url: str, chain_id: int) -> dict[str, Any]:
     kms_key = int.from_bytes(read_hex(keys.file("kms")), "big")
-    public_key = curve.encode_point(curve.base_mul(kms_key))
-    node_wallet = keys.wallet("node1-wallet")
-    gateway = keys.wallet("gateway-wallet")
-    manifest: dict[str, Any] = {
+    return {
         "chainId": chain_id,
         "threshold": 1,
-        "publicKey": to_hex(public_key),
-        "gatewayPrivateKey": to_hex(gateway.private_key_bytes()),
-        "nodes": [{"index": 1, "url": url, "signer": address_hex(node_wallet.address)}],
+        "publicKey": to_hex(curve.encode_point(curve.base_mul(kms_key))),
+        "gatewayPrivateKey": to_hex(keys.wallet("gateway-wallet").private_key_bytes()),
+        "nodes": [
+            {"index": 1, "url": url, "signer": address_hex(keys.wallet("node1-wallet").address)}
+        ],
     }
-    (state_dir / "devnet.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def print_single_node(
+    state_dir: Path, keys: KeyDir, manifest: dict[str, Any], console: Console
+) -> None:
+    kms_key = int.from_bytes(read_hex(keys.file("kms")), "big")
+    chain_id = manifest["chainId"]
+    node = manifest["nodes"][0]
+    url = node["url"]
     example = write_example(state_dir, keys, kms_key, chain_id)
     gw_file = keys.file("gateway-wallet")
     console.print(f"[bold green]tkms devnet up[/] (state in {state_dir}/): one nox-compatible node")
     console.print(f"  node URL          {url}")
-    console.print(f"  node signer       {address_hex(node_wallet.address)}")
-    console.print(f"  KMS public key    {to_hex(public_key)}")
-    console.print(f"  gateway address   {address_hex(gateway.address)}")
+    console.print(f"  node signer       {node['signer']}")
+    console.print(f"  KMS public key    {manifest['publicKey']}")
     console.print(f"  gateway key (dev) {gw_file}")
+    if "gateway" in manifest:
+        print_gateway(state_dir, manifest, console)
     console.print("\nTry it (in another shell, from this directory):", highlight=False)
     console.print(
         f"  .venv/bin/tkms delegate --node {url} --chain-id {chain_id} "
