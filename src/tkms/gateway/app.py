@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter
@@ -25,6 +26,7 @@ from tkms.gateway.config import GatewayConfig, load_gateway_config
 from tkms.gateway.keysets import KeysetUnavailable
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes
 from tkms.gateway.storage import SqlRecordStore, StorageError, open_record_store
+from tkms.web import openapi
 from tkms.web.common import add_common_routes, require_json
 from tkms.web.errors import install_error_handlers
 from tkms.web.middleware import BodyLimit, Metrics
@@ -86,7 +88,12 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     add_common_routes(app, config.service_name, registry)
 
     def route(
-        path: str, method: str, call: Callable[[Request], Awaitable[Answer]], *, body: bool
+        path: str,
+        method: str,
+        call: Callable[[Request], Awaitable[Answer]],
+        *,
+        body: bool,
+        spec: dict[str, Any],
     ) -> None:
         async def endpoint(request: Request) -> Response:
             start = time.perf_counter()
@@ -95,7 +102,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
             return _respond(await call(request), start)
 
         endpoint.__name__ = f"{method.lower()}_{path.strip('/').replace('/', '_')}"
-        app.add_api_route(path, endpoint, methods=[method])
+        app.add_api_route(path, endpoint, methods=[method], openapi_extra=spec)
 
     def q(request: Request, name: str) -> str | None:
         return request.query_params.get(name)
@@ -120,12 +127,31 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     async def acl(r: Request) -> Answer:
         return await service.acl_listing(r.path_params["handle"], q(r, "chain_id"), q(r, "salt"))
 
-    route("/v0/secrets", "POST", create, body=True)
-    route("/v0/secrets/{handle}", "GET", read_v0, body=False)
-    route("/v1/secrets/{handle}", "GET", read_v1, body=False)
-    route("/v1/keyset", "GET", keyset, body=False)
-    route("/v1/acl/grant", "POST", grant, body=True)
-    route("/v1/acl/{handle}", "GET", acl, body=False)
+    params = ("chain_id", "salt")
+    secret = openapi.fields(value=openapi.HEX, solidityType="string", owner=openapi.HEX)
+    secret["properties"]["applicationContract"] = openapi.HEX
+    read = openapi.operation(path=("handle",), query=params, authorization=True)
+    grant_body = openapi.fields(payload="object", signature=openapi.HEX)
+    route(
+        "/v0/secrets", "POST", create, body=True, spec=openapi.operation(query=params, body=secret)
+    )
+    route("/v0/secrets/{handle}", "GET", read_v0, body=False, spec=read)
+    route("/v1/secrets/{handle}", "GET", read_v1, body=False, spec=read)
+    route("/v1/keyset", "GET", keyset, body=False, spec=openapi.operation(query=("chain_id",)))
+    route(
+        "/v1/acl/grant",
+        "POST",
+        grant,
+        body=True,
+        spec=openapi.operation(query=params, body=grant_body),
+    )
+    route(
+        "/v1/acl/{handle}",
+        "GET",
+        acl,
+        body=False,
+        spec=openapi.operation(path=("handle",), query=params),
+    )
 
     app.state.service = service
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)

@@ -16,6 +16,7 @@ from tkms.crypto.wallet import Wallet
 from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegation import ChainKey, Delegator, resolve_chain
 from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes, build_threshold_runtime
+from tkms.web import openapi
 from tkms.web.common import add_common_routes, json_response, require_json
 from tkms.web.errors import ApiError, install_error_handlers
 from tkms.web.middleware import BodyLimit, Metrics
@@ -80,7 +81,11 @@ def create_app(config: NodeConfig) -> FastAPI:
         return json_response(answer)
 
     app.router.add_api_route(
-        "/v0/delegate", delegate_v0, methods=["POST"], route_class_override=PlainRoute
+        "/v0/delegate",
+        delegate_v0,
+        methods=["POST"],
+        route_class_override=PlainRoute,
+        openapi_extra=openapi.DELEGATE,
     )
 
     threshold = build_threshold_runtime(config, delegator.wallet)

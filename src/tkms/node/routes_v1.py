@@ -18,6 +18,7 @@ from tkms.node.delegation import resolve_chain
 from tkms.node.dkg_service import DkgService, holding_from
 from tkms.node.keystore import KeystoreError, SealedKeystore
 from tkms.node.partial import PartialDelegator
+from tkms.web import openapi
 from tkms.web.common import json_response, require_json
 from tkms.web.errors import ApiError
 
@@ -66,11 +67,11 @@ async def _json_body(request: Request) -> Any:
 def add_threshold_routes(app: FastAPI, runtime: ThresholdRuntime, delegations: Counter) -> None:
     partials = runtime.partials
 
-    @app.get("/v1/keyset")
+    @app.get("/v1/keyset", openapi_extra=openapi.operation(query=("chain_id",)))
     async def keyset(request: Request) -> Response:
         return json_response(partials.keyset(request.query_params.get("chain_id")))
 
-    @app.post("/v1/delegate")
+    @app.post("/v1/delegate", openapi_extra=openapi.DELEGATE)
     async def delegate_v1(request: Request) -> Response:
         require_json(request)
         query = request.query_params
@@ -93,12 +94,24 @@ def add_threshold_routes(app: FastAPI, runtime: ThresholdRuntime, delegations: C
     async def dkg_identity() -> Response:
         return json_response(dkg().identity_json())
 
-    @app.post("/v1/dkg/start")
+    @app.post(
+        "/v1/dkg/start",
+        openapi_extra=openapi.operation(
+            body=openapi.fields(config="object", authorization=openapi.HEX)
+        ),
+    )
     async def dkg_start(request: Request) -> Response:
         service = dkg()
         return json_response(service.start(await _json_body(request)))
 
-    @app.post("/v1/dkg/round")
+    @app.post(
+        "/v1/dkg/round",
+        openapi_extra=openapi.operation(
+            body=openapi.fields(
+                sessionId=openapi.HEX, round="integer", messages="array", authorization=openapi.HEX
+            )
+        ),
+    )
     async def dkg_round(request: Request) -> Response:
         service = dkg()
         return json_response(service.step(await _json_body(request)))
