@@ -3,41 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
-from starlette.responses import Response
 
 from tkms.crypto.encoding import parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.node.config import NodeConfig, load_node_config
-from tkms.node.delegation import ChainKey, Delegator, resolve_chain
+from tkms.node.delegate_route import add_delegate_route
+from tkms.node.delegation import ChainKey, Delegator
 from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes, build_threshold_runtime
-from tkms.web import openapi
-from tkms.web.common import add_common_routes, json_response, require_json
+from tkms.web.common import add_common_routes
 from tkms.web.errors import ApiError, install_error_handlers
 from tkms.web.middleware import BodyLimit, Metrics
 
 log = logging.getLogger("tkms.node")
-
-
-class PlainRoute(APIRoute):
-    """An APIRoute whose endpoint takes the Request and returns a Response itself.
-
-    FastAPI's per-request handler (dependency solving, endpoint context,
-    response serialization) costs about as much as a scalar multiplication;
-    an endpoint that only needs the raw request skips it. Everything else is
-    the APIRoute's: matching (and ``scope["route"]``, which the Metrics
-    middleware reads for its route template), 405 answers, exception handlers
-    and the OpenAPI entry.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
-        return handler
 
 
 def build_delegator(config: NodeConfig) -> Delegator:
@@ -67,26 +47,7 @@ def create_app(config: NodeConfig) -> FastAPI:
     install_error_handlers(app, on_error=lambda code: errors.labels(code).inc())
     add_common_routes(app, config.service_name, registry)
 
-    async def delegate_v0(request: Request) -> Response:
-        require_json(request)
-        query = request.query_params
-        answer = delegator.delegate_v0(
-            query.get("chain_id"),
-            query.get("salt"),
-            request.headers.get("authorization"),
-            await request.body(),
-        )
-        # Label by the resolved id: the raw value is the caller's to vary.
-        delegations.labels(str(resolve_chain(query.get("chain_id"), delegator.chains)), "v0").inc()
-        return json_response(answer)
-
-    app.router.add_api_route(
-        "/v0/delegate",
-        delegate_v0,
-        methods=["POST"],
-        route_class_override=PlainRoute,
-        openapi_extra=openapi.DELEGATE,
-    )
+    add_delegate_route(app, "v0", delegator.delegate_v0, delegator.chains, delegations)
 
     threshold = build_threshold_runtime(config, delegator.wallet)
     add_threshold_routes(app, threshold, delegations)

@@ -14,7 +14,7 @@ from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.envconfig import ConfigError
 from tkms.node.config import NodeConfig
-from tkms.node.delegation import resolve_chain
+from tkms.node.delegate_route import add_delegate_route
 from tkms.node.dkg_service import DkgService, holding_from
 from tkms.node.keystore import KeystoreError, SealedKeystore
 from tkms.node.partial import PartialDelegator
@@ -71,19 +71,7 @@ def add_threshold_routes(app: FastAPI, runtime: ThresholdRuntime, delegations: C
     async def keyset(request: Request) -> Response:
         return json_response(partials.keyset(request.query_params.get("chain_id")))
 
-    @app.post("/v1/delegate", openapi_extra=openapi.DELEGATE)
-    async def delegate_v1(request: Request) -> Response:
-        require_json(request)
-        query = request.query_params
-        answer = partials.delegate_v1(
-            query.get("chain_id"),
-            query.get("salt"),
-            request.headers.get("authorization"),
-            await request.body(),
-        )
-        # Label by the resolved id: the raw value is the caller's to vary.
-        delegations.labels(str(resolve_chain(query.get("chain_id"), partials.gateways)), "v1").inc()
-        return json_response(answer)
+    add_delegate_route(app, "v1", partials.delegate_v1, partials.gateways, delegations)
 
     def dkg() -> DkgService:
         if runtime.dkg is None:

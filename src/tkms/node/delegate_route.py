@@ -1,0 +1,64 @@
+"""``POST /v0/delegate`` and ``POST /v1/delegate``: one thin route shape for both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
+from prometheus_client import Counter
+from starlette.responses import Response
+
+from tkms.node.delegation import resolve_chain
+from tkms.web import openapi
+from tkms.web.common import json_response, require_json
+
+Delegate = Callable[[str | None, str | None, str | None, bytes], Mapping[str, Any]]
+"""(chain_id, salt, Authorization header, body) → the answer; raises ApiError."""
+
+
+class PlainRoute(APIRoute):
+    """An APIRoute whose endpoint takes the Request and returns a Response itself.
+
+    FastAPI's per-request handler (dependency solving, endpoint context,
+    response serialization) costs about as much as a scalar multiplication;
+    an endpoint that only needs the raw request skips it. Everything else is
+    the APIRoute's: matching (and ``scope["route"]``, which the Metrics
+    middleware reads for its route template), 405 answers, exception handlers
+    and the OpenAPI entry.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+        return handler
+
+
+def add_delegate_route(
+    app: FastAPI,
+    version: str,
+    delegate: Delegate,
+    chains: Mapping[int, Any],
+    delegations: Counter,
+) -> None:
+    async def endpoint(request: Request) -> Response:
+        require_json(request)
+        query = request.query_params
+        answer = delegate(
+            query.get("chain_id"),
+            query.get("salt"),
+            request.headers.get("authorization"),
+            await request.body(),
+        )
+        # Label by the resolved id: the raw value is the caller's to vary.
+        delegations.labels(str(resolve_chain(query.get("chain_id"), chains)), version).inc()
+        return json_response(answer)
+
+    endpoint.__name__ = f"delegate_{version}"
+    app.router.add_api_route(
+        f"/{version}/delegate",
+        endpoint,
+        methods=["POST"],
+        route_class_override=PlainRoute,
+        openapi_extra=openapi.DELEGATE,
+    )
