@@ -249,6 +249,19 @@ class GatewayService:
             )
         return record, access
 
+    async def _read(
+        self,
+        handle_raw: str,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+    ) -> tuple[int, bytes, StoredRecord, DataAccess]:
+        """What both reads start with: chain, salt, then who asks and may they."""
+        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        salt = parse_salt(salt_raw)
+        record, access = await self._db(self._authorize_read, handle_raw, chain_id, authorization)
+        return chain_id, salt, record, access
+
     async def secret_v0(
         self,
         handle_raw: str,
@@ -256,9 +269,9 @@ class GatewayService:
         salt_raw: str | None,
         authorization: str | None,
     ) -> Answer:
-        chain_id = resolve_chain(chain_id_raw, self.chain_id)
-        salt = parse_salt(salt_raw)
-        record, access = await self._db(self._authorize_read, handle_raw, chain_id, authorization)
+        chain_id, salt, record, access = await self._read(
+            handle_raw, chain_id_raw, salt_raw, authorization
+        )
         if self.single is None:
             raise _not_configured(
                 "this gateway fronts a threshold KMS: use GET /v1/secrets/{handle}"
@@ -284,9 +297,9 @@ class GatewayService:
         salt_raw: str | None,
         authorization: str | None,
     ) -> Answer:
-        chain_id = resolve_chain(chain_id_raw, self.chain_id)
-        salt = parse_salt(salt_raw)
-        record, access = await self._db(self._authorize_read, handle_raw, chain_id, authorization)
+        chain_id, salt, record, access = await self._read(
+            handle_raw, chain_id_raw, salt_raw, authorization
+        )
         if self.fanout is None:
             raise _not_configured("this gateway fronts a single node: use GET /v0/secrets")
         keyset = (await self.keyset()).keyset
