@@ -52,8 +52,11 @@ def _request(
     chain_id: int,
     kms_public: PublicKey,
     rsa_key: rsa.RSAPrivateKey,
-    salt: bytes,
+    salt: bytes | None,
+    *,
+    bearer_prefix: str = "0x",
 ) -> tuple[httpx.Response, bytes]:
+    """A signed request; ``salt`` None leaves it out, ``bearer_prefix`` "" drops the 0x."""
     k = PrivateKey()
     ephemeral = "0x" + k.public_key.format(compressed=True).hex()
     expected_x = kms_public.multiply(k.secret).format(compressed=True)[1:]
@@ -72,8 +75,8 @@ def _request(
     signature = Account.sign_message(encode_typed_data(full_message=auth), gateway_key).signature
     response = httpx.post(
         f"{node.url}/v0/delegate",
-        params={"chain_id": str(chain_id), "salt": "0x" + salt.hex()},
-        headers={"Authorization": "Bearer 0x" + bytes(signature).hex()},
+        params={"chain_id": str(chain_id)} | ({} if salt is None else {"salt": "0x" + salt.hex()}),
+        headers={"Authorization": f"Bearer {bearer_prefix}" + bytes(signature).hex()},
         json={"ephemeralPubKey": ephemeral, "targetPubKey": target},
     )
     return response, expected_x
@@ -151,30 +154,15 @@ def test_salt_defaults_to_zero_in_the_proof_domain(
     v0_node: Service, node_keys: NodeKeys, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     kms_public = PublicKey.from_secret(node_keys.kms_key.to_bytes(32, "big"))
-    k = PrivateKey()
-    ephemeral = "0x" + k.public_key.format(compressed=True).hex()
-    target = (
-        "0x"
-        + rsa_key.public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .hex()
+    response, expected_x = _request(
+        v0_node,
+        node_keys.gateway.private_key_bytes(),
+        CHAIN_ID,
+        kms_public,
+        rsa_key,
+        None,
+        bearer_prefix="",  # a signature without 0x is accepted too
     )
-    auth = _typed(
-        {"name": "ProtocolDelegate", "version": "1", "chainId": CHAIN_ID},
-        "DelegateAuthorization",
-        [("ephemeralPubKey", "string"), ("targetPubKey", "string")],
-        {"ephemeralPubKey": ephemeral, "targetPubKey": target},
-    )
-    sig = Account.sign_message(
-        encode_typed_data(full_message=auth), node_keys.gateway.private_key_bytes()
-    ).signature
-    response = httpx.post(
-        f"{v0_node.url}/v0/delegate",
-        params={"chain_id": str(CHAIN_ID)},
-        headers={"Authorization": "Bearer " + bytes(sig).hex()},  # no 0x: accepted
-        json={"ephemeralPubKey": ephemeral, "targetPubKey": target},
-    )
-    expected_x = kms_public.multiply(k.secret).format(compressed=True)[1:]
     _check_answer(response, expected_x, rsa_key, CHAIN_ID, bytes(32), node_keys.node_wallet.address)
 
 
