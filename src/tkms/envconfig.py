@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex
@@ -67,14 +67,30 @@ def variable_for(
 ) -> str:
     """The environment variable behind a pydantic error location."""
     path = tuple(str(p).lower() for p in loc if p != "[key]")
-    if path in origin:
-        return origin[path]
+    # The variable itself, or one whose (JSON) value the error lies inside.
+    for size in range(len(path), 0, -1):
+        if path[:size] in origin:
+            return origin[path[:size]]
     for leaf, name in sorted(origin.items()):
         if leaf[: len(path)] == path:
             # An error on a whole section (a bad chain id): name the variable's stem.
             return name[: len(name) - sum(len(p) + 2 for p in leaf[len(path) :])]
     suffix = "__".join(str(p).upper() for p in loc if p != "[key]")
     return " or ".join(prefix + suffix for prefix in prefixes)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], prefixes: tuple[str, ...], environ: Mapping[str, str] | None) -> M:
+    """The environment as ``model``; ConfigError with one line naming the variable."""
+    tree, origin = collect(prefixes, environ)
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        var = variable_for(tuple(err["loc"]), origin, prefixes)
+        raise ConfigError(f"{var}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 # Field checks shared by the services' settings (pydantic validators call them).

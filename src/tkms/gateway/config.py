@@ -27,14 +27,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_hex
-from tkms.envconfig import ConfigError, check_address, collect, variable_for
+from tkms.envconfig import ConfigError, check_address, validate
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -208,24 +207,9 @@ class GatewayConfig(BaseModel):
         return str(self.state_dir / "gateway.sqlite3")
 
 
-def _variable(loc: tuple[str | int, ...], origin: Mapping[tuple[str, ...], str]) -> str:
-    path = tuple(str(p).lower() for p in loc if p != "[key]")
-    # A value that came as one JSON variable (NODES) errs deeper than the variable.
-    for size in range(len(path), 0, -1):
-        if path[:size] in origin:
-            return origin[path[:size]]
-    return variable_for(loc, origin, PREFIXES)
-
-
 def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Read and validate; raises ConfigError with one line naming the variable."""
-    tree, origin = collect(PREFIXES, environ)
-    try:
-        config = GatewayConfig.model_validate(tree)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        var = _variable(tuple(err["loc"]), origin)
-        raise ConfigError(f"{var}: {err['msg'].removeprefix('Value error, ')}") from None
+    config = validate(GatewayConfig, PREFIXES, environ)
     if not config.threshold_mode and not config.single_node_mode:
         raise ConfigError(
             "TKMS_GATEWAY_NODES: configure the threshold committee, "

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from tkms.crypto.encoding import parse_address
-from tkms.envconfig import ConfigError, check_address, check_private_key, collect, variable_for
+from tkms.envconfig import ConfigError, check_address, check_private_key, validate
 
 PREFIXES = ("NOX_KMS_", "TKMS_NODE_")
 
@@ -73,13 +73,7 @@ class NodeConfig(BaseModel):
 
 def load_node_config(environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Read and validate; raises ConfigError with one line naming the variable."""
-    tree, origin = collect(PREFIXES, environ)
-    try:
-        config = NodeConfig.model_validate(tree)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        var = variable_for(tuple(err["loc"]), origin, PREFIXES)
-        raise ConfigError(f"{var}: {err['msg'].removeprefix('Value error, ')}") from None
+    config = validate(NodeConfig, PREFIXES, environ)
     for chain_id, chain in config.chains.items():
         if chain.ecc_key is not None and chain.gateway_address is None:
             raise ConfigError(
