@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,3 +94,14 @@ class Cluster:
     def directory(self) -> dict[int, tuple[str, bytes]]:
         """index → (url, signer), as a client finds them in devnet.json."""
         return {i: (s.url, s.wallet.address) for i, s in self.nodes.items()}
+
+
+@contextmanager
+def running_cluster(root: Path, n: int) -> Iterator[Cluster]:
+    """``n`` node processes, all up, stopped on the way out (a module fixture's body)."""
+    cluster = Cluster.create(root, n)
+    cluster.start_all()
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.cluster import CHAIN_ID, Cluster
+from tests.cluster import CHAIN_ID, Cluster, running_cluster
 from tkms.cli import app
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
@@ -20,12 +20,8 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster.create(Path(tmp_path_factory.mktemp("trio")), 3)
-    c.start_all()
-    try:
+    with running_cluster(Path(tmp_path_factory.mktemp("trio")), 3) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def _committee(cluster: Cluster, path: Path) -> Path:

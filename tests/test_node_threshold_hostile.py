@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cluster import CHAIN_ID, Cluster
+from tests.cluster import CHAIN_ID, Cluster, running_cluster
 from tests.procs import Service
 from tkms.client.delegation import sign_delegate_request
 from tkms.crypto import curve, eip712, rsa
@@ -22,12 +22,8 @@ from tkms.dkg import CeremonyConfig, CommitteeMember
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Two nodes with state dirs, never through a ceremony."""
-    c = Cluster.create(Path(tmp_path_factory.mktemp("hostile")), 2)
-    c.start_all()
-    try:
+    with running_cluster(Path(tmp_path_factory.mktemp("hostile")), 2) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def _member(node_url: str, index: int) -> CommitteeMember:

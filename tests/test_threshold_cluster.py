@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.adversary import forging_proxy
-from tests.cluster import CHAIN_ID, Cluster
+from tests.cluster import CHAIN_ID, Cluster, running_cluster
 from tests.procs import wait_healthy
 from tkms.client.ceremony import run_ceremony
 from tkms.client.nodes import PartialsRound, fetch_partials
@@ -26,12 +26,8 @@ N, T = 5, 3
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster.create(Path(tmp_path_factory.mktemp("cluster")), N)
-    c.start_all()
-    try:
+    with running_cluster(Path(tmp_path_factory.mktemp("cluster")), N) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.fixture(scope="module")
