@@ -70,6 +70,13 @@ def devnet_settings(
 
 
 class _Base:
+    @classmethod
+    def from_devnet(
+        cls, path: str | Path = DEFAULT_DEVNET, *, key_file: str | Path | None = None, **kw: Any
+    ) -> Self:
+        """A client of the devnet described by ``devnet.json``, as its dev user by default."""
+        return cls(**{**devnet_settings(path, key_file), **kw})
+
     def __init__(
         self,
         gateway_url: str,
@@ -135,12 +142,6 @@ class Client(_Base):
     def __init__(self, gateway_url: str, wallet: Wallet, *, timeout: float = 10.0, **kw: Any):
         super().__init__(gateway_url, wallet, **kw)
         self._http = httpx.Client(timeout=timeout)
-
-    @classmethod
-    def from_devnet(
-        cls, path: str | Path = DEFAULT_DEVNET, *, key_file: str | Path | None = None, **kw: Any
-    ) -> Client:
-        return cls(**{**devnet_settings(path, key_file), **kw})
 
     def _run(self, flow: Flow[T]) -> T:
         try:
@@ -209,12 +210,6 @@ class AsyncClient(_Base):
     def __init__(self, gateway_url: str, wallet: Wallet, *, timeout: float = 10.0, **kw: Any):
         super().__init__(gateway_url, wallet, **kw)
         self._http = httpx.AsyncClient(timeout=timeout)
-
-    @classmethod
-    def from_devnet(
-        cls, path: str | Path = DEFAULT_DEVNET, *, key_file: str | Path | None = None, **kw: Any
-    ) -> AsyncClient:
-        return cls(**{**devnet_settings(path, key_file), **kw})
 
     async def _run(self, flow: Flow[T]) -> T:
         try:
