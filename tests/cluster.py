@@ -37,10 +37,12 @@ class Cluster:
     admin: Wallet
     gateway: Wallet
     nodes: dict[int, NodeSpec] = field(default_factory=dict)
+    chain_ids: tuple[int, ...] = (CHAIN_ID,)
+    """Each chain is a key of its own: a node never replaces one by a new DKG."""
 
     @classmethod
-    def create(cls, root: Path, n: int) -> Cluster:
-        cluster = cls(root, Wallet.generate(), Wallet.generate())
+    def create(cls, root: Path, n: int, chain_ids: tuple[int, ...] = (CHAIN_ID,)) -> Cluster:
+        cluster = cls(root, Wallet.generate(), Wallet.generate(), chain_ids=chain_ids)
         for i in range(1, n + 1):
             cluster.nodes[i] = NodeSpec(
                 i,
@@ -55,7 +57,10 @@ class Cluster:
     def env(self, spec: NodeSpec) -> dict[str, str]:
         return {
             "TKMS_NODE_WALLET_KEY": to_hex(spec.wallet.private_key_bytes()),
-            f"TKMS_NODE_CHAINS__{CHAIN_ID}__GATEWAY_ADDRESS": to_hex(self.gateway.address),
+            **{
+                f"TKMS_NODE_CHAINS__{chain_id}__GATEWAY_ADDRESS": to_hex(self.gateway.address)
+                for chain_id in self.chain_ids
+            },
             "TKMS_NODE_SERVER__HOST": "127.0.0.1",
             "TKMS_NODE_SERVER__PORT": str(spec.port),
             "TKMS_NODE_STATE_DIR": str(spec.state_dir),
@@ -86,9 +91,9 @@ class Cluster:
         for i in self.nodes:
             self.stop(i)
 
-    def committee(self) -> Committee:
+    def committee(self, chain_id: int = CHAIN_ID) -> Committee:
         return Committee(
-            CHAIN_ID, tuple(CommitteeNode(i, s.url) for i, s in sorted(self.nodes.items()))
+            chain_id, tuple(CommitteeNode(i, s.url) for i, s in sorted(self.nodes.items()))
         )
 
     def directory(self) -> dict[int, tuple[str, bytes]]:

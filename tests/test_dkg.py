@@ -198,7 +198,12 @@ def test_forged_signatures_are_refused() -> None:
 def test_messages_from_another_session_are_refused() -> None:
     config, identities = make_committee(3, 2)
     other = CeremonyConfig(
-        config.chain_id, config.epoch, config.threshold, config.members, b"\x01" * 32
+        config.chain_id,
+        config.epoch,
+        config.threshold,
+        config.members,
+        b"\x01" * 32,
+        config.expires_at,
     )
     assert other.session_id != config.session_id
     mine = DkgParticipant(config, identities[2])

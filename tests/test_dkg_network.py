@@ -25,11 +25,13 @@ from tkms.dkg import DkgParticipant, parse_message
 from tkms.dkg.messages import Deal, sign
 
 EVIL = 2
+# A node never replaces a key by a new DKG: each ceremony here makes the key of a chain of its own.
+CHAINS = {name: CHAIN_ID + k for k, name in enumerate(("bad share", "lie", "hide", "equivocate"))}
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster.create(Path(tmp_path_factory.mktemp("dkgnet")), 5)
+    c = Cluster.create(Path(tmp_path_factory.mktemp("dkgnet")), 5, tuple(CHAINS.values()))
     for i in c.nodes:
         if i != EVIL:
             c.start(i)
@@ -40,7 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def ceremony(
-    cluster: Cluster, participant: type[DkgParticipant], epoch: int, **kwargs: Any
+    cluster: Cluster, participant: type[DkgParticipant], chain_id: int, **kwargs: Any
 ) -> CeremonyOutcome:
     spec = cluster.nodes[EVIL]
     with in_process_node(cluster.env(spec), participant):
@@ -50,7 +52,7 @@ def ceremony(
             if i != EVIL:
                 assert other.service is not None
                 wait_healthy(other.service)
-        return run_ceremony(cluster.committee(), cluster.admin, 3, epoch=epoch, **kwargs)
+        return run_ceremony(cluster.committee(chain_id), cluster.admin, 3, **kwargs)
 
 
 def decrypts_with(cluster: Cluster, outcome: CeremonyOutcome, subsets: list[set[int]]) -> None:
@@ -63,7 +65,7 @@ def decrypts_with(cluster: Cluster, outcome: CeremonyOutcome, subsets: list[set[
         fetch_partials(
             honest,
             cluster.gateway,
-            CHAIN_ID,
+            int(outcome.keyset["chainId"]),
             to_hex(record.ephemeral_pubkey),
             to_hex(rsa.public_key_der(key)),
         )
@@ -75,7 +77,7 @@ def decrypts_with(cluster: Cluster, outcome: CeremonyOutcome, subsets: list[set[
 
 
 def test_bad_share_justified_correctly_keeps_the_dealer(cluster: Cluster) -> None:
-    outcome = ceremony(cluster, BadDealer, epoch=2)
+    outcome = ceremony(cluster, BadDealer, CHAINS["bad share"])
     assert outcome.succeeded, outcome.errors
     assert outcome.keyset is not None
     # Every node, the cheater included, signed the one keyset, and the dealer stayed qualified.
@@ -87,7 +89,7 @@ def test_bad_share_justified_correctly_keeps_the_dealer(cluster: Cluster) -> Non
 
 
 def test_bad_justification_disqualifies_the_dealer(cluster: Cluster) -> None:
-    outcome = ceremony(cluster, LyingDealer, epoch=3)
+    outcome = ceremony(cluster, LyingDealer, CHAINS["lie"])
     assert outcome.succeeded, outcome.errors
     assert outcome.keyset is not None
     # The key is made of the honest four's polynomials; node 2 still holds a share of it.
@@ -105,7 +107,9 @@ def test_relay_showing_different_deals_is_detected(cluster: Cluster) -> None:
             return [m for m in messages if not (m["type"] == "deal" and m["sender"] == 1)]
         return messages
 
-    outcome = ceremony(cluster, DkgParticipant, epoch=4, interceptor=hide_deal_1_from_4_and_5)
+    outcome = ceremony(
+        cluster, DkgParticipant, CHAINS["hide"], interceptor=hide_deal_1_from_4_and_5
+    )
     assert not outcome.succeeded
     assert any("saw other deals" in e for e in outcome.errors.values()), outcome.errors
 
@@ -129,6 +133,6 @@ def test_dealer_equivocating_through_the_relay_is_detected(cluster: Cluster) -> 
             out.append(raw)
         return out
 
-    outcome = ceremony(cluster, DkgParticipant, epoch=5, interceptor=two_versions)
+    outcome = ceremony(cluster, DkgParticipant, CHAINS["equivocate"], interceptor=two_versions)
     assert not outcome.succeeded
     assert any("saw other deals" in e for e in outcome.errors.values()), outcome.errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def _config(pair: Cluster, **overrides: Any) -> CeremonyConfig:
         "threshold": 2,
         "members": members,
         "nonce": bytes(32),
+        "expires_at": int(time.time()) + 600,
     }
     fields.update(overrides)
     return CeremonyConfig(**fields)
@@ -50,7 +52,7 @@ def _start_body(config: CeremonyConfig, signer: Wallet) -> dict[str, Any]:
         signer,
         eip712.dkg_domain(config.chain_id),
         eip712.DKG_START,
-        {"sessionId": config.session_id},
+        config.start_statement(),
     )
     return {"config": config.to_json(), "authorization": to_hex(sig)}
 

@@ -1,7 +1,8 @@
 """Running a DKG ceremony as its relay (``tkms dkg``).
 
 The relay gathers each node's public identity, fixes the ceremony (chain,
-epoch, threshold, members, fresh nonce), has the admin sign its session id,
+epoch, threshold, members, fresh nonce, expiry ``lifetime`` seconds ahead),
+has the admin sign all of it (``DkgStart``),
 then carries every round's messages to every node. It sees only signed public
 packages: it can delay or drop, and the nodes notice forgery and
 equivocation. ``interceptor`` lets tests play a hostile relay or dealer.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +111,7 @@ async def run_ceremony_async(
     *,
     epoch: int = 1,
     timeout: float = 60.0,
+    lifetime: float = 600.0,
     interceptor: Interceptor | None = None,
     progress: Progress | None = None,
 ) -> CeremonyOutcome:
@@ -116,13 +119,18 @@ async def run_ceremony_async(
         members = await _identities(http, committee)
         try:
             config = CeremonyConfig(
-                committee.chain_id, epoch, threshold, members, secrets.token_bytes(32)
+                committee.chain_id,
+                epoch,
+                threshold,
+                members,
+                secrets.token_bytes(32),
+                int(time.time() + lifetime),
             )
         except ValueError as exc:
             raise CeremonyError(f"invalid ceremony: {exc}") from None
         outcome = CeremonyOutcome(config)
         domain = eip712.dkg_domain(config.chain_id)
-        start_sig = eip712.sign(admin, domain, eip712.DKG_START, {"sessionId": config.session_id})
+        start_sig = eip712.sign(admin, domain, eip712.DKG_START, config.start_statement())
         urls = {n.index: n.url.rstrip("/") for n in committee.nodes}
         start_body = {"config": config.to_json(), "authorization": to_hex(start_sig)}
         answers = await _round(

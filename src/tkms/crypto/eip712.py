@@ -163,7 +163,23 @@ HANDLE_PROOF = _statement(
 )
 
 # Operator statements of tkms itself (not in protocol.md: they never reach a Nox client).
-DKG_START = _statement("DkgStart", ("DkgStart", (("sessionId", "bytes32"),)))
+# DkgStart names the whole ceremony (the chain is the domain's), so that an
+# admin's wallet shows what it signs and no field can be swapped under it.
+DKG_START = _statement(
+    "DkgStart",
+    (
+        "DkgStart",
+        (
+            ("sessionId", "bytes32"),
+            ("epoch", "uint256"),
+            ("threshold", "uint256"),
+            ("members", "DkgMember[]"),
+            ("nonce", "bytes32"),
+            ("expiresAt", "uint256"),
+        ),
+    ),
+    ("DkgMember", (("index", "uint256"), ("signer", "address"), ("encryptionKey", "bytes"))),
+)
 DKG_STEP = _statement("DkgStep", ("DkgStep", (("sessionId", "bytes32"), ("round", "uint256"))))
 
 # --- gateway ACL (tkms extensions of the Handle Gateway; nox keeps its ACL on-chain) ---

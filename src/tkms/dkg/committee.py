@@ -47,7 +47,10 @@ class CeremonyConfig:
     """Everything the nodes must agree on before dealing; ``nonce`` is fresh per ceremony.
 
     The session id hashes all of it, so a message signed for one ceremony (other
-    nonce, committee, threshold, epoch or chain) is refused by every other.
+    nonce, committee, threshold, epoch, chain or expiry) is refused by every other.
+    ``expires_at`` (Unix seconds) ends the ceremony: a node refuses to start or
+    continue it afterwards, so a captured start can only be replayed within it,
+    and a node remembers every session it started until then.
     """
 
     chain_id: int
@@ -55,6 +58,7 @@ class CeremonyConfig:
     threshold: int
     members: tuple[CommitteeMember, ...]
     nonce: bytes
+    expires_at: int
     session_id: bytes = field(init=False)
     _by_index: Mapping[int, CommitteeMember] = field(init=False, repr=False, compare=False)
 
@@ -74,6 +78,8 @@ class CeremonyConfig:
             raise ValueError("chain id must be positive and epoch non-negative")
         if len(self.nonce) != 32:
             raise ValueError("the ceremony nonce is 32 bytes")
+        if not 0 < self.expires_at < 2**64:
+            raise ValueError("expiresAt is a positive 64-bit Unix time")
         object.__setattr__(self, "_by_index", {m.index: m for m in self.members})
         object.__setattr__(self, "session_id", self._derive_session_id())
 
@@ -85,7 +91,26 @@ class CeremonyConfig:
             h.update(m.index.to_bytes(2, "big") + m.signer)
             h.update(curve.encode_point(m.encryption_key))
         h.update(self.nonce)
+        h.update(self.expires_at.to_bytes(8, "big"))
         return h.digest()
+
+    def start_statement(self) -> dict[str, Any]:
+        """The admin's ``DkgStart`` message (domain ``tkms DKG`` on ``chain_id``)."""
+        return {
+            "sessionId": self.session_id,
+            "epoch": self.epoch,
+            "threshold": self.threshold,
+            "members": [
+                {
+                    "index": m.index,
+                    "signer": m.signer,
+                    "encryptionKey": curve.encode_point(m.encryption_key),
+                }
+                for m in self.members
+            ],
+            "nonce": self.nonce,
+            "expiresAt": self.expires_at,
+        }
 
     @property
     def indices(self) -> tuple[int, ...]:
@@ -110,12 +135,15 @@ class CeremonyConfig:
             "threshold": self.threshold,
             "members": [m.to_json() for m in self.members],
             "nonce": to_hex(self.nonce),
+            "expiresAt": self.expires_at,
         }
 
     @classmethod
     def from_json(cls, data: object) -> CeremonyConfig:
         obj = wire.expect_object(
-            data, {"chainId", "epoch", "threshold", "members", "nonce"}, "ceremony config"
+            data,
+            {"chainId", "epoch", "threshold", "members", "nonce", "expiresAt"},
+            "ceremony config",
         )
         members = wire.get_list(obj, "members", CommitteeMember.from_json)
         try:
@@ -125,6 +153,7 @@ class CeremonyConfig:
                 threshold=wire.get_index(obj, "threshold"),
                 members=members,
                 nonce=wire.get_hex(obj, "nonce", 32),
+                expires_at=wire.get_int(obj, "expiresAt", low=1, high=2**64 - 1),
             )
         except ValueError as exc:
             if isinstance(exc, DkgMessageError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -96,7 +97,8 @@ def make_committee(
 ) -> tuple[CeremonyConfig, dict[int, NodeIdentity]]:
     identities = {i: NodeIdentity.generate() for i in range(1, n + 1)}
     members = tuple(identities[i].member(i) for i in range(1, n + 1))
-    config = CeremonyConfig(chain_id, epoch, t, members, secrets.token_bytes(32))
+    expires_at = int(time.time()) + 3600
+    config = CeremonyConfig(chain_id, epoch, t, members, secrets.token_bytes(32), expires_at)
     return config, identities
 
 

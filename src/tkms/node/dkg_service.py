@@ -6,12 +6,20 @@ and every node checks it. Only the committee's admin key may start a
 ceremony or close a round. When a ceremony completes, the share and the
 signed keyset are sealed to disk before the node answers "done", and the
 partial delegator starts serving them.
+
+Every node (and whoever watches the relay) sees all of the admin's
+statements of a ceremony, so each is made useless for a replay: a start names
+the whole ceremony and its expiry, a node starts each session once (the
+session is sealed to disk before the node deals, so a restart remembers it),
+and a node that holds a key for a chain never takes part in a new DKG for
+that chain: a DKG only ever creates a key, it never replaces one.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +42,9 @@ from tkms.web.errors import ApiError
 
 log = logging.getLogger("tkms.node.dkg")
 
+MAX_LIFETIME = 24 * 3600
+"""How far ahead a start may expire: it bounds how long a node remembers a session."""
+
 
 def _admin_check(admin: bytes | None, digest: bytes, signature_hex: object) -> None:
     if admin is None:
@@ -52,7 +63,10 @@ def holding_from(share: ChainShare) -> ShareHolding:
 
 
 class DkgService:
-    """One ceremony at a time; a new authorised start replaces an unfinished one."""
+    """One ceremony at a time; a new authorised session replaces an unfinished one.
+
+    ``clock`` gives Unix seconds (a seam for tests of expiry).
+    """
 
     def __init__(
         self,
@@ -73,6 +87,7 @@ class DkgService:
             DkgParticipant
         )
         self.round = 0
+        self.clock: Callable[[], float] = time.time
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -94,16 +109,42 @@ class DkgService:
         if config.chain_id not in self.partials.gateways:
             raise ApiError(400, "unknown_chain", f"chain {config.chain_id} is not configured")
         digest = eip712.digest(
-            eip712.dkg_domain(config.chain_id),
-            eip712.DKG_START,
-            {"sessionId": config.session_id},
+            eip712.dkg_domain(config.chain_id), eip712.DKG_START, config.start_statement()
         )
         _admin_check(self.admin, digest, body.get("authorization"))
         with self._lock:
+            now = self.clock()
+            if config.expires_at <= now:
+                raise ApiError(403, "ceremony_expired", "the ceremony's start has expired")
+            if config.expires_at > now + MAX_LIFETIME:
+                raise ApiError(
+                    400, "invalid_ceremony", f"expiresAt is more than {MAX_LIFETIME} s ahead"
+                )
+            if config.session_id in self.secrets.sessions:
+                raise ApiError(409, "session_seen", "this node has already started this session")
+            held = self.secrets.chains.get(config.chain_id)
+            if held is not None:
+                raise ApiError(
+                    409,
+                    "key_exists",
+                    f"this node holds a key of chain {config.chain_id} (epoch {held.epoch});"
+                    " a DKG never replaces it",
+                )
             try:
                 participant = self.participant_factory(config, self.identity)
             except ValueError:
                 raise ApiError(400, "not_a_member", "this node is not in the committee") from None
+            # Remembered on disk before this node deals: a replay after a restart is
+            # refused too. A failure to persist refuses the start (nothing dealt yet).
+            self.secrets.forget_expired(now)
+            self.secrets.sessions[config.session_id] = config.expires_at
+            try:
+                self.keystore.save(self.secrets)
+            except OSError:
+                del self.secrets.sessions[config.session_id]
+                raise ApiError(
+                    503, "state_unavailable", "cannot record the session durably"
+                ) from None
             messages = participant.start()
             self.participant = participant
             self.round = 1
@@ -135,6 +176,10 @@ class DkgService:
                 {"sessionId": session, "round": round_},
             )
             _admin_check(self.admin, digest, body.get("authorization"))
+            if participant.config.expires_at <= self.clock():
+                self.participant = None
+                log.warning("ceremony %s expired at round %d", session.hex()[:16], self.round)
+                raise ApiError(403, "ceremony_expired", "the ceremony has expired")
             if round_ != self.round:
                 raise ApiError(409, "wrong_round", f"node is at round {self.round}, not {round_}")
             rejected = []
@@ -162,6 +207,7 @@ class DkgService:
                 }
             self.round += 1
             if participant.phase is Phase.DONE:
+                self.participant = None  # over: its round statements now meet no_ceremony
                 self._complete(participant)
             return self._answer(participant, messages, rejected)
 
@@ -169,10 +215,16 @@ class DkgService:
         keyset, share = participant.keyset, participant.key_share
         assert keyset is not None and share is not None
         chain_id = participant.config.chain_id
+        if chain_id in self.secrets.chains:  # refused at start; checked again at the write
+            raise ApiError(409, "key_exists", f"this node holds a key of chain {chain_id}")
         body = keyset.to_json(chain_id=chain_id, signatures=participant.keyset_signatures)
         held = ChainShare(participant.index, keyset.epoch, keyset.threshold, share.value, body)
         self.secrets.chains[chain_id] = held
-        self.keystore.save(self.secrets)  # durable before anyone is told "done"
+        try:
+            self.keystore.save(self.secrets)  # durable before anyone is told "done"
+        except OSError:
+            del self.secrets.chains[chain_id]
+            raise ApiError(503, "state_unavailable", "cannot seal the new share") from None
         self.partials.holdings[chain_id] = holding_from(held)
         log.info(
             "ceremony complete: chain %d epoch %d, index %d",

@@ -1,11 +1,16 @@
 """A node's long-lived secrets, sealed at rest.
 
 One file, ``keystore.sealed``: AES-256-GCM under the operator's sealing key
-(``…SEALING_KEY`` or ``…SEALING_KEY_FILE``), with the file's purpose as
-associated data, written atomically (temp file, fsync, rename, fsync of the
-directory) so that a crash at any instant leaves the old state or the new one.
-It holds the node's share-encryption identity key and, per chain, the share
-and the signed keyset of the last completed ceremony.
+(``…SEALING_KEY`` or ``…SEALING_KEY_FILE``), written atomically (temp file,
+fsync, rename, fsync of the directory) so that a crash at any instant leaves
+the old state or the new one. The associated data is the file's purpose and
+the node's wallet address, so that nodes sharing a sealing key cannot be handed
+each other's files; the chains are keys of the authenticated plaintext, so a
+share cannot be moved to another chain either. It holds the node's
+share-encryption identity key, per chain the share and the signed keyset of
+the completed ceremony, and every ceremony session this node has started and
+whose expiry has not passed (so that a replayed start is refused, restarts
+included).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from tkms.crypto.encoding import to_hex
 from tkms.keyfiles import write_private
 
 FILE_NAME = "keystore.sealed"
-_AAD = b"tkms-node-keystore:v1"
+_AAD_V1 = b"tkms-node-keystore:v1"  # before the owner was bound; read once, then resealed
+_AAD_V2 = b"tkms-node-keystore:v2"
 
 
 class KeystoreError(Exception):
@@ -49,6 +55,12 @@ class ChainShare:
 class NodeSecrets:
     encryption_key: int
     chains: dict[int, ChainShare] = field(default_factory=dict)
+    sessions: dict[bytes, int] = field(default_factory=dict)
+    """Ceremony session id → its expiry (Unix seconds): each is started once."""
+
+    def forget_expired(self, now: float) -> None:
+        """Drop sessions past their expiry: a node refuses those by their date alone."""
+        self.sessions = {s: e for s, e in self.sessions.items() if e > now}
 
     def __repr__(self) -> str:
         return f"NodeSecrets(chains={sorted(self.chains)}, keys=<hidden>)"
@@ -67,6 +79,7 @@ class NodeSecrets:
                 }
                 for chain_id, c in self.chains.items()
             },
+            "sessions": {to_hex(s): e for s, e in self.sessions.items()},
         }
 
     @classmethod
@@ -81,15 +94,21 @@ class NodeSecrets:
             )
             for chain_id, c in data["chains"].items()
         }
-        return cls(int(data["encryptionKey"], 16), chains)
+        sessions = {
+            bytes.fromhex(s.removeprefix("0x")): int(e) for s, e in data.get("sessions", {}).items()
+        }
+        return cls(int(data["encryptionKey"], 16), chains, sessions)
 
 
 class SealedKeystore:
-    def __init__(self, state_dir: Path, sealing_key: bytes) -> None:
+    def __init__(self, state_dir: Path, sealing_key: bytes, owner: bytes) -> None:
         if len(sealing_key) != 32:
             raise KeystoreError("the sealing key is 32 bytes")
+        if len(owner) != 20:
+            raise KeystoreError("the owner is the node's 20-byte wallet address")
         self.path = state_dir / FILE_NAME
         self._aead = AESGCM(sealing_key)
+        self._aad = _AAD_V2 + owner
 
     def __repr__(self) -> str:
         return f"SealedKeystore({self.path})"
@@ -100,19 +119,29 @@ class SealedKeystore:
         blob = self.path.read_bytes()
         if len(blob) < 12 + 16:
             raise KeystoreError(f"{self.path} is damaged")
+        legacy = False
         try:
-            plain = self._aead.decrypt(blob[:12], blob[12:], _AAD)
+            plain = self._aead.decrypt(blob[:12], blob[12:], self._aad)
         except InvalidTag:
-            raise KeystoreError(f"{self.path} does not open with this sealing key") from None
+            try:
+                plain = self._aead.decrypt(blob[:12], blob[12:], _AAD_V1)
+            except InvalidTag:
+                raise KeystoreError(
+                    f"{self.path} does not open with this sealing key and node wallet"
+                ) from None
+            legacy = True
         try:
-            return NodeSecrets.from_json(json.loads(plain))
-        except (ValueError, KeyError, TypeError):
+            secrets = NodeSecrets.from_json(json.loads(plain))
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise KeystoreError(f"{self.path} holds no valid key state") from None
+        if legacy:
+            self.save(secrets)  # bound to this node from now on
+        return secrets
 
     def save(self, secrets: NodeSecrets) -> None:
         nonce = os.urandom(12)
         plain = json.dumps(secrets.to_json(), separators=(",", ":")).encode()
-        write_private(self.path, nonce + self._aead.encrypt(nonce, plain, _AAD))
+        write_private(self.path, nonce + self._aead.encrypt(nonce, plain, self._aad))
 
     def load_or_create(self) -> NodeSecrets:
         secrets = self.load()

@@ -44,7 +44,9 @@ def build_threshold_runtime(config: NodeConfig, wallet: Wallet) -> ThresholdRunt
         raise ConfigError("TKMS_NODE_SEALING_KEY: required with TKMS_NODE_STATE_DIR")
     try:
         keystore = SealedKeystore(
-            config.state_dir, parse_hex(config.sealing_key.get_secret_value(), length=32)
+            config.state_dir,
+            parse_hex(config.sealing_key.get_secret_value(), length=32),
+            wallet.address,
         )
         secrets = keystore.load_or_create()
     except (ValueError, KeystoreError) as exc:
