@@ -3,17 +3,23 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
-.PHONY: install postgres devnet test lint typecheck unit bench clean
+.PHONY: install postgres devnet test lint typecheck unit bench clean lock
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tkms needs Python 3.11+"'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+# Pinned versions from requirements.lock; see .ci/install-venv.sh (safe to run twice at once).
+$(STAMP): pyproject.toml requirements.lock
+	PYTHON=$(PYTHON) VENV=$(VENV) .ci/install-venv.sh $(STAMP)
+
+# Re-resolve the lock from pyproject.toml's ranges (on purpose only, never in CI).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet pip==26.3
+	.lock-venv/bin/python -m pip install --quiet '.[dev,bench]'
+	.lock-venv/bin/python -m pip install --quiet setuptools wheel
+	(head -2 requirements.lock; .lock-venv/bin/python -m pip freeze --all --exclude-editable \
+	  | grep -v -e '^pip==' -e '^tkms' | sort -f) > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 install: $(STAMP)
 
