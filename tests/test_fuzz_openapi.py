@@ -34,9 +34,7 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.mark.parametrize("service", ["gateway", "node"])
-def test_fuzzed_requests_get_documented_answers(
-    devnet: int, service: str, tmp_path: Path
-) -> None:
+def test_fuzzed_requests_get_documented_answers(devnet: int, service: str, tmp_path: Path) -> None:
     port = devnet if service == "gateway" else devnet + 1
     result = subprocess.run(
         [
