@@ -126,3 +126,16 @@ def test_constant_time_mul_matches_the_group_law(p: int, k: int) -> None:
 def test_constant_time_mul_refuses_zero() -> None:
     with pytest.raises(curve.CurveError):
         curve.mul_secret_encoded(curve.base_mul(3), curve.ORDER)
+
+
+def test_no_test_only_knob_on_a_production_function() -> None:
+    """A caller cannot pass a DLEQ nonce or an ECIES ephemeral key (a reused one leaks)."""
+    import inspect
+
+    import tkms.dkg.simulation as simulation
+    from tkms.crypto import dleq
+
+    assert set(inspect.signature(dleq.prove).parameters) == {"x_i", "K", "Y_i", "S_i"}
+    assert set(inspect.signature(dleq.Prover.partial).parameters) == {"self", "K"}
+    assert set(inspect.signature(ecies.encrypt).parameters) == {"public_key", "plaintext", "info"}
+    assert not hasattr(simulation, "group_secret")  # fault injection lives in tests/

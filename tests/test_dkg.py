@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.dkg_faults import Fault, bad_share_dealer, group_secret, with_faults
 from tkms.crypto import curve, ecies, shamir
 from tkms.crypto.wallet import Wallet
 from tkms.dkg import (
@@ -29,7 +30,6 @@ from tkms.dkg import (
     run_in_process,
 )
 from tkms.dkg.messages import EncryptedShare, sign
-from tkms.dkg.simulation import Fault, bad_share_dealer, group_secret
 
 CHAIN_ID = 421614
 
@@ -77,7 +77,7 @@ def test_honest_ceremony(n: int, t: int) -> None:
 
 
 def test_bad_share_then_honest_justification_keeps_the_dealer() -> None:
-    sim = run_in_process(5, 3, faults={2: bad_share_dealer(4)})
+    sim = run_in_process(5, 3, participant_factory=with_faults({2: bad_share_dealer(4)}))
     keyset = _assert_agreement(sim)
     assert sim.participants[4].complained_about == (2,)
     assert all(p.complained_about == () for i, p in sim.participants.items() if i != 4)
@@ -89,7 +89,9 @@ def test_bad_share_then_honest_justification_keeps_the_dealer() -> None:
 
 @pytest.mark.parametrize("answer", ["bad", "silent"])
 def test_bad_share_and_bad_or_no_justification_disqualifies(answer: Any) -> None:
-    sim = run_in_process(5, 3, faults={2: bad_share_dealer(4, justification=answer)})
+    sim = run_in_process(
+        5, 3, participant_factory=with_faults({2: bad_share_dealer(4, justification=answer)})
+    )
     keyset = _assert_agreement(sim)
     for p in sim.participants.values():
         assert p.qualified == frozenset({1, 3, 4, 5})
@@ -102,7 +104,9 @@ def test_bad_share_and_bad_or_no_justification_disqualifies(answer: Any) -> None
 
 
 def test_too_few_qualified_dealers_abort() -> None:
-    sim = run_in_process(3, 3, faults={1: bad_share_dealer(2, justification="silent")})
+    sim = run_in_process(
+        3, 3, participant_factory=with_faults({1: bad_share_dealer(2, justification="silent")})
+    )
     assert not sim.succeeded
     assert set(sim.failures) == {1, 2, 3}
     assert all(isinstance(e, DkgAbort) for e in sim.failures.values())
@@ -139,7 +143,9 @@ def _shift(victim: int, delta: int, *, silent: bool = False) -> Fault:
 def test_cancelling_errors_pass_the_aggregate_check() -> None:
     # Dealers 1 and 2 shift node 3's shares by +δ and −δ: the sum still checks,
     # and with both in QUAL node 3's final share is right.
-    sim = run_in_process(5, 3, faults={1: _shift(3, 12345), 2: _shift(3, -12345)})
+    sim = run_in_process(
+        5, 3, participant_factory=with_faults({1: _shift(3, 12345), 2: _shift(3, -12345)})
+    )
     _assert_agreement(sim)
     assert sim.participants[3].complained_about == ()
 
@@ -153,7 +159,7 @@ def test_cancelling_errors_are_caught_when_one_colluder_is_disqualified() -> Non
             return _reseal(shifted, 5, sim, lambda v: v + 1)
         return None if isinstance(message, Justification) else message
 
-    sim = run_in_process(5, 3, faults={1: dealer_1, 2: _shift(3, -12345)})
+    sim = run_in_process(5, 3, participant_factory=with_faults({1: dealer_1, 2: _shift(3, -12345)}))
     assert sim.participants[4].qualified == frozenset({2, 3, 4, 5})
     assert isinstance(sim.failures[3], DkgAbort)
     assert "dealers [2]" in str(sim.failures[3])
@@ -341,7 +347,7 @@ def test_structurally_wrong_deal_disqualifies_its_dealer() -> None:
             return sim.resign(replace(message, commitments=message.commitments[:-1]))
         return message
 
-    sim = run_in_process(5, 3, faults={5: short})
+    sim = run_in_process(5, 3, participant_factory=with_faults({5: short}))
     _assert_agreement(sim)
     assert sim.participants[1].qualified == frozenset({1, 2, 3, 4})
 

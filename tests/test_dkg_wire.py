@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.dkg_faults import bad_share_dealer, with_faults
 from tests.vectors import load
 from tkms.crypto import curve, eip712
 from tkms.crypto.encoding import parse_hex
@@ -24,13 +25,12 @@ from tkms.dkg import (
     parse_message,
     run_in_process,
 )
-from tkms.dkg.simulation import bad_share_dealer
 
 CHAIN_ID = 421614
 
 
 def test_json_round_trip_keeps_every_message_verifiable() -> None:
-    sim = run_in_process(4, 2, faults={1: bad_share_dealer(2)}, wire=True)
+    sim = run_in_process(4, 2, participant_factory=with_faults({1: bad_share_dealer(2)}), wire=True)
     assert sim.succeeded
     seen = 0
     for p in sim.participants.values():
@@ -110,7 +110,7 @@ def test_keyset_json_and_signature_check() -> None:
 
 # --- malformed wire input --------------------------------------------------------
 
-_SAMPLE = run_in_process(3, 2, faults={1: bad_share_dealer(2)})
+_SAMPLE = run_in_process(3, 2, participant_factory=with_faults({1: bad_share_dealer(2)}))
 
 
 def _samples() -> list[dict[str, Any]]:

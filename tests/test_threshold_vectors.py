@@ -66,11 +66,11 @@ def test_partials_and_dleq(case: dict[str, Any]) -> None:
         assert curve.encode_point(S_i) == expected_partial
         vec = case["dleq"][key]
         nonce = _int(vec["nonce"])
-        proof = dleq.prove(x_i, K, nonce=nonce)
+        proof = dleq._prove_from_parts(x_i, K, nonce)
         assert proof == h(vec["proof"])
         assert proof[:32] == h(vec["c"]) and proof[32:] == h(vec["z"])
-        assert dleq.prove(x_i, K, Y_i=Y_i, S_i=S_i, nonce=nonce) == proof
-        s_enc, fast_proof = dleq.Prover(x_i).partial(K, nonce=nonce)
+        assert dleq._prove_from_parts(x_i, K, nonce, Y_i=Y_i, S_i=S_i) == proof
+        s_enc, fast_proof = dleq.Prover(x_i)._partial_from_parts(K, nonce)
         assert s_enc + fast_proof == h(vec["envelope"])
         assert len(h(vec["envelope"])) == 97
         assert dleq.verify(Y_i, K, S_i, proof)

@@ -33,35 +33,26 @@ def challenge(y_enc: bytes, k_enc: bytes, s_enc: bytes, a1_enc: bytes, a2_enc: b
     return int.from_bytes(h.digest(), "big") % ORDER
 
 
-def prove(
-    x_i: int,
-    K: Point,
-    *,
-    Y_i: Point | None = None,
-    S_i: Point | None = None,
-    nonce: int | None = None,
-) -> bytes:
+def prove(x_i: int, K: Point, *, Y_i: Point | None = None, S_i: Point | None = None) -> bytes:
     """The 64-byte proof ``c ‖ z``; ``Y_i``/``S_i`` are recomputed when not given.
 
-    ``nonce`` exists for the test vectors only; production proofs draw a fresh
-    one from the OS CSPRNG, since a repeated nonce reveals ``x_i``.
+    The nonce is always fresh from the OS CSPRNG: a repeated nonce reveals ``x_i``.
     """
+    return _prove_from_parts(x_i, K, curve.random_scalar(), Y_i=Y_i, S_i=S_i)
+
+
+def _prove_from_parts(
+    x_i: int, K: Point, nonce: int, *, Y_i: Point | None = None, S_i: Point | None = None
+) -> bytes:
+    """:func:`prove` with a given nonce: for the test vectors only, never shipped to callers."""
     y_enc = curve.encode_point(Y_i if Y_i is not None else curve.base_mul(x_i))
     s_enc = curve.encode_point(S_i) if S_i is not None else curve.mul_secret_encoded(K, x_i)
     return _prove(x_i, K, curve.encode_point(K), y_enc, s_enc, nonce)
 
 
-def _prove(
-    x_i: int,
-    K: Point,
-    k_enc: bytes,
-    y_enc: bytes,
-    s_enc: bytes,
-    nonce: int | None,
-) -> bytes:
+def _prove(x_i: int, K: Point, k_enc: bytes, y_enc: bytes, s_enc: bytes, r: int) -> bytes:
     if not 1 <= x_i < ORDER:
         raise DleqError("the share must lie in [1, n-1]")
-    r = curve.random_scalar() if nonce is None else nonce
     if not 1 <= r < ORDER:
         raise DleqError("the nonce must lie in [1, n-1]")
     a1 = curve.encode_point(curve.base_mul(r))
@@ -90,7 +81,11 @@ class Prover:
     def verification_key(self) -> bytes:
         return self._y_enc
 
-    def partial(self, K: Point, *, nonce: int | None = None) -> tuple[bytes, bytes]:
+    def partial(self, K: Point) -> tuple[bytes, bytes]:
+        return self._partial_from_parts(K, curve.random_scalar())
+
+    def _partial_from_parts(self, K: Point, nonce: int) -> tuple[bytes, bytes]:
+        """:meth:`partial` with a given nonce: for the test vectors only."""
         s_enc = curve.mul_secret_encoded(K, self._x)
         proof = _prove(self._x, K, curve.encode_point(K), self._y_enc, s_enc, nonce)
         return s_enc, proof

@@ -38,16 +38,24 @@ def derive_key(shared_x: bytes, *, info: bytes = HKDF_INFO_DATA) -> bytes:
 
 
 def encrypt(
+    public_key: curve.Point, plaintext: bytes, *, info: bytes = HKDF_INFO_DATA
+) -> EciesRecord:
+    """Encrypt to ``public_key`` under a fresh ephemeral key and IV."""
+    return _encrypt_from_parts(
+        public_key, plaintext, curve.random_scalar(), os.urandom(IV_LENGTH), info=info
+    )
+
+
+def _encrypt_from_parts(
     public_key: curve.Point,
     plaintext: bytes,
+    k: int,
+    iv: bytes,
     *,
     info: bytes = HKDF_INFO_DATA,
-    ephemeral_secret: int | None = None,
-    iv: bytes | None = None,
 ) -> EciesRecord:
-    """Encrypt to ``public_key``; ``ephemeral_secret`` and ``iv`` exist for test vectors."""
-    k = curve.random_scalar() if ephemeral_secret is None else ephemeral_secret
-    iv = os.urandom(IV_LENGTH) if iv is None else iv
+    """:func:`encrypt` with given ``k`` and ``iv``: for the test vectors only (as
+    pyca keeps Fernet's ``_encrypt_from_parts``); a reused pair breaks AES-GCM."""
     if len(iv) != IV_LENGTH:
         raise EciesError("iv is 12 bytes")
     ephemeral = curve.base_mul(k)

@@ -2,9 +2,11 @@
 
 Every message goes through its JSON form and back for each recipient, as it
 would through the HTTP relay, so sizes and parsing costs are real. An
-``interceptor`` plays the untrusted relay or a faulty dealer: it sees each
-(message, recipient) delivery and may pass, replace or drop it; it can re-sign
-with any node's identity through the :class:`Simulation` it is handed.
+``interceptor`` plays the untrusted relay: it sees each (message, recipient)
+delivery and may pass, replace or drop it; it can re-sign with any node's
+identity through the :class:`Simulation` it is handed. ``participant_factory``
+is the one hook for a misbehaving node: the faults themselves live with the
+tests (``tests/dkg_faults.py``), not in the shipped package.
 """
 
 from __future__ import annotations
@@ -12,24 +14,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from tkms.crypto import curve, ecies
-from tkms.crypto.shamir import combine_scalars
 from tkms.dkg.ceremony import DkgParticipant, Phase
 from tkms.dkg.committee import CeremonyConfig
 from tkms.dkg.errors import DkgError
-from tkms.dkg.messages import (
-    Deal,
-    DkgMessage,
-    EncryptedShare,
-    Justification,
-    M,
-    parse_message,
-    sign,
-)
+from tkms.dkg.messages import DkgMessage, M, parse_message, sign
 from tkms.dkg.secrets import NodeIdentity
 
 ROUNDS = 4  # deal → complain → justify → sign → done
@@ -74,22 +65,8 @@ class Simulation:
 Interceptor = Callable[[DkgMessage, int, Simulation], DkgMessage | None]
 """The relay: sees each (message, recipient) delivery; may pass, replace or drop it."""
 
-Fault = Callable[[DkgMessage, Simulation], DkgMessage | None]
-"""A misbehaving node: rewrites (or, returning None, withholds) its own messages
-before it records and sends them, as modified node software would."""
-
-
-class _FaultyParticipant(DkgParticipant):
-    def __init__(
-        self, config: CeremonyConfig, identity: NodeIdentity, fault: Fault, sim: Simulation
-    ) -> None:
-        super().__init__(config, identity)
-        self._fault = fault
-        self._sim = sim
-
-    def _emit(self, message: DkgMessage) -> list[DkgMessage]:
-        changed = self._fault(message, self._sim)
-        return [] if changed is None else super()._emit(changed)
+ParticipantFactory = Callable[[int, CeremonyConfig, NodeIdentity, "Simulation"], DkgParticipant]
+"""(index, config, identity, simulation) → the state machine that node runs."""
 
 
 def make_committee(
@@ -108,23 +85,23 @@ def run_in_process(
     *,
     chain_id: int = 1,
     epoch: int = 1,
-    faults: Mapping[int, Fault] | None = None,
+    participant_factory: ParticipantFactory | None = None,
     interceptor: Interceptor | None = None,
     wire: bool = True,
 ) -> Simulation:
     """A full ceremony; failures are collected on the result, never raised.
 
-    ``faults`` makes the given nodes misbehave at the source; ``interceptor``
-    plays a lying relay; ``wire`` sends every delivery through JSON.
+    ``participant_factory`` may give some nodes another state machine (a test's
+    faulty dealer); ``interceptor`` plays a lying relay; ``wire`` sends every
+    delivery through JSON.
     """
     config, identities = make_committee(n, t, chain_id=chain_id, epoch=epoch)
     sim = Simulation(config, identities, {})
     for i, ident in identities.items():
-        fault = (faults or {}).get(i)
         sim.participants[i] = (
             DkgParticipant(config, ident)
-            if fault is None
-            else _FaultyParticipant(config, ident, fault, sim)
+            if participant_factory is None
+            else participant_factory(i, config, ident, sim)
         )
     outgoing = {i: p.start() for i, p in sim.participants.items()}
     _deliver(sim, outgoing, interceptor, wire)
@@ -168,51 +145,3 @@ def _deliver(
                     participant.receive(parse_message(json.loads(body)) if wire else delivered)
                 except DkgError as exc:
                     sim.rejected.append((r, delivered.sender, exc))
-
-
-def group_secret(sim: Simulation) -> int:
-    """Σ λ_i·x_i over the first t finished nodes: tests only (a real KMS never does this)."""
-    shares = {}
-    for i, p in sim.participants.items():
-        if p.key_share is not None:
-            shares[i] = p.key_share.value
-    chosen = dict(sorted(shares.items())[: sim.config.threshold])
-    return combine_scalars(chosen)
-
-
-# --- faults ------------------------------------------------------------------------
-
-
-def bad_share_dealer(
-    victim: int, *, justification: Literal["honest", "bad", "silent"] = "honest"
-) -> Fault:
-    """A dealer that seals a wrong share for ``victim``.
-
-    When accused it answers with its true share (``honest``), a wrong one
-    (``bad``) or not at all (``silent``).
-    """
-
-    def fault(message: DkgMessage, sim: Simulation) -> DkgMessage | None:
-        if isinstance(message, Deal):
-            return sim.resign(_with_wrong_share(message, victim, sim.config))
-        if isinstance(message, Justification) and justification != "honest":
-            if justification == "silent":
-                return None
-            wrong = tuple(replace(r, value=(r.value + 1) % curve.ORDER) for r in message.revealed)
-            return sim.resign(replace(message, revealed=wrong))
-        return message
-
-    return fault
-
-
-def _with_wrong_share(deal: Deal, victim: int, config: CeremonyConfig) -> Deal:
-    key = config.member(victim).encryption_key
-    info = config.share_info(deal.sender, victim)
-    wrong = curve.scalar_to_bytes(curve.random_scalar())
-    shares = tuple(
-        EncryptedShare.from_record(victim, ecies.encrypt(key, wrong, info=info))
-        if s.recipient == victim
-        else s
-        for s in deal.shares
-    )
-    return replace(deal, shares=shares, signature=b"")
