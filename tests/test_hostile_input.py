@@ -9,6 +9,7 @@ hold no traceback and no exception message. Then the gateway's write limits:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
 
 from tests.cluster import Cluster, running_cluster
 from tests.conftest import CHAIN_ID, NodeKeys
@@ -33,6 +36,7 @@ from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.config import RateLimitConfig
 from tkms.gateway.ratelimit import TokenBuckets, WriteRateLimit, client_key
+from tkms.web.errors import install_error_handlers
 
 DEEP = b"[" * 50_000
 # str.isdigit() is true for each; none is an ASCII decimal.
@@ -588,3 +592,29 @@ def test_clients_are_peers_unless_a_proxy_is_trusted() -> None:
     assert WriteRateLimit(app, RateLimitConfig())._client(scope) == "127.0.0.1"
     trusting = WriteRateLimit(app, RateLimitConfig(trust_forwarded_for=True))
     assert trusting._client(scope) == "192.0.2.9"
+
+
+def test_an_unexpected_exception_is_a_json_500_logged_by_type_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    codes: list[str] = []
+    install_error_handlers(app, on_error=codes.append)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret request material")
+
+    async def call() -> httpx.Response:
+        # raise_app_exceptions: an exception escaping the app would fail here.
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            return await http.get("/boom")
+
+    with caplog.at_level("INFO"):
+        answer = asyncio.run(call())
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "internal_error", "message": "internal error"}
+    assert codes == ["internal_error"]
+    assert "internal_error RuntimeError" in caplog.text
+    assert "secret request material" not in caplog.text and "Traceback" not in caplog.text
