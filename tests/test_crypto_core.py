@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tkms.crypto import curve, ecies, rsa
-from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError, Wallet, recover_address
 
 scalars = st.integers(min_value=1, max_value=curve.ORDER - 1)
@@ -20,6 +20,20 @@ scalars = st.integers(min_value=1, max_value=curve.ORDER - 1)
 def test_parse_hex_rejects(text: str, length: int | None) -> None:
     with pytest.raises(EncodingError):
         parse_hex(text, length=length)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\u00b2", "\u0661\u0662\u0663", "\uff11", "1\u00b2", " 1", "1\n", "-1", "+1", "1_0"],
+)
+def test_ascii_decimal_refuses_what_isdigit_or_int_would_take(text: str) -> None:
+    assert ascii_decimal(text, max_digits=10) is None
+
+
+def test_ascii_decimal_reads_ascii_digits_up_to_a_length() -> None:
+    assert ascii_decimal("0421614", max_digits=7) == 421614
+    assert ascii_decimal("12345678", max_digits=7) is None
+    assert ascii_decimal(12, max_digits=7) is None
 
 
 def test_parse_hex_accepts_any_case_with_or_without_prefix() -> None:
@@ -81,6 +95,7 @@ def test_ecies_round_trip(x: int, plaintext: bytes) -> None:
 
 def test_rsa_key_policy() -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa as pyca
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     ok = rsa.generate_private_key()
     assert rsa.load_public_key(rsa.public_key_der(ok)).key_size == 2048
@@ -89,6 +104,12 @@ def test_rsa_key_policy() -> None:
         rsa.load_public_key(rsa.public_key_der(e3))
     with pytest.raises(rsa.RsaKeyError):
         rsa.load_public_key(b"\x30\x03\x02\x01\x01")
+    # PKCS#1 RSAPublicKey: the same key, but not the SPKI the protocol requires.
+    pkcs1 = ok.public_key().public_bytes(Encoding.DER, PublicFormat.PKCS1)
+    with pytest.raises(rsa.RsaKeyError, match="not an SPKI DER public key"):
+        rsa.load_public_key(pkcs1)
+    with pytest.raises(rsa.RsaKeyError):
+        rsa.load_public_key(rsa.public_key_der(ok) + b"\x00")
     sealed = rsa.encrypt(rsa.load_public_key(rsa.public_key_der(ok)), b"k" * 32)
     other = rsa.generate_private_key()
     with pytest.raises(rsa.RsaDecryptError):

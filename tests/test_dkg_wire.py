@@ -82,6 +82,10 @@ def test_keyset_json_and_signature_check() -> None:
     body = keyset.to_json(chain_id=CHAIN_ID, signatures=sigs)
     parsed = parse_keyset(json.loads(json.dumps(body)))
     assert parsed.chain_id == CHAIN_ID and parsed.signatures == sigs
+    for key in ("\u00b2", "\u0661", "01"):  # isdigit() takes the first two; int("²") raises
+        odd = {**body, "signatures": {key: next(iter(body["signatures"].values()))}}
+        with pytest.raises(DkgMessageError, match="decimal node indices"):
+            parse_keyset(odd)
     assert parsed.keyset.digest(CHAIN_ID) == keyset.digest(CHAIN_ID)
     assert parsed.keyset.is_consistent()
     everyone = range(1, 5)

@@ -39,6 +39,25 @@ def test_threshold_defaults() -> None:
     assert KEY[2:] not in repr(config) and KEY[2:] not in str(config.model_dump())
 
 
+def test_write_limits_defaults_and_names() -> None:
+    limits = load_gateway_config(threshold_env()).rate_limit
+    assert (limits.writes_per_minute, limits.burst, limits.max_clients) == (600, 120, 10_000)
+    assert not limits.trust_forwarded_for
+    assert load_gateway_config(threshold_env()).max_record_bytes == 16 * 1024
+    config = load_gateway_config(
+        threshold_env(
+            TKMS_GATEWAY_RATE_LIMIT__WRITES_PER_MINUTE="0",
+            NOX_HANDLE_GATEWAY_RATE_LIMIT__BURST="7",
+            TKMS_GATEWAY_RATE_LIMIT__MAX_CLIENTS="100",
+            TKMS_GATEWAY_RATE_LIMIT__TRUST_FORWARDED_FOR="true",
+            TKMS_GATEWAY_MAX_RECORD_BYTES="1024",
+        )
+    )
+    assert config.rate_limit.writes_per_minute == 0 and config.rate_limit.burst == 7
+    assert config.rate_limit.max_clients == 100 and config.rate_limit.trust_forwarded_for
+    assert config.max_record_bytes == 1024
+
+
 def test_nox_names_for_a_single_node() -> None:
     config = load_gateway_config(
         {
@@ -102,6 +121,12 @@ def test_nested_nodes_durations_aliases_and_files(tmp_path: Path) -> None:
         ({"NOX_HANDLE_GATEWAY_CHAIN__ID": "0"}, "NOX_HANDLE_GATEWAY_CHAIN__ID"),
         ({"TKMS_GATEWAY_SERVER__CORS_ALLOWED_HEADERS": '["a b"]'}, "CORS_ALLOWED_HEADERS"),
         ({"TKMS_GATEWAY_BOGUS": "1"}, "TKMS_GATEWAY_BOGUS"),
+        ({"TKMS_GATEWAY_MAX_RECORD_BYTES": "8"}, "TKMS_GATEWAY_MAX_RECORD_BYTES"),
+        (
+            {"TKMS_GATEWAY_RATE_LIMIT__WRITES_PER_MINUTE": "-1"},
+            "TKMS_GATEWAY_RATE_LIMIT__WRITES_PER_MINUTE",
+        ),
+        ({"TKMS_GATEWAY_RATE_LIMIT__BURST": "0"}, "TKMS_GATEWAY_RATE_LIMIT__BURST"),
     ],
 )
 def test_errors_name_the_variable(env: dict[str, str], named: str) -> None:

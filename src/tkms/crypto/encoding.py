@@ -1,6 +1,16 @@
-"""Hex on the wire: lowercase with ``0x`` out, any case with or without ``0x`` in."""
+"""Hex on the wire: lowercase with ``0x`` out, any case with or without ``0x`` in.
+
+Also the one reading of a decimal integer in a string (a query value, a token
+field): ASCII digits only.
+"""
 
 from __future__ import annotations
+
+import re
+
+# str.isdigit() is true for "²", "١٢٣" and "１２３"; int() takes the last two and
+# raises on the first. The wire is ASCII: [0-9] in a str pattern is ASCII only.
+_DECIMAL = re.compile(r"[0-9]+")
 
 
 class EncodingError(ValueError):
@@ -33,3 +43,10 @@ def parse_hex(value: object, *, name: str = "value", length: int | None = None) 
 def parse_address(value: object, *, name: str = "address") -> bytes:
     """A 20-byte Ethereum address (checksum not enforced: the wire is lowercase)."""
     return parse_hex(value, name=name, length=20)
+
+
+def ascii_decimal(value: object, *, max_digits: int) -> int | None:
+    """The value of 1..``max_digits`` ASCII decimal digits, else None (never raises)."""
+    if not isinstance(value, str) or len(value) > max_digits or not _DECIMAL.fullmatch(value):
+        return None
+    return int(value)

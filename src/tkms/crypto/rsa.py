@@ -41,7 +41,12 @@ def _check(key: _rsa.RSAPublicKey) -> None:
 
 @lru_cache(maxsize=1024)
 def load_public_key(spki_der: bytes) -> RSAPublicKey:
-    """Parse and check an SPKI DER key; cached because clients reuse their key."""
+    """Parse and check an SPKI DER key; cached because clients reuse their key.
+
+    ``load_der_public_key`` also takes a bare PKCS#1 ``RSAPublicKey``; the
+    protocol says SPKI, so the key must re-encode to exactly the bytes given
+    (which also refuses non-canonical DER and RSA-PSS key identifiers).
+    """
     try:
         key = serialization.load_der_public_key(spki_der)
     except (ValueError, TypeError):
@@ -50,6 +55,8 @@ def load_public_key(spki_der: bytes) -> RSAPublicKey:
         raise RsaKeyError("not an SPKI DER public key") from None
     if not isinstance(key, _rsa.RSAPublicKey):
         raise RsaKeyError("not an RSA public key")
+    if public_key_der(key) != spki_der:
+        raise RsaKeyError("not an SPKI DER public key")
     _check(key)
     return key
 

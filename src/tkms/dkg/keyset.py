@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from tkms.crypto import curve, eip712
-from tkms.crypto.encoding import to_hex
+from tkms.crypto.encoding import ascii_decimal, to_hex
 from tkms.crypto.shamir import (
     aggregate_commitments,
     evaluate_commitments_many,
@@ -159,9 +159,10 @@ def parse_keyset(data: object) -> SignedKeyset:
         raise DkgMessageError("signatures must map node indices to signatures")
     signatures: dict[int, bytes] = {}
     for key, value in raw_sigs.items():
-        if not isinstance(key, str) or not key.isdigit() or str(int(key)) != key:
+        index = ascii_decimal(key, max_digits=3)
+        if index is None or str(index) != key:
             raise DkgMessageError("signature keys are decimal node indices")
-        signatures[wire.index_item(int(key))] = wire.get_hex({"signature": value}, "signature", 65)
+        signatures[wire.index_item(index)] = wire.get_hex({"signature": value}, "signature", 65)
     keyset = KeysetResult(
         epoch=wire.get_int(obj, "epoch", low=0, high=2**256 - 1),
         threshold=threshold,

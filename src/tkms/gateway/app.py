@@ -24,6 +24,7 @@ from starlette.responses import Response
 from tkms.envconfig import ConfigError
 from tkms.gateway.config import GatewayConfig, load_gateway_config
 from tkms.gateway.keysets import KeysetUnavailable
+from tkms.gateway.ratelimit import WriteRateLimit
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes
 from tkms.gateway.storage import SqlRecordStore, StorageError, open_record_store
 from tkms.web import openapi
@@ -155,6 +156,12 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
 
     app.state.service = service
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    # Outside the body limit: a client over its rate is refused before its body is read.
+    app.add_middleware(
+        WriteRateLimit,
+        config=config.rate_limit,
+        on_limited=lambda: errors.labels("rate_limited").inc(),
+    )
     app.add_middleware(Metrics, registry=registry, prefix="tkms_gateway")
     # Outermost, so that every answer (413s and 404s too) carries the CORS headers.
     app.add_middleware(

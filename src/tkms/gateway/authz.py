@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tkms.crypto import eip712
-from tkms.crypto.encoding import EncodingError, parse_address, parse_hex
+from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_address, parse_hex
 from tkms.crypto.wallet import SignatureError
 from tkms.gateway.storage import Role
 from tkms.protocol.handle import HandleError, parse_handle
+from tkms.web import jsonbody
 from tkms.web.errors import ApiError
 
 MAX_WINDOW = 3600
@@ -35,9 +35,10 @@ def _unauthorized(code: str, message: str) -> ApiError:
 
 def _uint(payload: Mapping[str, Any], name: str) -> int:
     value = payload.get(name)
-    # JSON numbers (the Nox SDK) or decimal strings (wallets serialise uint256 so).
-    if isinstance(value, str) and value.isdigit() and len(value) <= 78:
-        value = int(value)
+    # JSON numbers (the Nox SDK) or decimal strings (wallets serialise uint256 so),
+    # in ASCII digits: "²" and "١٢٣" are refused like any other non-number.
+    if isinstance(value, str):
+        value = ascii_decimal(value, max_digits=78)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= UINT256_MAX:
         raise _unauthorized("invalid_authorization", f"{name} must be a uint256")
     return value
@@ -86,8 +87,8 @@ def _token(header: str | None) -> Mapping[str, Any]:
     if len(token) > MAX_TOKEN_LENGTH:
         raise _unauthorized("invalid_authorization", "authorization token is too long")
     try:
-        data = json.loads(base64.b64decode(token, validate=True))
-    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        data = jsonbody.loads(base64.b64decode(token, validate=True))
+    except (binascii.Error, jsonbody.JsonError):
         raise _unauthorized(
             "invalid_authorization", "authorization token is not base64 of JSON"
         ) from None

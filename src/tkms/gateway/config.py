@@ -10,8 +10,9 @@ with the ``TKMS_GATEWAY_`` prefix, which wins, and as ``<VAR>_FILE``.
 tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``), ``NODES`` (the threshold
 committee: JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/
 ``…__SIGNER``), ``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``DATABASE_URL``,
-``STATE_DIR``, ``MAX_BODY_BYTES`` and ``VERIFYING_CONTRACT`` (an alias of
-``CHAIN__NOX_COMPUTE_CONTRACT``).
+``STATE_DIR``, ``MAX_BODY_BYTES``, ``MAX_RECORD_BYTES``, ``RATE_LIMIT__…``
+(the anonymous writes' per-client token bucket) and ``VERIFYING_CONTRACT``
+(an alias of ``CHAIN__NOX_COMPUTE_CONTRACT``).
 """
 
 from __future__ import annotations
@@ -140,6 +141,23 @@ class NodeEntry(BaseModel):
         return value.rstrip("/")
 
 
+class RateLimitConfig(BaseModel):
+    """A token bucket per client on the write routes (``POST /v0/secrets``, ``/v1/acl/grant``).
+
+    A client is its peer IP address (an IPv6 one by its /64); with
+    ``trust_forwarded_for`` it is the last address of ``X-Forwarded-For``, the
+    one the reverse proxy in front of the gateway saw. At most ``max_clients``
+    buckets are kept (the least recently seen go first). Each worker process
+    counts for itself. ``writes_per_minute = 0`` turns the limit off.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    writes_per_minute: float = Field(600, ge=0, le=10**6)
+    burst: int = Field(120, ge=1, le=10**6)
+    max_clients: int = Field(10_000, ge=1, le=10**7)
+    trust_forwarded_for: bool = False
+
+
 class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service_name: str = "tkms-gateway"
@@ -154,6 +172,10 @@ class GatewayConfig(BaseModel):
     database_url: str | None = None
     state_dir: Path = Path("gateway-state")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # The largest plaintext POST /v0/secrets stores (a value of type bytes or string;
+    # every other type is at most 32 bytes). Its hex must also fit MAX_BODY_BYTES.
+    max_record_bytes: int = Field(16 * 1024, ge=32, le=8 * 1024 * 1024)
+    rate_limit: RateLimitConfig = RateLimitConfig()
 
     _durations = field_validator("deadline", "node_timeout", mode="before")(_seconds)
 

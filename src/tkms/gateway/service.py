@@ -39,13 +39,13 @@ from tkms.gateway.storage import RecordExists, SqlRecordStore, StorageError, Sto
 from tkms.gateway.wire import (
     body_address,
     parse_handle_param,
-    parse_json_object,
     resolve_chain,
     signed,
 )
 from tkms.protocol.handle import HandleError, SolidityType, new_handle
 from tkms.protocol.solidity import ValueEncodingError, parse_encoded_value
 from tkms.web.errors import ApiError
+from tkms.web.jsonbody import parse_json_object
 from tkms.web.params import parse_salt
 
 log = logging.getLogger("tkms.gateway")
@@ -196,6 +196,12 @@ class GatewayService:
             plaintext = parse_encoded_value(data.get("value"), kind)
         except ValueEncodingError as exc:
             raise ApiError(400, "invalid_value", str(exc)) from None
+        if len(plaintext) > self.config.max_record_bytes:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"value exceeds {self.config.max_record_bytes} bytes",
+            )
         owner = body_address(data, "owner")
         app = body_address(data, "applicationContract")
         encrypted = ecies.encrypt(await self.public_key(), plaintext)

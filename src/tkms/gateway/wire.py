@@ -9,7 +9,6 @@ answer was made for its request, not replayed from another one.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tkms.crypto import eip712
@@ -34,16 +33,6 @@ def parse_handle_param(raw: str, chain_id: int) -> bytes:
         return parse_handle(raw, chain_id=chain_id).to_bytes()
     except HandleError as exc:
         raise ApiError(400, "invalid_handle", str(exc)) from None
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "request body must be a JSON object")
-    return data
 
 
 def body_address(data: dict[str, Any], name: str) -> bytes:

@@ -9,7 +9,6 @@ ephemeral point → RSA target key. The benchmark calls it directly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +18,7 @@ from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError, Wallet, recover_address
 from tkms.web.errors import ApiError
+from tkms.web.jsonbody import parse_json_object
 from tkms.web.params import parse_chain_id, parse_salt
 
 _AUTH_STATEMENT = eip712.DELEGATE_AUTHORIZATION
@@ -68,12 +68,7 @@ class DelegateBody:
 
 
 def parse_delegate_body(body: bytes) -> DelegateBody:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "request body must be a JSON object")
+    data = parse_json_object(body)
     fields = []
     for name in ("ephemeralPubKey", "targetPubKey"):
         value = data.get(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from tkms.node.partial import PartialDelegator
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
 from tkms.web.errors import ApiError
+from tkms.web.jsonbody import parse_json
 
 DKG_PREFIX = "/v1/dkg/"
 
@@ -60,10 +60,7 @@ def build_threshold_runtime(config: NodeConfig, wallet: Wallet) -> ThresholdRunt
 
 async def _json_body(request: Request) -> Any:
     require_json(request)
-    try:
-        return json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+    return parse_json(await request.body())
 
 
 def add_threshold_routes(app: FastAPI, runtime: ThresholdRuntime, delegations: Counter) -> None:

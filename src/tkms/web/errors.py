@@ -3,7 +3,12 @@
 Handlers raise :class:`ApiError`; everything else a framework raises is mapped
 to the same shape, and an unexpected exception becomes a bare 500 whose body
 says nothing about the code or the data (its type goes to the log, never its
-message, which might hold request material).
+message, which might hold request material, nor its traceback).
+
+The 500 is answered by :class:`CatchAll`, a pure-ASGI layer just outside the
+routes, and not by Starlette's ``ServerErrorMiddleware``: that one re-raises
+after answering, so uvicorn would log the whole traceback and close the
+keep-alive connection under the client's next request.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("tkms.web")
 
@@ -81,11 +87,62 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None] | None 
         return error_response(400, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
 
     async def unexpected(_: Request, exc: Exception) -> Response:
+        # Only for a failure outside CatchAll (in an outer middleware).
         count("internal_error")
-        log.error("unhandled %s", type(exc).__name__)
+        log.error("internal_error %s", type(exc).__name__)
         return error_response(500, "internal_error", "internal error")
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected)
+    # Added first, so innermost: its 500 still passes the metrics, limits and CORS.
+    app.add_middleware(CatchAll, on_error=count)
+
+
+_INTERNAL = error_body("internal_error", "internal error")
+
+
+class CatchAll:
+    """Answer an exception no handler took with the JSON 500, and swallow it.
+
+    The log gets the code and the exception's type, never its message or
+    traceback. The connection stays usable: the answer is a complete response.
+    If the response had already started, it cannot be answered any more: the
+    server then closes that one connection (and logs one line saying so).
+    """
+
+    def __init__(self, app: ASGIApp, on_error: Callable[[str], None] | None = None) -> None:
+        self.app = app
+        self.count = on_error or (lambda _code: None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            self.count("internal_error")
+            log.error("internal_error %s", type(exc).__name__)
+            if started:
+                return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(_INTERNAL)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _INTERNAL})

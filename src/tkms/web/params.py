@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from tkms.crypto.encoding import EncodingError, parse_hex
+from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_hex
 from tkms.web.errors import ApiError
 
 ZERO_SALT = bytes(32)
 
 
 def parse_chain_id(raw: str) -> int:
-    # isdigit() alone takes "٤٢" and other Unicode digits; the wire is ASCII.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) >= 2**32:
+    chain_id = ascii_decimal(raw, max_digits=10)
+    if chain_id is None or chain_id >= 2**32:
         raise ApiError(400, "invalid_chain_id", "chain_id must be a decimal u32")
-    return int(raw)
+    return chain_id
 
 
 def parse_salt(raw: str | None) -> bytes:

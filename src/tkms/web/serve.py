@@ -29,6 +29,7 @@ def run(
             access_log=access_log,
             log_level="info",
             server_header=False,
+            proxy_headers=False,  # the peer is the client; see RATE_LIMIT__TRUST_FORWARDED_FOR
         )
     else:
         uvicorn.run(
@@ -40,4 +41,5 @@ def run(
             access_log=access_log,
             log_level="info",
             server_header=False,
+            proxy_headers=False,  # the peer is the client; see RATE_LIMIT__TRUST_FORWARDED_FOR
         )
