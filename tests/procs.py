@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -120,3 +122,43 @@ def wait_printed(log: Path, process: subprocess.Popen[bytes], pattern: str = DEV
         assert process.poll() is None, text
         time.sleep(0.1)
     raise AssertionError(f"{pattern!r} not printed:\n{log.read_text()}")
+
+
+def check_devnet_secrets(state: Path) -> None:
+    """Every secret of a devnet is a 0600 file in keys/ (0700); nothing else holds one.
+
+    devnet.json names the key files and holds no key; the node and gateway
+    directories are 0700, the gateway's SQLite files 0600.
+    """
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    keys = state / "keys"
+    assert mode(keys) == 0o700
+    secrets = {}
+    for key in keys.iterdir():
+        assert mode(key) == 0o600, key
+        data = key.read_bytes()
+        secrets[key.name] = (
+            data.decode().strip().removeprefix("0x") if key.suffix == ".key" else data.hex()
+        )
+    assert {"gateway-wallet.key", "user.key", "bob.key"} <= set(secrets)
+    manifest_file = state / "devnet.json"
+    assert mode(manifest_file) == 0o600
+    manifest = json.loads(manifest_file.read_text())
+    assert Path(manifest["gatewayKeyFile"]) == (keys / "gateway-wallet.key").resolve()
+    for user in manifest["users"].values():
+        assert Path(user["keyFile"]).parent == keys.resolve()
+    for path in state.rglob("*"):
+        if path.is_dir():
+            if path.name.startswith(("node", "gateway")):
+                assert mode(path) == 0o700, path
+            continue
+        if path.name.startswith("gateway.sqlite3"):
+            assert mode(path) == 0o600, path
+        if keys in path.parents:
+            continue
+        text = path.read_bytes().hex() + path.read_bytes().decode(errors="replace").lower()
+        for name, secret in secrets.items():
+            assert secret.lower() not in text, f"{path} holds the secret of keys/{name}"

@@ -1,4 +1,4 @@
-"""The command line: keygen files, help text, the dev delegation client."""
+"""The command line: keygen files, help text, the dev delegation client, key options."""
 
 from __future__ import annotations
 
@@ -71,21 +71,52 @@ def test_delegate_command_prints_the_shared_secret(
     assert to_hex(expected) in result.output
 
 
+def _delegate_args(node: Service, *extra: str) -> list[str]:
+    ephemeral = to_hex(curve.encode_point(curve.base_mul(5)))
+    args = ["delegate", "--node", node.url, "--chain-id", str(CHAIN_ID), *extra]
+    return [*args, "--ephemeral-pubkey", ephemeral]
+
+
+def test_delegate_takes_the_gateway_key_from_the_environment(
+    v0_node: Service, node_keys: NodeKeys
+) -> None:
+    env = {"TKMS_DELEGATE_GATEWAY_KEY": to_hex(node_keys.gateway.private_key_bytes())}
+    result = runner.invoke(app, _delegate_args(v0_node), env=env)
+    assert result.exit_code == 0, result.output
+    expected = curve.point_x(curve.mul(curve.base_mul(node_keys.kms_key), 5))
+    assert to_hex(expected) in result.output
+
+
 def test_delegate_command_reports_a_refusal_in_one_line(v0_node: Service) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "delegate",
-            "--node",
-            v0_node.url,
-            "--chain-id",
-            str(CHAIN_ID),
-            "--gateway-key",
-            to_hex(Wallet.generate().private_key_bytes()),
-            "--ephemeral-pubkey",
-            to_hex(curve.encode_point(curve.base_mul(5))),
-        ],
-    )
+    env = {"TKMS_DELEGATE_GATEWAY_KEY": to_hex(Wallet.generate().private_key_bytes())}
+    result = runner.invoke(app, _delegate_args(v0_node), env=env)
     assert result.exit_code == 2
     assert "401 unauthorized_signer" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_key_on_the_command_line_is_refused(v0_node: Service, node_keys: NodeKeys) -> None:
+    key = to_hex(node_keys.gateway.private_key_bytes())
+    result = runner.invoke(app, _delegate_args(v0_node, "--gateway-key", key))
+    assert result.exit_code == 2
+    assert "visible to every user" in result.output and "--gateway-key-file" in result.output
+    assert "TKMS_DELEGATE_GATEWAY_KEY" in result.output
+    assert key[2:] not in result.output and "shared secret" not in result.output
+    assert "--gateway-key " not in runner.invoke(app, ["delegate", "--help"]).output
+
+
+def test_a_key_is_required(v0_node: Service) -> None:
+    result = runner.invoke(app, _delegate_args(v0_node), env={"TKMS_DELEGATE_GATEWAY_KEY": ""})
+    assert result.exit_code == 2
+    assert "--gateway-key-file" in result.output and "TKMS_DELEGATE_GATEWAY_KEY" in result.output
+
+
+def test_devnet_state_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("not a directory")
+    for given in (state, state / "below"):
+        result = runner.invoke(app, ["devnet", "--state-dir", str(given)])
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "--state-dir" in lines[0] and "a directory is needed" in lines[0]
+        assert "Traceback" not in result.output

@@ -60,15 +60,8 @@ def test_the_admin_runs_a_ceremony(trio: Cluster, tmp_path: Path) -> None:
 def test_anyone_else_is_refused_in_one_line(trio: Cluster, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
-        [
-            "dkg",
-            "--committee",
-            str(_committee(trio, tmp_path / "committee.json")),
-            "--threshold",
-            "2",
-            "--admin-key",
-            to_hex(Wallet.generate().private_key_bytes()),
-        ],
+        ["dkg", "--threshold", "2", "--committee", str(_committee(trio, tmp_path / "c.json"))],
+        env={"TKMS_ADMIN_KEY": to_hex(Wallet.generate().private_key_bytes())},
     )
     assert result.exit_code == 2
     assert "unauthorized_signer" in result.output
@@ -80,7 +73,20 @@ def test_a_bad_committee_file_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text('{"nodes": 3}')
     result = runner.invoke(
         app,
-        ["dkg", "--committee", str(bad), "--threshold", "2", "--admin-key", "0x" + "11" * 32],
+        ["dkg", "--committee", str(bad), "--threshold", "2"],
+        env={"TKMS_ADMIN_KEY": "0x" + "11" * 32},
     )
     assert result.exit_code == 2
     assert "not a committee file" in result.output
+
+
+def test_the_admin_key_is_never_taken_from_the_command_line(tmp_path: Path) -> None:
+    committee = tmp_path / "committee.json"
+    committee.write_text(json.dumps({"chainId": CHAIN_ID, "nodes": []}))
+    args = ["dkg", "--committee", str(committee), "--threshold", "2"]
+    result = runner.invoke(app, [*args, "--admin-key", "0x" + "11" * 32])
+    assert result.exit_code == 2
+    assert "visible to every user" in result.output and "TKMS_ADMIN_KEY" in result.output
+    assert "11" * 32 not in result.output
+    result = runner.invoke(app, args, env={"TKMS_ADMIN_KEY": ""})
+    assert result.exit_code == 2 and "--admin-key-file" in result.output

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.procs import free_port, start_devnet, wait_printed
+from tests.procs import check_devnet_secrets, free_port, start_devnet, wait_printed
 
 
 def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
@@ -27,6 +27,7 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
         manifest = json.loads((state / "devnet.json").read_text())
         assert manifest["nodes"][0]["url"] == f"http://127.0.0.1:{port + 1}"
         assert manifest["gateway"]["url"] == f"http://127.0.0.1:{port}"
+        check_devnet_secrets(state)
 
         cli_line = next(line for line in text.splitlines() if "tkms delegate" in line).strip()
         expected = re.search(r"shared secret x:\s+(0x[0-9a-f]{64})", text)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from tests.procs import free_port_block, start_devnet, wait_printed
+from tests.procs import check_devnet_secrets, free_port_block, start_devnet, wait_printed
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 G = PublicKey.from_secret((1).to_bytes(32, "big"))
@@ -125,7 +125,8 @@ def independent_decrypt(manifest: dict[str, Any]) -> bytes:
         "domain": {"name": "ProtocolDelegate", "version": "1", "chainId": chain_id},
         "message": {"ephemeralPubKey": ephemeral, "targetPubKey": target},
     }
-    sig = Account.sign_message(encode_typed_data(full_message=typed), manifest["gatewayPrivateKey"])
+    gateway_key = Path(manifest["gatewayKeyFile"]).read_text().strip()
+    sig = Account.sign_message(encode_typed_data(full_message=typed), gateway_key)
     partials: dict[int, PublicKey] = {}
     for node in nodes:
         answer = httpx.post(
@@ -166,7 +167,8 @@ def test_five_node_devnet_serves_an_independent_client_and_restarts_with_its_key
         text = wait_printed(tmp_path / "run1.log", process)
         assert "sign keyset" in text  # the progress display of the ceremony
         manifest = json.loads((state / "devnet.json").read_text())
-        assert set(manifest) >= {"chainId", "threshold", "publicKey", "gatewayPrivateKey", "nodes"}
+        assert set(manifest) >= {"chainId", "threshold", "publicKey", "gatewayKeyFile", "nodes"}
+        check_devnet_secrets(state)
         assert manifest["threshold"] == 3 and len(manifest["nodes"]) == 5
         assert independent_decrypt(manifest) == b"protocol.md is enough"
         shown = re.search(r"tkms delegate --devnet \S+", text)

@@ -160,3 +160,40 @@ def test_the_command_fails_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "TKMS_GATEWAY_SIGNER__WALLET_KEY" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_state_dir_that_is_a_file_names_the_variable(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("a file, not a directory")
+    for given in (state, state / "below"):
+        with pytest.raises(ConfigError) as err:
+            load_gateway_config(threshold_env(TKMS_GATEWAY_STATE_DIR=str(given)))
+        message = str(err.value)
+        assert message.startswith("TKMS_GATEWAY_STATE_DIR: ") and "\n" not in message
+        assert "a directory is needed" in message
+
+
+@pytest.mark.parametrize("database", [False, True])
+def test_an_unusable_state_dir_or_database_stops_the_start_with_one_line(
+    tmp_path: Path, database: bool
+) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("")
+    env = {"PATH": "/usr/bin:/bin", **threshold_env()}
+    if database:  # an SQLite file under a file
+        env["TKMS_GATEWAY_DATABASE_URL"] = str(blocker / "gateway.sqlite3")
+    else:
+        env["TKMS_GATEWAY_STATE_DIR"] = str(blocker)
+    result = subprocess.run(
+        [sys.executable, "-m", "tkms", "gateway"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    expected = "TKMS_GATEWAY_DATABASE_URL" if database else "TKMS_GATEWAY_STATE_DIR"
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert "Traceback" not in result.stderr

@@ -149,3 +149,32 @@ def test_minimal_nox_environment_serves_with_two_workers(tmp_path: Path) -> None
                 assert answer.signer == wallet.address
                 expected = curve.point_x(curve.mul(curve.base_mul(kms_key), k))
                 assert open_shared_secret(private, answer) == expected
+
+
+def test_a_state_dir_that_is_a_file_names_the_variable(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("a file, not a directory")
+    for given in (state, state / "below"):
+        with pytest.raises(ConfigError) as err:
+            load_node_config({"TKMS_NODE_WALLET_KEY": KEY, "TKMS_NODE_STATE_DIR": str(given)})
+        message = str(err.value)
+        assert message.startswith("TKMS_NODE_STATE_DIR: ") and "\n" not in message
+        assert "a directory is needed" in message
+
+
+def test_a_state_dir_that_is_a_file_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOX_", "TKMS_"))}
+    env |= {
+        "TKMS_NODE_WALLET_KEY": KEY,
+        "TKMS_NODE_STATE_DIR": str(state),
+        "TKMS_NODE_SEALING_KEY": "0x" + "33" * 32,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "tkms", "node"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "TKMS_NODE_STATE_DIR" in lines[0], lines
+    assert "Traceback" not in result.stderr

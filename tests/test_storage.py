@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -198,6 +199,31 @@ def test_closed_store_refuses(store: SqlRecordStore) -> None:
     store.close()
     with pytest.raises(StorageError):
         store.get(b"\x00" * 32)
+
+
+def test_health_probe_writes_nothing_and_a_refused_grant_is_no_outage(
+    store: SqlRecordStore,
+) -> None:
+    assert store.health() is None
+    record = make_record()
+    store.put(record)
+    stranger = Grant(
+        new_handle(11155111, SolidityType.parse("bool")), Role.VIEWER, address(), address(), 1
+    )
+    with pytest.raises(StorageError):
+        store.add_grant(stranger)  # no such record: the database refuses the data
+    assert store.health() is None
+    assert store.grants(record.handle) == [] and store.get(record.handle) == record
+    store.close()
+    assert store.health() == "unavailable"
+
+
+def test_sqlite_files_are_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    with SqliteRecordStore(path) as store:
+        store.put(make_record())
+        for name in ("gateway.db", "gateway.db-wal", "gateway.db-shm"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
 
 
 def test_sqlite_persists_across_reopen(tmp_path: Path) -> None:

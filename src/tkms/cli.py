@@ -97,15 +97,34 @@ def node(
         fail(f"invalid configuration: {exc}")
 
 
-def _wallet_from(key: str | None, key_file: Path | None, what: str) -> Wallet:
+ADMIN_KEY_ENV = "TKMS_ADMIN_KEY"
+# Not TKMS_GATEWAY_…: the gateway's own configuration owns that prefix (and refuses strangers).
+DELEGATE_GATEWAY_KEY_ENV = "TKMS_DELEGATE_GATEWAY_KEY"
+
+
+# The old --admin-key/--gateway-key: accepted only to say why they are refused.
+RawKeyOption = Annotated[str | None, typer.Option(hidden=True)]
+
+
+def _wallet_from(
+    key_file: Path | None, env_var: str, option: str, what: str, raw: str | None = None
+) -> Wallet:
+    """A key from its file or its environment variable: never from the command line,
+    where every user of the machine reads it (``ps``, /proc/<pid>/cmdline)."""
+    if raw is not None:
+        fail(
+            f"{what}: a key given on the command line is visible to every user (ps); "
+            f"give {option} or set {env_var}"
+        )
     try:
         if key_file is not None:
             return Wallet(read_hex(key_file))
-        if key is not None:
-            return Wallet(parse_hex(key, length=32))
+        value = os.environ.get(env_var, "").strip()
+        if value:
+            return Wallet(parse_hex(value, name=env_var, length=32))
     except (OSError, ValueError) as exc:
         fail(f"{what}: {exc}")
-    fail(f"{what}: give a key or a key file")
+    fail(f"{what}: give {option} (a file holding the hex key) or set {env_var}")
     raise AssertionError  # unreachable: fail() exits
 
 
@@ -119,8 +138,13 @@ def delegate(
         str | None, typer.Option(help="K of a record (33-byte hex); with --devnet, optional")
     ] = None,
     chain_id: Annotated[int, typer.Option(help="chain id (--node)")] = 421614,
-    gateway_key: Annotated[str | None, typer.Option(help="gateway wallet key (hex)")] = None,
-    gateway_key_file: Annotated[Path | None, typer.Option(help="file holding it")] = None,
+    gateway_key: RawKeyOption = None,
+    gateway_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"file holding the gateway wallet key (hex), or set {DELEGATE_GATEWAY_KEY_ENV}"
+        ),
+    ] = None,
     rsa_key_file: Annotated[
         Path | None, typer.Option(help="your RSA PKCS#8 DER key; a fresh one if omitted")
     ] = None,
@@ -175,7 +199,9 @@ def _delegate_v0(
 ) -> None:
     from tkms.client.delegation import delegate_v0, open_shared_secret
 
-    gateway = _wallet_from(gateway_key, gateway_key_file, "gateway key")
+    gateway = _wallet_from(
+        gateway_key_file, DELEGATE_GATEWAY_KEY_ENV, "--gateway-key-file", "gateway key", gateway_key
+    )
     answer = delegate_v0(
         node_url, gateway, chain_id, ephemeral_pubkey, to_hex(rsa.public_key_der(private))
     )
@@ -192,8 +218,11 @@ def dkg(
         Path, typer.Option(help='committee.json: {"chainId", "nodes": [{"index", "url"}]}')
     ],
     threshold: Annotated[int, typer.Option(min=1, help="partials needed to decrypt")],
-    admin_key: Annotated[str | None, typer.Option(help="the committee admin key (hex)")] = None,
-    admin_key_file: Annotated[Path | None, typer.Option(help="file holding it")] = None,
+    admin_key: RawKeyOption = None,
+    admin_key_file: Annotated[
+        Path | None,
+        typer.Option(help=f"file holding the committee admin key (hex), or set {ADMIN_KEY_ENV}"),
+    ] = None,
     epoch: Annotated[int, typer.Option(min=0, help="the keyset epoch to create")] = 1,
     out: Annotated[Path | None, typer.Option(help="write the signed keyset here")] = None,
 ) -> None:
@@ -203,7 +232,7 @@ def dkg(
     from tkms.client.ceremony import CeremonyError, Committee, run_ceremony
     from tkms.ui import ceremony_progress
 
-    admin = _wallet_from(admin_key, admin_key_file, "admin key")
+    admin = _wallet_from(admin_key_file, ADMIN_KEY_ENV, "--admin-key-file", "admin key", admin_key)
     try:
         members = Committee.load(committee)
         console.print(

@@ -7,6 +7,11 @@ on the base port (:mod:`tkms.devnet_gateway`). Restarted on the same
 state directory it reuses its keys and shares instead of a new ceremony. It
 writes ``devnet.json`` so that tools and tests find everything, prints how to
 use it, and stops every process it started on SIGINT/SIGTERM.
+
+Every secret it makes (wallet, sealing, admin, user keys) is a 0600 file in
+``keys/`` (0700); ``devnet.json`` names those files (absolute paths) and holds
+no key itself. The node and gateway directories are 0700, the gateway's
+SQLite files 0600.
 """
 
 from __future__ import annotations
@@ -26,12 +31,11 @@ from rich.console import Console
 
 from tkms.client.ceremony import Committee, CommitteeNode, run_ceremony
 from tkms.crypto import curve
-from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet, address_hex
 from tkms.devnet_gateway import gateway_env, gateway_manifest, print_gateway, print_story
 from tkms.devnet_single import print_single_node, single_manifest, single_node_env
-from tkms.envconfig import ConfigError
-from tkms.keyfiles import read_hex, write_hex
+from tkms.envconfig import ConfigError, check_directory
+from tkms.keyfiles import private_dir, read_hex, write_hex, write_private
 
 MANIFEST = "devnet.json"
 
@@ -40,9 +44,7 @@ class KeyDir:
     """Dev keys under ``state/keys``, made on first use and reused afterwards."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "keys"
-        self.path.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.path, 0o700)
+        self.path = private_dir(state_dir / "keys")
 
     def file(self, name: str) -> Path:
         path = self.path / f"{name}.key"
@@ -52,6 +54,22 @@ class KeyDir:
 
     def wallet(self, name: str) -> Wallet:
         return Wallet(read_hex(self.file(name)))
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    """The state directory, or the one-line error of ``--state-dir``."""
+    try:
+        check_directory(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except ValueError as exc:
+        raise ConfigError(f"--state-dir: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"--state-dir: cannot create {state_dir}: {exc.strerror}") from None
+
+
+def write_manifest(state_dir: Path, manifest: dict[str, Any]) -> None:
+    """devnet.json: no key in it (only key files), 0600 all the same, written atomically."""
+    write_private(state_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -83,7 +101,7 @@ def threshold_node_env(
     return {
         "TKMS_NODE_WALLET_KEY_FILE": str(keys.file(f"node{index}-wallet")),
         "TKMS_NODE_SEALING_KEY_FILE": str(keys.file(f"node{index}-sealing")),
-        "TKMS_NODE_STATE_DIR": str((state_dir / f"node{index}").resolve()),
+        "TKMS_NODE_STATE_DIR": str(private_dir(state_dir / f"node{index}").resolve()),
         "TKMS_NODE_DKG_ADMIN_ADDRESS": address_hex(keys.wallet("admin").address),
         f"TKMS_NODE_CHAINS__{chain_id}__GATEWAY_ADDRESS": address_hex(
             keys.wallet("gateway-wallet").address
@@ -119,7 +137,7 @@ def run_devnet(
 ) -> None:
     if not 1 <= threshold <= nodes:
         raise ConfigError(f"--threshold must lie in [1, {nodes}]")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    prepare_state_dir(state_dir)
     keys = KeyDir(state_dir)
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -157,7 +175,7 @@ def run_devnet(
                 "chainId": chain_id,
                 "threshold": threshold,
                 "publicKey": keyset["publicKey"],
-                "gatewayPrivateKey": to_hex(keys.wallet("gateway-wallet").private_key_bytes()),
+                "gatewayKeyFile": str(keys.file("gateway-wallet")),
                 "nodes": [
                     {
                         "index": i,
@@ -195,7 +213,7 @@ def start_gateway(
     manifest.update(gateway_manifest(keys, url))
     gateway = spawn(["gateway"], gateway_env(keys, state_dir, port, manifest), logs / "gateway.log")
     wait_healthy(url, gateway)
-    (state_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(state_dir, manifest)
     return gateway
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from tkms.crypto.wallet import address_hex
+from tkms.keyfiles import private_dir
 
 if TYPE_CHECKING:
     from tkms.devnet import KeyDir
@@ -57,12 +58,20 @@ def gateway_env(
         "TKMS_GATEWAY_CHAIN__ID": str(manifest["chainId"]),
         "TKMS_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": manifest["verifyingContract"],
         "TKMS_GATEWAY_KMS__PUBLIC_KEY": manifest["publicKey"],
-        "TKMS_GATEWAY_STATE_DIR": str((state_dir / "gateway").resolve()),
+        "TKMS_GATEWAY_STATE_DIR": str(private_gateway_dir(state_dir).resolve()),
         "TKMS_GATEWAY_SERVER__HOST": "127.0.0.1",
         "TKMS_GATEWAY_SERVER__PORT": str(port),
         # Loopback only, and bench/e2e.py writes hundreds of records a second.
         "TKMS_GATEWAY_RATE_LIMIT__WRITES_PER_MINUTE": "0",
     }
+
+
+def private_gateway_dir(state_dir: Path) -> Path:
+    """The gateway's directory, 0700; database files an older run left open become 0600."""
+    path = private_dir(state_dir / "gateway")
+    for file in path.glob("gateway.sqlite3*"):
+        file.chmod(0o600)
+    return path
 
 
 def print_gateway(state_dir: Path, manifest: dict[str, Any], console: Console) -> None:

@@ -35,7 +35,7 @@ def write_example(state_dir: Path, keys: KeyDir, kms_key: int, chain_id: int) ->
     """A signed request anyone can replay with curl, and the answer it must open to."""
     record = ecies.encrypt(curve.base_mul(kms_key), b"hello from the tkms devnet")
     rsa_key = rsa.generate_private_key()
-    write_private(state_dir / "example-rsa.der", rsa.private_key_der(rsa_key))
+    write_private(keys.path / "example-rsa.der", rsa.private_key_der(rsa_key))
     ephemeral = to_hex(record.ephemeral_pubkey)
     target = to_hex(rsa.public_key_der(rsa_key))
     (state_dir / "example-request.json").write_text(
@@ -53,7 +53,7 @@ def single_manifest(keys: KeyDir, url: str, chain_id: int) -> dict[str, Any]:
         "chainId": chain_id,
         "threshold": 1,
         "publicKey": to_hex(curve.encode_point(curve.base_mul(kms_key))),
-        "gatewayPrivateKey": to_hex(keys.wallet("gateway-wallet").private_key_bytes()),
+        "gatewayKeyFile": str(keys.file("gateway-wallet")),
         "nodes": [
             {"index": 1, "url": url, "signer": address_hex(keys.wallet("node1-wallet").address)}
         ],

@@ -113,3 +113,15 @@ def check_address(value: str | None) -> str | None:
         except EncodingError:
             raise ValueError("must be a 20-byte hex address") from None
     return value
+
+
+def check_directory(value: Path | None) -> Path | None:
+    """A directory, or a path one can be made at: neither it nor a parent is a file."""
+    if value is not None:
+        for path in (value, *value.parents):
+            if path.exists():
+                if not path.is_dir():
+                    what = "is a file" if path == value else f"lies under {path}, a file"
+                    raise ValueError(f"{value} {what}: a directory is needed")
+                break
+    return value

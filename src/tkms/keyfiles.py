@@ -1,4 +1,4 @@
-"""Writing and reading key files: hex text, mode 0600, written atomically."""
+"""Writing and reading key files: hex text, mode 0600, written atomically; 0700 directories."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def write_private(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a 0700 directory (tightened if an older run left it open)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 def write_hex(path: Path, data: bytes) -> None:

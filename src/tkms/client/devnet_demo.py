@@ -14,6 +14,7 @@ from tkms.client.recombine import combine_partials, verify_keyset
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.keyfiles import read_hex
 
 
 def threshold_delegate(
@@ -22,7 +23,7 @@ def threshold_delegate(
     manifest = json.loads(devnet_file.read_text())
     chain_id = int(manifest["chainId"])
     trusted = parse_hex(manifest["publicKey"], length=33)
-    gateway = Wallet(parse_hex(manifest["gatewayPrivateKey"], length=32))
+    gateway = Wallet(read_hex(Path(manifest["gatewayKeyFile"])))
     nodes = {
         int(n["index"]): (str(n["url"]), parse_hex(n["signer"], length=20))
         for n in manifest["nodes"]

@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from tkms.envconfig import ConfigError
 from tkms.gateway.config import GatewayConfig, load_gateway_config
+from tkms.gateway.health import StoreHealth
 from tkms.gateway.keysets import KeysetUnavailable
 from tkms.gateway.ratelimit import WriteRateLimit
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes
@@ -86,7 +87,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         return Response(json.dumps(body).encode(), 503, media_type="application/json")
 
     app.add_exception_handler(NotEnoughNodes, not_enough)
-    add_common_routes(app, config.service_name, registry)
+    add_common_routes(app, config.service_name, registry, StoreHealth(service.store).response)
 
     def route(
         path: str,

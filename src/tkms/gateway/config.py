@@ -34,7 +34,7 @@ from pydantic import (
 
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_hex
-from tkms.envconfig import ConfigError, check_address, validate
+from tkms.envconfig import ConfigError, check_address, check_directory, validate
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -178,6 +178,7 @@ class GatewayConfig(BaseModel):
     rate_limit: RateLimitConfig = RateLimitConfig()
 
     _durations = field_validator("deadline", "node_timeout", mode="before")(_seconds)
+    _state_dir = field_validator("state_dir")(check_directory)
 
     @model_validator(mode="before")
     @classmethod
@@ -225,7 +226,10 @@ class GatewayConfig(BaseModel):
         """The ``postgresql://`` URL, or the SQLite file (under ``state_dir`` by default)."""
         if self.database_url:
             return self.database_url
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"TKMS_GATEWAY_STATE_DIR: cannot create it: {exc.strerror}") from None
         return str(self.state_dir / "gateway.sqlite3")
 
 

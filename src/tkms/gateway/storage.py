@@ -4,6 +4,11 @@ A handle is written once: the API has no update and no delete, the primary key
 makes the database itself refuse a second write, and triggers refuse UPDATE and
 DELETE from any other client too. Grants are append-only for the same reason:
 an audit trail that cannot be rewritten (there is no revoke yet).
+
+``health()`` says whether the store takes writes, for the gateway's
+``/health``: a write statement that inserts nothing, rolled back (it needs the
+write lock of SQLite, or a writable PostgreSQL session), and the outcome of the
+last real write (a full disk or an I/O error only shows there).
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, Self
 
 import psycopg
+import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -32,12 +40,20 @@ class StorageError(Exception):
     """The database failed or refused an operation."""
 
 
+class StoreUnwritable(StorageError):
+    """The database answers but refuses writes (read-only file, session or server)."""
+
+
 class RecordExists(StorageError):
     """A record with this handle is already stored (HTTP 409)."""
 
 
 class InvalidRecord(StorageError, ValueError):
     """A record or grant is malformed; nothing was written."""
+
+
+class IntegrityRefused(StorageError):
+    """The database refused the data by a constraint (a grant of an unknown handle)."""
 
 
 def _check_len(name: str, value: bytes, length: int) -> None:
@@ -142,8 +158,19 @@ _SELECT_GRANTS = (
 )
 
 
+# Takes the write lock and passes the write checks of the database; inserts nothing.
+_WRITE_PROBE = (
+    "INSERT INTO gateway_grants (handle, role, grantee, granted_by, granted_at)"
+    " SELECT handle, role, grantee, granted_by, granted_at FROM gateway_grants WHERE 1 = 0"
+)
+
+
 class SqlRecordStore(ABC):
     """The SQL shared by both back ends; subclasses only move rows."""
+
+    WRITE_FAILURE_SHOWN = 10.0
+    """Seconds a failed write keeps ``health()`` degraded while the probe passes."""
+    _last_write_failure: float | None = None
 
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any]) -> int:
@@ -153,13 +180,47 @@ class SqlRecordStore(ABC):
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
 
     @abstractmethod
+    def _probe_write(self) -> None:
+        """Run ``_WRITE_PROBE`` in a transaction and roll it back; StorageError if refused."""
+
+    @abstractmethod
     def close(self) -> None: ...
+
+    def _write(self, sql: str, params: Sequence[Any]) -> int:
+        try:
+            count = self._execute(sql, params)
+        except (IntegrityRefused, StoreUnwritable):
+            raise  # the data was refused, or the probe sees it too: nothing to remember
+        except StorageError:
+            self._last_write_failure = time.monotonic()
+            raise
+        self._last_write_failure = None
+        return count
+
+    def health(self) -> str | None:
+        """None if the store takes writes, else a short public reason (no driver text).
+
+        The probe answers for now; a write that failed in the last few seconds is
+        reported too (a full disk shows only there), then ages out, so that a store
+        no one writes to any more (a load balancer took it out) is not held
+        degraded forever.
+        """
+        try:
+            self._probe_write()
+        except StoreUnwritable:
+            return "read-only"
+        except StorageError:
+            return "unavailable"
+        failed_at = self._last_write_failure
+        if failed_at is not None and time.monotonic() - failed_at < self.WRITE_FAILURE_SHOWN:
+            return "write failed"
+        return None
 
     def put(self, record: StoredRecord) -> None:
         r = record
         params = [r.handle, r.chain_id, r.solidity_type.name, r.owner, r.application]
         params += [r.created_at, r.ciphertext, r.ephemeral_pubkey, r.iv]
-        if self._execute(_INSERT_RECORD, params) == 0:
+        if self._write(_INSERT_RECORD, params) == 0:
             raise RecordExists(f"handle 0x{record.handle.hex()} already exists")
 
     def get(self, handle: bytes) -> StoredRecord | None:
@@ -176,7 +237,7 @@ class SqlRecordStore(ABC):
     def add_grant(self, grant: Grant) -> bool:
         grantee = grant.grantee or b""
         params = (grant.handle, grant.role.value, grantee, grant.granted_by, grant.granted_at)
-        return self._execute(_INSERT_GRANT, params) > 0
+        return self._write(_INSERT_GRANT, params) > 0
 
     def grants(self, handle: bytes) -> list[Grant]:
         return [
@@ -243,6 +304,7 @@ class SqliteRecordStore(SqlRecordStore):
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
+        _create_private(self._path)
         with self._connection() as conn:
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise StorageError("SQLite refused WAL mode")
@@ -267,13 +329,13 @@ class SqliteRecordStore(SqlRecordStore):
             try:
                 conn = self._connect()
             except sqlite3.Error as exc:
-                raise StorageError(f"SQLite: {exc}") from None
+                raise _sqlite_error(exc) from None
         try:
             yield conn
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.rollback()
-            raise StorageError(f"SQLite: {exc}") from None
+            raise _sqlite_error(exc) from None
         finally:
             with self._lock:
                 if self._closed:
@@ -289,6 +351,25 @@ class SqliteRecordStore(SqlRecordStore):
         with self._connection() as conn:
             return conn.execute(sql.replace("%s", "?"), params).fetchall()
 
+    def _probe_write(self) -> None:
+        # A fresh connection: a pooled one keeps the file open for writing after the
+        # file turned read-only. mode=rw never creates a missing file.
+        if self._closed:
+            raise StorageError("record store is closed")
+        uri = Path(self._path).absolute().as_uri() + "?mode=rw"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=1.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(_WRITE_PROBE)
+            conn.rollback()
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from None
+        finally:
+            conn.close()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -297,6 +378,24 @@ class SqliteRecordStore(SqlRecordStore):
                     self._idle.get_nowait().close()
                 except queue.Empty:
                     break
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 before SQLite does (its -wal and -shm copy its mode)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing database keeps the mode its operator gave it
+    except OSError as exc:
+        raise StorageError(f"SQLite: cannot create {path}: {exc.strerror}") from None
+
+
+def _sqlite_error(exc: sqlite3.Error) -> StorageError:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityRefused(f"SQLite: {exc}")
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+        return StoreUnwritable(f"SQLite: {exc}")
+    return StorageError(f"SQLite: {exc}")
 
 
 _POSTGRES_SCHEMA = f"""
@@ -375,12 +474,25 @@ class PostgresRecordStore(SqlRecordStore):
     def _errors(self) -> Iterator[None]:
         try:
             yield
+        except psycopg.IntegrityError as exc:
+            raise IntegrityRefused(f"PostgreSQL: {_pg_message(exc)}") from None
+        except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
+            raise StoreUnwritable(f"PostgreSQL: {_pg_message(exc)}") from None
         except (PoolTimeout, psycopg.Error) as exc:
             raise StorageError(f"PostgreSQL: {_pg_message(exc)}") from None
 
     def _execute(self, sql: str, params: Sequence[Any]) -> int:
         with self._errors(), self._pool.connection() as conn:
             return conn.execute(sql, params).rowcount
+
+    def _probe_write(self) -> None:
+        # A short wait: a server that is down must not hold /health for the pool's timeout.
+        with (
+            self._errors(),
+            self._pool.connection(timeout=2.0) as conn,
+            conn.transaction(force_rollback=True),
+        ):
+            conn.execute(_WRITE_PROBE)
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._errors(), self._pool.connection() as conn:

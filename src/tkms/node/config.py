@@ -14,7 +14,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from tkms.crypto.encoding import parse_address
-from tkms.envconfig import ConfigError, check_address, check_private_key, validate
+from tkms.envconfig import (
+    ConfigError,
+    check_address,
+    check_directory,
+    check_private_key,
+    validate,
+)
 
 PREFIXES = ("NOX_KMS_", "TKMS_NODE_")
 
@@ -61,6 +67,7 @@ class NodeConfig(BaseModel):
 
     _check_wallet = field_validator("wallet_key")(check_private_key)
     _check_admin = field_validator("dkg_admin_address")(check_address)
+    _check_state_dir = field_validator("state_dir")(check_directory)
 
     @field_validator("chains")
     @classmethod

@@ -51,6 +51,8 @@ def build_threshold_runtime(config: NodeConfig, wallet: Wallet) -> ThresholdRunt
         secrets = keystore.load_or_create()
     except (ValueError, KeystoreError) as exc:
         raise ConfigError(f"TKMS_NODE_SEALING_KEY: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"TKMS_NODE_STATE_DIR: {exc.filename}: {exc.strerror}") from None
     for chain_id, share in secrets.chains.items():
         if chain_id in gateways:
             partials.holdings[chain_id] = holding_from(share)

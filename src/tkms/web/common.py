@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
@@ -30,7 +31,14 @@ def require_json(request: Request) -> None:
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
 
 
-def add_common_routes(app: FastAPI, service_name: str, registry: CollectorRegistry) -> None:
+def add_common_routes(
+    app: FastAPI,
+    service_name: str,
+    registry: CollectorRegistry,
+    health_check: Callable[[], Awaitable[Response]] | None = None,
+) -> None:
+    """``health_check`` answers ``/health`` for a service with more to report than "up"."""
+
     @app.get("/", include_in_schema=False)
     async def root() -> Response:
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -38,6 +46,8 @@ def add_common_routes(app: FastAPI, service_name: str, registry: CollectorRegist
 
     @app.get("/health")
     async def health() -> Response:
+        if health_check is not None:
+            return await health_check()
         return json_response({"status": "ok"})
 
     @app.get("/metrics", include_in_schema=False)
