@@ -40,6 +40,8 @@ def test_round_trip_and_privacy(tmp_path: Path) -> None:
     assert loaded.to_json() == _secrets(1).to_json()
     path = tmp_path / FILE_NAME
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    SealedKeystore(tmp_path / "fresh", key, OWNER).save(_secrets(1))
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700  # made by the node
     raw = path.read_bytes()
     assert hex(10**30 + 1)[2:] not in raw.hex() and b"421614" not in raw  # sealed, not encoded
     assert str(10**30 + 1) not in repr(loaded) and "share=<hidden>" in repr(loaded.chains[421614])

@@ -8,8 +8,11 @@ from pathlib import Path
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` so that a crash leaves the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` so that a crash leaves the old file or the new one, never a torn one.
+
+    A directory this makes is 0700 (an existing one keeps its mode).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
