@@ -42,9 +42,19 @@ def forged_envelope() -> bytes:
     )
 
 
-def build_app(upstream: str, wallet: Wallet) -> Starlette:
+def build_app(upstream: str, wallet: Wallet, *, fast: tuple[int, int] | None = None) -> Starlette:
+    """The forging proxy; with ``fast=(index, epoch)`` it never asks its node.
+
+    A fast liar answers before any honest node can (it skips the work), so it
+    is always among the first ``t + spare`` answers: the worst case of a lie.
+    """
+
     async def delegate(request: Request) -> Response:
         body = await request.body()
+        if fast is not None:
+            return JSONResponse(
+                _forged(body, request, wallet, {"index": fast[0], "epoch": fast[1]})
+            )
         async with httpx.AsyncClient() as http:
             real = await http.post(
                 upstream + "/v1/delegate",
@@ -57,20 +67,7 @@ def build_app(upstream: str, wallet: Wallet) -> Starlette:
             )
         if real.status_code != 200:
             return Response(real.content, real.status_code, media_type="application/json")
-        answer = real.json()
-        target = rsa.load_public_key(parse_hex(json.loads(body)["targetPubKey"]))
-        sealed = to_hex(rsa.encrypt(target, forged_envelope()))
-        chain_id = int(request.query_params["chain_id"])
-        salt = parse_hex(request.query_params.get("salt", "0x" + "00" * 32), length=32)
-        proof = eip712.sign(
-            wallet,
-            eip712.delegate_domain(chain_id, salt),
-            eip712.PARTIAL_DELEGATE_RESPONSE_PROOF,
-            {"index": answer["index"], "epoch": answer["epoch"], "encryptedPartial": sealed},
-        )
-        answer["encryptedPartial"] = sealed
-        answer["proof"] = to_hex(proof)
-        return JSONResponse(answer)
+        return JSONResponse(_forged(body, request, wallet, real.json()))
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -99,8 +96,27 @@ def serve_in_thread(app: Any, port: int) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def forging_proxy(upstream: str, wallet: Wallet) -> AbstractContextManager[str]:
-    return serve_in_thread(build_app(upstream, wallet), free_port())
+def _forged(body: bytes, request: Request, wallet: Wallet, answer: dict[str, Any]) -> Any:
+    """``answer`` with a forged partial, sealed to the requester and validly signed."""
+    target = rsa.load_public_key(parse_hex(json.loads(body)["targetPubKey"]))
+    sealed = to_hex(rsa.encrypt(target, forged_envelope()))
+    chain_id = int(request.query_params["chain_id"])
+    salt = parse_hex(request.query_params.get("salt", "0x" + "00" * 32), length=32)
+    proof = eip712.sign(
+        wallet,
+        eip712.delegate_domain(chain_id, salt),
+        eip712.PARTIAL_DELEGATE_RESPONSE_PROOF,
+        {"index": answer["index"], "epoch": answer["epoch"], "encryptedPartial": sealed},
+    )
+    answer["encryptedPartial"] = sealed
+    answer["proof"] = to_hex(proof)
+    return answer
+
+
+def forging_proxy(
+    upstream: str, wallet: Wallet, *, fast: tuple[int, int] | None = None
+) -> AbstractContextManager[str]:
+    return serve_in_thread(build_app(upstream, wallet, fast=fast), free_port())
 
 
 class BadDealer(DkgParticipant):

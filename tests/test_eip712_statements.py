@@ -27,7 +27,9 @@ FIELD = {
 def message_of(statement: eip712.Statement, name: str) -> st.SearchStrategy[dict[str, Any]]:
     fields = {}
     for field, typ in statement.structs[name]:
-        if typ.endswith("[]"):
+        if typ.endswith("[]") and typ[:-2] in FIELD:  # an array of atomic values
+            fields[field] = st.lists(FIELD[typ[:-2]], max_size=4)
+        elif typ.endswith("[]"):
             fields[field] = st.lists(message_of(statement, typ[:-2]), max_size=3)
         else:
             fields[field] = FIELD[typ]

@@ -106,6 +106,21 @@ def grant_body(
     return {"payload": payload, "signature": signature}
 
 
+def acl_read(target: str, wallet: Wallet = OWNER, *, over: dict[str, Any] | None = None) -> str:
+    """``Authorization`` of ``GET /v1/acl/{target}``: an ``AclRead`` signed by ``wallet``."""
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "handle": target,
+        "reader": to_hex(wallet.address),
+        "notBefore": now - 5,
+        "expiresAt": now + 300,
+    }
+    domain = eip712.gateway_domain(CHAIN_ID, verifying_contract=NOX_COMPUTE)
+    signature = to_hex(eip712.sign(wallet, domain, eip712.ACL_READ, payload))
+    payload.update(over or {})
+    return token({"payload": payload, "signature": signature})
+
+
 def secret_body(**over: Any) -> dict[str, Any]:
     body = {
         "value": "0x" + "00" * 31 + "01",
@@ -150,6 +165,7 @@ def get(name: str, path: str, status: int, code: str | None = None, **kw: Any) -
 
 def cases(handle: str) -> list[Case]:
     good = authorization()
+    unknown_read = acl_read(UNKNOWN_HANDLE)
     out = [
         post("no content type", b"{}", 415, "unsupported_media_type", ctype=None),
         post("text/plain", b"{}", 415, ctype="text/plain"),
@@ -257,7 +273,55 @@ def cases(handle: str) -> list[Case]:
         post("grant not owner", grant_body(handle, by=STRANGER), 403, "access_denied", **grant),
         post("grant unknown", grant_body(UNKNOWN_HANDLE), 404, "not_found", **grant),
         get("acl bad handle", "/v1/acl/0x12", 400, "invalid_handle"),
-        get("acl unknown", f"/v1/acl/{UNKNOWN_HANDLE}", 404, "not_found"),
+        get("acl unknown", f"/v1/acl/{UNKNOWN_HANDLE}", 404, "not_found", auth=unknown_read),
+    ]
+    acl = f"/v1/acl/{handle}"
+    out += [
+        get("acl no auth", acl, 401, "missing_authorization"),
+        get("acl data access token", acl, 401, "invalid_authorization", auth=good),
+        get("acl stranger", acl, 403, "access_denied", auth=acl_read(handle, STRANGER)),
+        get("acl other handle", acl, 401, "invalid_authorization", auth=unknown_read),
+        get(
+            "acl tampered reader",
+            acl,
+            401,
+            "invalid_signature",
+            auth=acl_read(handle, STRANGER, over={"reader": to_hex(OWNER.address)}),
+        ),
+        get(
+            "acl expired",
+            acl,
+            401,
+            "expired",
+            auth=acl_read(handle, over={"notBefore": 1, "expiresAt": 2}),
+        ),
+        get("acl huge time", acl, 401, auth=acl_read(handle, over={"expiresAt": 2**300})),
+        get("acl reader object", acl, 401, auth=acl_read(handle, over={"reader": {}})),
+    ]
+    # ``exclude`` (docs/gateway.md): its syntax is checked before anything else is.
+    v1 = f"/v1/secrets/{handle}"
+    for name, value, code in [
+        ("letters", "a,b", "invalid_exclude"),
+        ("empty item", "1,", "invalid_exclude"),
+        ("negative", "-1", "invalid_exclude"),
+        ("zero", "0", "invalid_exclude"),
+        ("leading zero", "01", "invalid_exclude"),
+        ("plus sign", "+1", "invalid_exclude"),
+        ("unicode digit", "\u0661", "invalid_exclude"),
+        ("spaces", "1, 2", "invalid_exclude"),
+        ("over 255", "256", "invalid_exclude"),
+        ("huge number", "9" * 400, "invalid_exclude"),
+        ("huge list", ",".join(["1"] * 2000), "invalid_exclude"),
+        ("duplicates", "1,1", "invalid_exclude"),
+        ("unknown index", "3", "invalid_exclude"),
+        ("json list", "[1]", "invalid_exclude"),
+    ]:
+        params = {"exclude": value}
+        out.append(get(f"exclude {name}", v1, 400, code, auth=good, params=params))
+    out += [
+        get("exclude twice", v1 + "?exclude=1&exclude=2", 400, "invalid_exclude", auth=good),
+        get("exclude, no auth", v1, 400, "invalid_exclude", params={"exclude": "x"}),
+        get("exclude fine, no auth", v1, 401, params={"exclude": "1"}),
         get("keyset bad chain", "/v1/keyset", 400, "invalid_chain_id", params={"chain_id": "x"}),
     ]
     return out
@@ -273,7 +337,7 @@ def test_every_hostile_request_gets_its_documented_4xx(gateway: Service, handle:
             if case.auth is not None:
                 headers["Authorization"] = case.auth
             answer = http.request(
-                case.method, case.path, params=case.params, headers=headers, content=content
+                case.method, case.path, params=case.params or None, headers=headers, content=content
             )
             data = answer.json()
             ok = answer.status_code == case.status and set(data) == {"error", "message"}
@@ -295,6 +359,8 @@ def test_huge_headers_and_a_valid_v1_request_without_nodes(gateway: Service, han
         f"{gateway.url}/v1/secrets/{handle}", headers={"Authorization": authorization()}
     )
     assert answer.status_code == 503 and answer.json()["error"] == "keyset_unavailable"
-    listing = httpx.get(f"{gateway.url}/v1/acl/{handle}").json()["payload"]
+    listing = httpx.get(
+        f"{gateway.url}/v1/acl/{handle}", headers={"Authorization": acl_read(handle)}
+    ).json()["payload"]
     assert listing == {"handle": handle, "owner": to_hex(OWNER.address), "entries": []}
     assert httpx.get(f"{gateway.url}/health").json() == {"status": "ok"}

@@ -122,7 +122,7 @@ def test_another_access_control_replaces_the_embedded_acl(
                 await call
             assert refused.value.status == 403
         with pytest.raises(ApiError) as grants:
-            await service.acl_listing(handle, None, None)
+            await service.acl_listing(handle, None, None, None)
         assert grants.value.status == 501
 
     run(v0_node, node_keys, tmp_path, story, access=acl)

@@ -23,7 +23,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -38,15 +38,23 @@ from tkms.client.gateway_open import (
     Encrypted,
     check_created,
     check_keyset_body,
+    decrypt_threshold,
     open_single,
-    open_threshold,
+    open_threshold_round,
     parse_acl,
 )
-from tkms.crypto import eip712, rsa
+from tkms.client.recombine import NotEnoughPartials
+from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError, Wallet
 from tkms.dkg.keyset import KeysetResult
-from tkms.protocol.handle import HandleError, SolidityType, as_solidity_type, parse_handle
+from tkms.protocol.handle import (
+    Handle,
+    HandleError,
+    SolidityType,
+    as_solidity_type,
+    parse_handle,
+)
 from tkms.protocol.solidity import (
     PlainInput,
     PlainValue,
@@ -133,6 +141,7 @@ class GatewayCore:
         self._keyset: KeysetResult | None = None
         self._mode: str | None = None  # "v1" (threshold) or "v0" (single node)
         self.last_timings: dict[str, float] = {}
+        self.last_rounds = 0  # requests the last threshold decryption took (docs/gateway.md)
 
     def _now(self) -> int:
         return int(self._clock())
@@ -182,8 +191,6 @@ class GatewayCore:
             return data
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             if data["error"] == "not_enough_partials" and isinstance(data.get("failures"), dict):
-                from tkms.client.recombine import NotEnoughPartials
-
                 failures = {int(i): str(w) for i, w in data["failures"].items() if str(i).isdigit()}
                 raise NotEnoughPartials(
                     int(data.get("threshold") or 0), int(data.get("valid") or 0), failures
@@ -255,41 +262,118 @@ class GatewayCore:
             raise InvalidInput(f"handle: {exc}") from None
         if self._mode is None:
             yield from self.keyset_flow()
-        version = self._mode or "v1"
         start = time.perf_counter()
         material, fresh = self.material()
         prepared = time.perf_counter() - start
-        while True:
-            salt, params = self._params()
-            response = yield HttpRequest(
-                "GET",
-                f"/{version}/secrets/{parsed.hex}",
-                params,
-                {"Authorization": material.authorization},
-            )
-            if response.status == 401 and not fresh:
-                # Cached material the gateway no longer takes: renew once, as Nox does.
-                material, fresh = self.material(renew=True)
-                continue
-            break
-        start = time.perf_counter()
-        if version == "v1":
-            statement = eip712.HANDLE_THRESHOLD_MATERIAL
-            payload = self.payload(response, statement, salt)
-            keyset = self._keyset
-            if keyset is None or payload.get("epoch") != keyset.epoch:
-                keyset = yield from self.keyset_flow(refresh=True)
-            assert keyset is not None
-            plaintext = open_threshold(payload, parsed, keyset, material.rsa_key, salt, self.trust)
-        else:
+        if self._mode == "v0":
+            path = f"/v0/secrets/{parsed.hex}"
+            response, salt, material, fresh = yield from self._read(path, material, fresh)
+            start = time.perf_counter()
             payload = self.payload(response, eip712.HANDLE_CRYPTO_MATERIAL, salt)
             plaintext = open_single(payload, parsed, material.rsa_key)
+        else:
+            plaintext, response, start = yield from self._threshold_flow(parsed, material, fresh)
         value = decode_value(plaintext, parsed.solidity_type)
         self.last_timings = {
             "client": prepared + time.perf_counter() - start,
             **_server_timing(response.headers.get("server-timing", "")),
         }
         return value
+
+    def _read(
+        self,
+        path: str,
+        material: DecryptionMaterial,
+        fresh: bool,
+        exclude: Collection[int] = (),
+    ) -> Flow[tuple[HttpResponse, bytes, DecryptionMaterial, bool]]:
+        """One ``GET …/secrets/{h}``: (answer, its salt, the material it used, fresh?)."""
+        while True:
+            salt, params = self._params()
+            if exclude:
+                params["exclude"] = ",".join(str(i) for i in sorted(exclude))
+            response = yield HttpRequest(
+                "GET", path, params, {"Authorization": material.authorization}
+            )
+            if response.status == 401 and not fresh:
+                # Cached material the gateway no longer takes: renew once, as Nox does.
+                material, fresh = self.material(renew=True)
+                continue
+            return response, salt, material, fresh
+
+    def _threshold_flow(
+        self, parsed: Handle, material: DecryptionMaterial, fresh: bool
+    ) -> Flow[tuple[bytes, HttpResponse, float]]:
+        """Ask until ``t`` partials check out, excluding the nodes caught failing (docs/gateway.md).
+
+        Each answer brings ``t`` (+ spare) partials of nodes not excluded; the
+        good ones are kept across answers (each is ``x_i·K`` of the same ``K``,
+        whatever salt it came under), and every node whose partial failed is
+        excluded from the next request. It stops when no node is left to ask.
+        """
+        path = f"/v1/secrets/{parsed.hex}"
+        good: dict[int, curve.Point] = {}
+        failures: dict[int, str] = {}
+        exclude: set[int] = set()
+        record: ecies.EciesRecord | None = None
+        epoch: int | None = None
+        gateway_valid = 0  # what the gateway's last 503 said it held
+        rounds = 0
+        while True:
+            rounds += 1
+            self.last_rounds = rounds
+            response, salt, material, fresh = yield from self._read(path, material, fresh, exclude)
+            start = time.perf_counter()
+            if _refused(response, "too_many_excluded"):
+                break  # the committee the gateway asks is smaller than the keyset
+            try:
+                payload = self.payload(response, _material_statement(exclude), salt)
+            except NotEnoughPartials as short:
+                # The gateway could not get t answers among the nodes left: exclude
+                # those it names and ask the rest, if enough are left.
+                gateway_valid = short.valid
+                named = set(short.failures) - exclude
+                failures.update({i: w for i, w in short.failures.items() if i not in good})
+                exclude |= named
+                if not named or not self._enough_left(exclude):
+                    break
+                continue
+            keyset = self._keyset
+            if keyset is None or payload.get("epoch") != keyset.epoch:
+                keyset = yield from self.keyset_flow(refresh=True)
+            assert keyset is not None
+            if epoch is not None and keyset.epoch != epoch:
+                good.clear()  # a reshare in between: earlier partials are of other shares
+                failures.clear()
+            epoch = keyset.epoch
+            got = open_threshold_round(
+                payload,
+                parsed,
+                keyset,
+                material.rsa_key,
+                salt,
+                self.trust,
+                exclude=exclude,
+                have=good,
+            )
+            if record is not None and got.record != record:
+                raise UntrustedResponse("the gateway answered with another record")
+            record = got.record
+            good.update(got.good)
+            failures.update(got.failures)
+            if len(good) >= keyset.threshold:
+                return decrypt_threshold(keyset, record, good), response, start
+            named = set(got.failures) - exclude
+            exclude |= named
+            if not named or not self._enough_left(exclude):
+                break
+        threshold = self._keyset.threshold if self._keyset is not None else 0
+        failed = {i: why for i, why in failures.items() if i not in good}
+        raise NotEnoughPartials(threshold, max(len(good), gateway_valid), failed)
+
+    def _enough_left(self, exclude: Collection[int]) -> bool:
+        keyset = self._keyset
+        return keyset is not None and len(keyset.nodes) - len(exclude) >= keyset.threshold
 
     def grant_flow(self, handle: str | Encrypted, account: bytes, role: str) -> Flow[Acl]:
         try:
@@ -322,9 +406,34 @@ class GatewayCore:
             parsed = parse_handle(str(handle), chain_id=self.trust.chain_id)
         except HandleError as exc:
             raise InvalidInput(f"handle: {exc}") from None
+        # Only the owner or an admin may list who reads: we say who we are, for this handle.
+        now = self._now()
+        message = {
+            "handle": parsed.hex,
+            "reader": to_hex(self.wallet.address),
+            "notBefore": now - CLOCK_SKEW,
+            "expiresAt": now + 300,
+        }
+        domain = eip712.gateway_domain(
+            self.trust.chain_id, verifying_contract=self.trust.verifying_contract
+        )
+        signature = eip712.sign(self.wallet, domain, eip712.ACL_READ, message)
+        token = json.dumps({"payload": message, "signature": to_hex(signature)})
+        headers = {"Authorization": "EIP712 " + base64.b64encode(token.encode()).decode()}
         salt, params = self._params()
-        response = yield HttpRequest("GET", f"/v1/acl/{parsed.hex}", params)
+        response = yield HttpRequest("GET", f"/v1/acl/{parsed.hex}", params, headers)
         return parse_acl(self.payload(response, eip712.HANDLE_ACL, salt), parsed.hex)
+
+
+def _material_statement(exclude: Collection[int]) -> eip712.Statement:
+    if exclude:
+        return eip712.HANDLE_THRESHOLD_MATERIAL_EXCLUDING
+    return eip712.HANDLE_THRESHOLD_MATERIAL
+
+
+def _refused(response: HttpResponse, code: str) -> bool:
+    data = response.data
+    return response.status == 400 and isinstance(data, dict) and data.get("error") == code
 
 
 def _server_timing(header: str) -> dict[str, float]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tkms.client.errors import UntrustedResponse
 from tkms.client.nodes import check_partial_answer
-from tkms.client.recombine import SealedPartial, decrypt_record, verify_keyset
+from tkms.client.recombine import NotEnoughPartials, open_partial, verify_keyset
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.crypto.shamir import combine_points
 from tkms.crypto.wallet import SignatureError
 from tkms.dkg.errors import DkgMessageError
 from tkms.dkg.keyset import KeysetResult, check_keyset_signatures, parse_keyset
@@ -122,42 +123,83 @@ def _record(payload: Mapping[str, Any], handle: Handle, *, threshold: bool) -> e
     return ecies.EciesRecord(ephemeral, _hex(payload, "iv", 12), _hex(payload, "ciphertext"))
 
 
-def open_threshold(
+@dataclass
+class ThresholdRound:
+    """What one ``HandleThresholdMaterial`` answer brought: the record, good partials, failures."""
+
+    record: ecies.EciesRecord
+    good: dict[int, curve.Point] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+def _signed_exclude(payload: Mapping[str, Any], exclude: Collection[int]) -> None:
+    """The gateway signed in exactly the exclude set we asked for (docs/gateway.md)."""
+    signed = payload.get("exclude")
+    if not exclude and signed is None:
+        return
+    if signed != sorted(exclude) or any(isinstance(i, bool) for i in signed):
+        raise UntrustedResponse("the gateway's answer does not carry the exclude list we sent")
+
+
+def open_threshold_round(
     payload: Mapping[str, Any],
     handle: Handle,
     keyset: KeysetResult,
     private_key: rsa.RSAPrivateKey,
     salt: bytes,
     trust: GatewayTrust,
-) -> bytes:
-    """Check each partial's node signature and DLEQ proof, combine ``t``, decrypt."""
-    record = _record(payload, handle, threshold=True)
+    *,
+    exclude: Collection[int] = (),
+    have: Collection[int] = (),
+) -> ThresholdRound:
+    """Check each partial's node signature and DLEQ proof, up to ``t`` good ones in all.
+
+    ``have`` are the nodes whose good partials an earlier answer brought: theirs
+    are skipped here. A partial of an excluded node means the gateway did not
+    do what it signed: the whole answer is untrusted.
+    """
+    _signed_exclude(payload, exclude)
+    result = ThresholdRound(_record(payload, handle, threshold=True))
+    ephemeral = curve.parse_point(result.record.ephemeral_pubkey)
     partials = payload.get("partials")
     epoch = payload.get("epoch")
     if not isinstance(partials, list) or len(partials) > MAX_PARTIALS:
         raise UntrustedResponse("gateway answer: partials must be a list")
-    answers: list[SealedPartial] = []
-    failures: dict[int, str] = {}
     for item in partials:
         index = item.get("index") if isinstance(item, dict) else None
         node = keyset.node(index) if isinstance(index, int) else None
         if node is None or not isinstance(item, dict):
             raise UntrustedResponse("gateway answer: a partial names no node of the keyset")
+        if node.index in exclude:
+            raise UntrustedResponse(f"gateway answer: a partial of excluded node {node.index}")
+        if node.index in have or node.index in result.good:
+            continue
+        if len(have) + len(result.good) >= keyset.threshold:
+            break
         try:
-            answers.append(
-                check_partial_answer(
-                    {**item, "epoch": epoch},
-                    index=node.index,
-                    signer=node.signer,
-                    chain_id=trust.chain_id,
-                    salt=salt,
-                )
+            sealed = check_partial_answer(
+                {**item, "epoch": epoch},
+                index=node.index,
+                signer=node.signer,
+                chain_id=trust.chain_id,
+                salt=salt,
             )
-        except ValueError as exc:
-            failures[node.index] = str(exc)
+            result.good[node.index] = open_partial(keyset, private_key, ephemeral, sealed)
+        except (ValueError, UntrustedResponse) as exc:
+            result.failures[node.index] = str(exc)
+    return result
+
+
+def decrypt_threshold(
+    keyset: KeysetResult, record: ecies.EciesRecord, good: Mapping[int, curve.Point]
+) -> bytes:
+    """Combine ``t`` good partials (protocol.md §3.4) and open the record."""
+    chosen = dict(sorted(good.items())[: keyset.threshold])
+    if len(chosen) < keyset.threshold:
+        raise NotEnoughPartials(keyset.threshold, len(chosen), {})
+    shared_x = curve.point_x(combine_points(chosen))
     try:
-        # NotEnoughPartials (a TkmsError) names every node that failed and why.
-        return decrypt_record(keyset, private_key, record, answers, failures)
+        return ecies.decrypt_with_shared_x(shared_x, record.iv, record.ciphertext)
     except ecies.EciesError:
         raise UntrustedResponse("the ciphertext does not open with the combined key") from None
 

@@ -136,6 +136,15 @@ def _transport(exc: httpx.HTTPError, url: str) -> TransportError:
     return TransportError(f"cannot reach the gateway at {url}: {type(exc).__name__}")
 
 
+# A kept-alive connection the server closed just as we reused it fails so, before
+# any answer: a GET (every read is one) is safe to send once more.
+_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
+def _retryable(request: HttpRequest, exc: httpx.HTTPError, attempt: int) -> bool:
+    return request.method == "GET" and attempt == 0 and isinstance(exc, _DROPPED)
+
+
 class Client(_Base):
     """The synchronous SDK (one ``httpx.Client``, safe to share between threads)."""
 
@@ -153,17 +162,21 @@ class Client(_Base):
             return result
 
     def _send(self, request: HttpRequest) -> HttpResponse:
-        try:
-            response = self._http.request(
-                request.method,
-                self.url + request.path,
-                params=request.params,
-                headers=request.headers,
-                json=request.json,
-            )
-        except httpx.HTTPError as exc:
-            raise _transport(exc, self.url) from None
-        return self._response(response)
+        for attempt in range(2):
+            try:
+                response = self._http.request(
+                    request.method,
+                    self.url + request.path,
+                    params=request.params,
+                    headers=request.headers,
+                    json=request.json,
+                )
+            except httpx.HTTPError as exc:
+                if _retryable(request, exc, attempt):
+                    continue
+                raise _transport(exc, self.url) from None
+            return self._response(response)
+        raise AssertionError("unreachable")
 
     def encrypt(
         self,
@@ -221,17 +234,21 @@ class AsyncClient(_Base):
             return result
 
     async def _send(self, request: HttpRequest) -> HttpResponse:
-        try:
-            response = await self._http.request(
-                request.method,
-                self.url + request.path,
-                params=request.params,
-                headers=request.headers,
-                json=request.json,
-            )
-        except httpx.HTTPError as exc:
-            raise _transport(exc, self.url) from None
-        return self._response(response)
+        for attempt in range(2):
+            try:
+                response = await self._http.request(
+                    request.method,
+                    self.url + request.path,
+                    params=request.params,
+                    headers=request.headers,
+                    json=request.json,
+                )
+            except httpx.HTTPError as exc:
+                if _retryable(request, exc, attempt):
+                    continue
+                raise _transport(exc, self.url) from None
+            return self._response(response)
+        raise AssertionError("unreachable")
 
     async def encrypt(
         self,

@@ -4,7 +4,8 @@ The hot path hashes with precomputed type hashes and cached domain separators
 and signs with libsecp256k1; :mod:`tkms.crypto.eip712_reference` computes the
 same digest with eth-account, and the tests hold the two byte-identical on the vectors.
 Messages take the JSON form of the wire: hex strings for ``bytes``,
-``bytes32`` and ``address``, ints for ``uint256``, lists of dicts for arrays.
+``bytes32`` and ``address``, ints for ``uint256``, lists of dicts for arrays
+of structs and lists of values for arrays of atomic types (``uint256[]``).
 """
 
 from __future__ import annotations
@@ -146,6 +147,18 @@ HANDLE_THRESHOLD_MATERIAL = _statement(
         (("index", "uint256"), ("encryptedPartial", "string"), ("proof", "string")),
     ),
 )
+HANDLE_THRESHOLD_MATERIAL_EXCLUDING = _statement(
+    "HandleThresholdMaterialExcluding",
+    (
+        "HandleThresholdMaterialExcluding",
+        (
+            *HANDLE_THRESHOLD_MATERIAL.structs["HandleThresholdMaterial"],
+            ("exclude", "uint256[]"),
+        ),
+    ),
+    ("PartialShare", HANDLE_THRESHOLD_MATERIAL.structs["PartialShare"]),
+)
+"""The answer of ``GET /v1/secrets/{h}?exclude=…`` (docs/gateway.md): the nodes it left out."""
 HANDLE_WITH_PROOF = _statement(
     "HandleWithProof", ("HandleWithProof", (("handle", "string"), ("proof", "string")))
 )
@@ -205,6 +218,19 @@ HANDLE_ACL = _statement(
     ("AclEntry", (("role", "string"), ("account", "string"))),
 )
 """The gateway's signed answer of ``GET /v1/acl/{handle}`` and ``POST /v1/acl/grant``."""
+ACL_READ = _statement(
+    "AclRead",
+    (
+        "AclRead",
+        (
+            ("handle", "bytes32"),
+            ("reader", "address"),
+            ("notBefore", "uint256"),
+            ("expiresAt", "uint256"),
+        ),
+    ),
+)
+"""Signed by the owner or an admin to list a handle's ACL (``GET /v1/acl/{handle}``)."""
 
 STATEMENTS: Mapping[str, Statement] = {
     s.primary: s
@@ -216,12 +242,14 @@ STATEMENTS: Mapping[str, Statement] = {
         DATA_ACCESS_AUTHORIZATION,
         HANDLE_CRYPTO_MATERIAL,
         HANDLE_THRESHOLD_MATERIAL,
+        HANDLE_THRESHOLD_MATERIAL_EXCLUDING,
         HANDLE_WITH_PROOF,
         HANDLE_PROOF,
         DKG_START,
         DKG_STEP,
         ACL_GRANT,
         HANDLE_ACL,
+        ACL_READ,
     )
 }
 
@@ -350,6 +378,9 @@ def _utf8(value: str) -> bytes:
         raise Eip712Error("string field is not valid Unicode") from None
 
 
+_ATOMIC = frozenset({"uint256", "address", "bytes32"})
+
+
 def _encode_field(statement: Statement, typ: str, value: Any) -> bytes:
     if typ == "string":
         if not isinstance(value, str):
@@ -366,11 +397,14 @@ def _encode_field(statement: Statement, typ: str, value: Any) -> bytes:
         if len(raw) != 32:
             raise Eip712Error("bytes32 is 32 bytes")
         return raw
-    if typ.endswith("[]") and typ[:-2] in statement.structs:
+    if typ.endswith("[]"):
         if not isinstance(value, Sequence) or isinstance(value, str | bytes):
             raise Eip712Error("array field must be a list")
         inner = typ[:-2]
-        return keccak256(b"".join(hash_struct(statement, item, inner) for item in value))
+        if inner in statement.structs:
+            return keccak256(b"".join(hash_struct(statement, item, inner) for item in value))
+        if inner in _ATOMIC:  # an array of atomic values: keccak of their encodings
+            return keccak256(b"".join(_encode_field(statement, inner, item) for item in value))
     raise Eip712Error(f"unsupported EIP-712 type {typ}")
 
 

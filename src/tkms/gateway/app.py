@@ -118,7 +118,8 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
 
     async def read_v1(r: Request) -> Answer:
         handle, auth = r.path_params["handle"], r.headers.get("authorization")
-        return await service.secret_v1(handle, q(r, "chain_id"), q(r, "salt"), auth)
+        exclude = r.query_params.getlist("exclude")
+        return await service.secret_v1(handle, q(r, "chain_id"), q(r, "salt"), auth, exclude)
 
     async def keyset(r: Request) -> Answer:
         return await service.keyset_body(q(r, "chain_id"))
@@ -127,18 +128,22 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         return await service.grant(q(r, "chain_id"), q(r, "salt"), await r.body())
 
     async def acl(r: Request) -> Answer:
-        return await service.acl_listing(r.path_params["handle"], q(r, "chain_id"), q(r, "salt"))
+        handle, auth = r.path_params["handle"], r.headers.get("authorization")
+        return await service.acl_listing(handle, q(r, "chain_id"), q(r, "salt"), auth)
 
     params = ("chain_id", "salt")
     secret = openapi.fields(value=openapi.HEX, solidityType="string", owner=openapi.HEX)
     secret["properties"]["applicationContract"] = openapi.HEX
     read = openapi.operation(path=("handle",), query=params, authorization=True)
+    read_v1_spec = openapi.operation(
+        path=("handle",), query=(*params, "exclude"), authorization=True
+    )
     grant_body = openapi.fields(payload="object", signature=openapi.HEX)
     route(
         "/v0/secrets", "POST", create, body=True, spec=openapi.operation(query=params, body=secret)
     )
     route("/v0/secrets/{handle}", "GET", read_v0, body=False, spec=read)
-    route("/v1/secrets/{handle}", "GET", read_v1, body=False, spec=read)
+    route("/v1/secrets/{handle}", "GET", read_v1, body=False, spec=read_v1_spec)
     route("/v1/keyset", "GET", keyset, body=False, spec=openapi.operation(query=("chain_id",)))
     route(
         "/v1/acl/grant",
@@ -152,7 +157,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         "GET",
         acl,
         body=False,
-        spec=openapi.operation(path=("handle",), query=params),
+        spec=openapi.operation(path=("handle",), query=params, authorization=True),
     )
 
     app.state.service = service

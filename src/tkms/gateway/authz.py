@@ -173,3 +173,41 @@ def check_grant(
     if _recover(domain, eip712.ACL_GRANT, message, body.get("signature")) != granted_by:
         raise _unauthorized("invalid_signature", "grant is not signed by grantedBy")
     return GrantRequest(handle, role, None if role is Role.PUBLIC else account, granted_by)
+
+
+@dataclass(frozen=True, slots=True)
+class AclReadRequest:
+    """A checked ``AclRead``: ``reader`` signed it for ``handle`` (not yet: may they read?)."""
+
+    handle: bytes
+    reader: bytes
+
+
+def check_acl_read(
+    header: str | None, handle: bytes, *, chain_id: int, verifying_contract: bytes, now: int
+) -> AclReadRequest:
+    """Verify ``Authorization: EIP712 <base64(JSON {payload: AclRead, signature})>``.
+
+    The statement names the handle, so a signature for one listing lists no other.
+    """
+    data = _token(header)
+    payload = data["payload"]
+    try:
+        signed_handle = parse_hex(payload.get("handle"), name="handle", length=32)
+        reader = parse_address(payload.get("reader"), name="reader")
+    except EncodingError as exc:
+        raise _unauthorized("invalid_authorization", str(exc)) from None
+    if signed_handle != handle:
+        raise _unauthorized("invalid_authorization", "the statement is for another handle")
+    not_before, expires_at = _uint(payload, "notBefore"), _uint(payload, "expiresAt")
+    check_window(not_before, expires_at, now)
+    message = {
+        "handle": handle,
+        "reader": reader,
+        "notBefore": not_before,
+        "expiresAt": expires_at,
+    }
+    domain = eip712.gateway_domain(chain_id, verifying_contract=verifying_contract)
+    if _recover(domain, eip712.ACL_READ, message, data.get("signature")) != reader:
+        raise _unauthorized("invalid_signature", "the statement is not signed by reader")
+    return AclReadRequest(handle, reader)

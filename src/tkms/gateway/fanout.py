@@ -9,7 +9,9 @@ at least ``t``; otherwise it names every node that failed and why.
 
 The gateway cannot check a partial itself (it is sealed to the user's RSA
 key, and that is the point): ``spare`` extra answers let the client drop a
-forged one and still combine.
+forged one and still combine, and a client that still lacks ``t`` good ones
+asks again with the nodes it caught lying excluded (docs/gateway.md): only
+the other nodes are asked then.
 """
 
 from __future__ import annotations
@@ -160,8 +162,12 @@ class Fanout:
         *,
         threshold: int,
         epoch: int,
+        exclude: frozenset[int] = frozenset(),
     ) -> FanoutResult:
-        """Sealed partials from at least ``threshold`` nodes, or :class:`NotEnoughAnswers`."""
+        """Sealed partials from at least ``threshold`` nodes not in ``exclude``.
+
+        Raises :class:`NotEnoughAnswers` with the failures of the nodes it asked.
+        """
         start = time.perf_counter()
         signature = sign_delegate_request(
             self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey
@@ -174,6 +180,7 @@ class Fanout:
         tasks = {
             asyncio.ensure_future(self._one(node, target, headers, body, salt, epoch)): i
             for i, node in self.nodes.items()
+            if i not in exclude
         }
         wanted = min(len(tasks), threshold + self.spare)
         result = FanoutResult()

@@ -106,28 +106,47 @@ class KeysetSource:
             return self._loaded
 
     async def _fetch(self) -> LoadedKeyset:
+        """Ask every node at once; the first keyset that checks out wins.
+
+        So a re-fetch takes about one ``timeout`` however many nodes are slow or
+        down, not one per node; the others are cancelled once one is good.
+        """
         failures: dict[int, str] = {}
         async with httpx.AsyncClient(timeout=self.timeout) as http:
-            for index, node in self.nodes.items():
-                try:
-                    response = await http.get(
-                        node.url + "/v1/keyset", params={"chain_id": str(self.chain_id)}
-                    )
-                    body = response.json()
-                except (httpx.HTTPError, ValueError) as exc:
-                    failures[index] = f"unreachable or not JSON ({type(exc).__name__})"
-                    continue
-                if response.status_code != 200:
-                    code = body.get("error") if isinstance(body, dict) else None
-                    failures[index] = f"HTTP {response.status_code} {str(code)[:40]}"
-                    continue
-                try:
-                    keyset = check_keyset(
-                        body, chain_id=self.chain_id, trusted=self.trusted, nodes=self.nodes
-                    )
-                except ValueError as exc:
-                    failures[index] = str(exc)
-                    continue
-                return LoadedKeyset(body, keyset)
+            tasks = {
+                asyncio.ensure_future(self._one(http, node)): index
+                for index, node in self.nodes.items()
+            }
+            try:
+                for finished in asyncio.as_completed(tasks):
+                    outcome = await finished
+                    if isinstance(outcome, LoadedKeyset):
+                        return outcome
+                    index, why = outcome
+                    failures[index] = why
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         detail = "; ".join(f"node {i}: {why}" for i, why in sorted(failures.items()))
         raise KeysetUnavailable(f"no valid keyset from the committee ({detail})")
+
+    async def _one(self, http: httpx.AsyncClient, node: NodeRef) -> LoadedKeyset | tuple[int, str]:
+        """One node's checked keyset, or (its index, why not)."""
+        try:
+            response = await http.get(
+                node.url + "/v1/keyset", params={"chain_id": str(self.chain_id)}
+            )
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return node.index, f"unreachable or not JSON ({type(exc).__name__})"
+        if response.status_code != 200:
+            code = body.get("error") if isinstance(body, dict) else None
+            return node.index, f"HTTP {response.status_code} {str(code)[:40]}"
+        try:
+            keyset = check_keyset(
+                body, chain_id=self.chain_id, trusted=self.trusted, nodes=self.nodes
+            )
+        except ValueError as exc:
+            return node.index, str(exc)
+        return LoadedKeyset(body, keyset)

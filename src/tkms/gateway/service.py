@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -30,8 +30,9 @@ from tkms.gateway.acl import (
     NotAuthorized,
     UnknownHandle,
 )
-from tkms.gateway.authz import DataAccess, check_data_access, check_grant
+from tkms.gateway.authz import DataAccess, check_acl_read, check_data_access, check_grant
 from tkms.gateway.config import GatewayConfig
+from tkms.gateway.exclude import check_enough_left, parse_exclude
 from tkms.gateway.fanout import Fanout, NodeRef, NotEnoughAnswers
 from tkms.gateway.keysets import KeysetSource, KeysetUnavailable, LoadedKeyset
 from tkms.gateway.single import SingleNode
@@ -302,13 +303,18 @@ class GatewayService:
         chain_id_raw: str | None,
         salt_raw: str | None,
         authorization: str | None,
+        exclude_raw: Sequence[str] = (),
     ) -> Answer:
+        """Threshold material; ``exclude_raw``: the ``exclude`` query values (docs/gateway.md)."""
+        # The syntax of exclude is checked first, as chain and salt are.
+        exclude = parse_exclude(exclude_raw, self.config.nodes)
         chain_id, salt, record, access = await self._read(
             handle_raw, chain_id_raw, salt_raw, authorization
         )
         if self.fanout is None:
             raise _not_configured("this gateway fronts a single node: use GET /v0/secrets")
         keyset = (await self.keyset()).keyset
+        check_enough_left(exclude, self.fanout.nodes, keyset.threshold)
         try:
             result = await self.fanout.gather(
                 to_hex(record.ephemeral_pubkey),
@@ -316,6 +322,7 @@ class GatewayService:
                 salt,
                 threshold=keyset.threshold,
                 epoch=keyset.epoch,
+                exclude=exclude,
             )
         except NotEnoughAnswers as exc:
             failures = exc.result.failures
@@ -333,7 +340,11 @@ class GatewayService:
             "threshold": keyset.threshold,
             "partials": result.partials,
         }
-        body = signed(self.wallet, chain_id, salt, eip712.HANDLE_THRESHOLD_MATERIAL, payload)
+        statement = eip712.HANDLE_THRESHOLD_MATERIAL
+        if exclude:  # signed in, so that a client sees a stripped or altered exclude
+            payload["exclude"] = sorted(exclude)
+            statement = eip712.HANDLE_THRESHOLD_MATERIAL_EXCLUDING
+        body = signed(self.wallet, chain_id, salt, statement, payload)
         return Answer(body, {"kms": result.seconds})
 
     async def keyset_body(self, chain_id_raw: str | None) -> Answer:
@@ -383,13 +394,36 @@ class GatewayService:
         return Answer(signed(self.wallet, chain_id, salt, eip712.HANDLE_ACL, payload))
 
     async def acl_listing(
-        self, handle_raw: str, chain_id_raw: str | None, salt_raw: str | None
+        self,
+        handle_raw: str,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
     ) -> Answer:
+        """Who may read a handle, for its owner or an admin only (an ``AclRead`` statement).
+
+        Order: chain, salt, handle (400), the signed statement (401), record (404),
+        owner or admin (403): a viewer or a stranger learns nothing of the others.
+        """
         chain_id = resolve_chain(chain_id_raw, self.chain_id)
         salt = parse_salt(salt_raw)
         handle = parse_handle_param(handle_raw, chain_id)
-        listing = await self._db(self._embedded().list, handle)
+        acl = self._embedded()
+        request = check_acl_read(
+            authorization,
+            handle,
+            chain_id=chain_id,
+            verifying_contract=self.contract,
+            now=self._now(),
+        )
+        listing = await self._db(acl.list, handle)
         if listing is None:
             raise ApiError(404, "not_found", "no secret is stored under this handle")
+        if request.reader != listing.owner and request.reader not in listing.admins:
+            raise ApiError(
+                403,
+                "access_denied",
+                f"0x{request.reader.hex()} is neither the owner nor an admin of this handle",
+            )
         payload = self._acl_payload(handle, listing)
         return Answer(signed(self.wallet, chain_id, salt, eip712.HANDLE_ACL, payload))

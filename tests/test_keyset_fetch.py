@@ -1,0 +1,111 @@
+"""The gateway's keyset (re-)fetch asks every node at once: about one timeout, not n.
+
+In-process: a real keyset from a simulated ceremony, served by one good
+"node"; the others hang past the timeout or are down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.adversary import serve_in_thread
+from tests.procs import free_port
+from tkms.dkg.simulation import run_in_process
+from tkms.gateway.fanout import NodeRef
+from tkms.gateway.keysets import KeysetSource, KeysetUnavailable
+
+CHAIN_ID = 421614
+TIMEOUT = 1.0
+N = 5
+
+
+@pytest.fixture(scope="module")
+def ceremony() -> tuple[dict[str, Any], dict[int, bytes], bytes]:
+    """(the §3.1 keyset body, index → signer, Y) of a 3-of-5 committee."""
+    sim = run_in_process(N, 3, chain_id=CHAIN_ID)
+    keyset = sim.participants[1].keyset
+    assert keyset is not None
+    signatures = {i: keyset.sign(sim.identities[i].wallet, CHAIN_ID) for i in sim.identities}
+    signers = {i: ident.wallet.address for i, ident in sim.identities.items()}
+    body = keyset.to_json(chain_id=CHAIN_ID, signatures=signatures)
+    return body, signers, keyset.public_key_bytes
+
+
+def node_app(body: dict[str, Any] | None) -> Starlette:
+    """A node serving ``body`` at once, or (None) hanging well past the timeout."""
+
+    async def keyset(_: Request) -> Response:
+        if body is None:
+            await asyncio.sleep(TIMEOUT * 4)
+            return JSONResponse({"error": "late", "message": "too late"}, 503)
+        return JSONResponse(body)
+
+    return Starlette(routes=[Route("/v1/keyset", keyset)])
+
+
+@pytest.fixture(scope="module")
+def urls(ceremony: tuple[dict[str, Any], dict[int, bytes], bytes]) -> Iterator[dict[str, str]]:
+    body = ceremony[0]
+    with ExitStack() as stack:
+        yield {
+            "good": stack.enter_context(serve_in_thread(node_app(body), free_port())),
+            "slow": stack.enter_context(serve_in_thread(node_app(None), free_port())),
+            "down": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        }
+
+
+def fetch(source: KeysetSource) -> tuple[float, Any]:
+    async def run() -> Any:
+        try:
+            return await source.get()
+        except KeysetUnavailable as exc:
+            return exc
+
+    start = time.perf_counter()
+    outcome = asyncio.run(run())
+    return time.perf_counter() - start, outcome
+
+
+def source(
+    ceremony: tuple[dict[str, Any], dict[int, bytes], bytes], roles: dict[int, str]
+) -> KeysetSource:
+    _, signers, public_key = ceremony
+    nodes = {i: NodeRef(i, url, signers[i]) for i, url in roles.items()}
+    return KeysetSource(nodes, CHAIN_ID, public_key, timeout=TIMEOUT)
+
+
+def test_slow_and_down_nodes_cost_one_timeout_not_n(
+    ceremony: tuple[dict[str, Any], dict[int, bytes], bytes], urls: dict[str, str]
+) -> None:
+    # The good node last: one after the other, this took 3 timeouts before it.
+    roles = {1: urls["slow"], 2: urls["down"], 3: urls["slow"], 4: urls["slow"], 5: urls["good"]}
+    keysets = source(ceremony, roles)
+    seconds, loaded = fetch(keysets)
+    assert not isinstance(loaded, KeysetUnavailable), loaded
+    assert loaded.keyset.threshold == 3
+    assert seconds < TIMEOUT, seconds  # the good answer does not wait for the slow ones
+    # After an invalidation (a reshare), the re-fetch is just as quick.
+    keysets.invalidate()
+    seconds, again = fetch(keysets)
+    assert not isinstance(again, KeysetUnavailable) and seconds < TIMEOUT, seconds
+
+
+def test_no_good_node_fails_after_about_one_timeout_naming_each(
+    ceremony: tuple[dict[str, Any], dict[int, bytes], bytes], urls: dict[str, str]
+) -> None:
+    roles = {i: urls["slow"] for i in (1, 2, 3, 4)} | {5: urls["down"]}
+    seconds, failed = fetch(source(ceremony, roles))
+    assert isinstance(failed, KeysetUnavailable)
+    assert seconds < 2 * TIMEOUT, seconds  # one after the other: 4 timeouts
+    for i in range(1, N + 1):
+        assert f"node {i}: unreachable" in str(failed)
