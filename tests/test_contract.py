@@ -10,7 +10,7 @@ import pytest
 from tests.chainnet import CHAIN_ID, FOREIGN_CHAIN_ID, ChainNet, make_handle, start_chain
 from tkms.chain import erc1271, proofs
 from tkms.chain.contract import deploy_contract_wallet, deploy_nox_compute
-from tkms.chain.errors import Reverted
+from tkms.chain.errors import ChainUnavailable, Reverted
 from tkms.crypto import curve, eip712
 from tkms.crypto.wallet import Wallet, keccak256
 from tkms.protocol.handle import SolidityType
@@ -114,9 +114,13 @@ def test_proof_of_another_length_reverts(net: ChainNet, cut: int) -> None:
 
 
 def test_proof_signed_by_another_key_reverts(net: ChainNet) -> None:
-    handle, proof = net.input(net.alice.address, gateway=Wallet.generate())
-    with reverts("InvalidGatewaySignature"):
+    forger = Wallet.generate()
+    handle, proof = net.input(net.alice.address, gateway=forger)
+    with reverts("InvalidGatewaySignature") as info:
         net.app.register(net.alice, handle, proof, "uint256")
+    assert info.value.error == "InvalidGatewaySignature"
+    assert info.value.error_args == (forger.address,)  # decoded through DemoApp's revert
+    assert not isinstance(info.value, ChainUnavailable)  # a definite no, not an outage
 
 
 def test_tampered_proof_reverts(net: ChainNet) -> None:

@@ -28,7 +28,7 @@ class RpcError(ChainUnavailable):
 
 class Reverted(ChainError):
     """The contract reverted. ``error`` names the custom error (``NotAllowed``),
-    ``Error`` for ``require`` strings or ``Panic``; ``args`` are its decoded arguments;
+    ``Error`` for ``require`` strings or ``Panic``; ``error_args`` are its decoded arguments;
     ``data`` is the raw revert data (empty when the node gave none)."""
 
     def __init__(
@@ -40,7 +40,7 @@ class Reverted(ChainError):
         reason: str | None = None,
     ) -> None:
         self.error = error
-        self.args_ = args
+        self.error_args = args
         self.data = data
         self.reason = reason or _describe(error, args, data)
         super().__init__(f"execution reverted: {self.reason}")
