@@ -4,12 +4,24 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+# solc-js and anvil, pinned by package-lock.json, in the project's node_modules.
+NODE_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: install postgres devnet test lint typecheck unit bench clean lock
+.PHONY: install node contracts postgres devnet test lint typecheck unit bench clean lock
 
 # Pinned versions from requirements.lock; see .ci/install-venv.sh (safe to run twice at once).
 $(STAMP): pyproject.toml requirements.lock
 	PYTHON=$(PYTHON) VENV=$(VENV) .ci/install-venv.sh $(STAMP)
+
+# Pinned versions from package-lock.json; see .ci/install-node.sh (safe to run twice at once).
+$(NODE_STAMP): package.json package-lock.json
+	.ci/install-node.sh $(NODE_STAMP)
+
+node: $(NODE_STAMP)
+
+# Recompile contracts/*.sol into src/tkms/chain/artifacts/ (committed; a test checks them).
+contracts: $(NODE_STAMP)
+	node contracts/compile.mjs
 
 # Re-resolve the lock from pyproject.toml's ranges (on purpose only, never in CI).
 lock:
@@ -21,9 +33,9 @@ lock:
 	  | grep -v -e '^pip==' -e '^tkms' | sort -f) > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
-devnet: $(STAMP)
+devnet: $(STAMP) $(NODE_STAMP)
 	$(BIN)/tkms devnet $(ARGS)
 
 lint: $(STAMP)
@@ -37,7 +49,7 @@ typecheck: $(STAMP)
 postgres:
 	.ci/install-postgres.sh
 
-unit: $(STAMP) postgres
+unit: $(STAMP) $(NODE_STAMP) postgres
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -46,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/delegate.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

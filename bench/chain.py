@@ -1,0 +1,159 @@
+"""CPU of one on-chain ACL read: ``NoxCompute.isViewer`` against anvil on loopback.
+
+    .venv/bin/python bench/chain.py [--calls 500] [--runs 5] [--markdown]
+
+Starts anvil from node_modules, deploys NoxCompute and the demo app, registers one
+handle, then times ``calls`` reads per case, ``runs`` times round-robin, and reports the
+median run per call:
+- CPU of this process (``time.process_time``: user + system, every thread),
+- wall time, and the CPU that anvil spent on the same calls (from /proc).
+
+Cases: the ABI work alone (encode the call, decode the bool; no I/O), one plain
+``httpx.Client.post`` of a prepared eth_call body (the transport floor), and the real
+readers, ``NoxCompute.is_viewer`` (sync ``RpcClient``) and ``AsyncNoxCompute.is_viewer``
+(``AsyncRpcClient``, awaited one at a time on one event loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from tests.chainnet import start_chain
+
+from bench.common import load_summary, print_table, process_tree_cpu
+from tkms.chain.contract import AsyncNoxCompute
+from tkms.chain.rpc import AsyncRpcClient
+
+
+def _run(fn: Callable[[], object], calls: int, anvil_pid: int) -> tuple[float, float, float]:
+    """(own CPU, wall, anvil CPU) per call, in microseconds."""
+    anvil_before = process_tree_cpu(anvil_pid) or 0.0
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    anvil = (process_tree_cpu(anvil_pid) or 0.0) - anvil_before
+    return cpu / calls * 1e6, wall / calls * 1e6, anvil / calls * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    calls = args.calls
+
+    print(load_summary())
+    net = start_chain()
+    try:
+        handle = net.registered(net.alice)
+        viewer, nox = net.alice.address, net.nox
+        assert nox.is_viewer(handle, viewer)
+        function = nox.abi.function("isViewer")
+        calldata = function.encode(handle, viewer)
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "eth_call",
+                "params": [
+                    {"to": "0x" + nox.address.hex(), "data": "0x" + calldata.hex()},
+                    "latest",
+                ],
+            }
+        ).encode()
+        raw_http = httpx.Client(trust_env=False)
+        word = bytes(31) + b"\x01"
+        loop = asyncio.new_event_loop()
+        arpc = AsyncRpcClient(net.anvil.url)
+        anox = AsyncNoxCompute(arpc, nox.address)
+
+        def abi_only() -> None:
+            for _ in range(calls):
+                function.encode(handle, viewer)
+                function.decode(word)
+
+        def plain_post() -> None:
+            for _ in range(calls):
+                raw_http.post(
+                    net.anvil.url, content=body, headers={"content-type": "application/json"}
+                )
+
+        def sync_reader() -> None:
+            for _ in range(calls):
+                nox.is_viewer(handle, viewer)
+
+        raw_async = httpx.AsyncClient(trust_env=False)
+
+        async def _async_posts() -> None:
+            for _ in range(calls):
+                await raw_async.post(
+                    net.anvil.url, content=body, headers={"content-type": "application/json"}
+                )
+
+        def async_plain_post() -> None:
+            loop.run_until_complete(_async_posts())
+
+        async def _async_calls() -> None:
+            for _ in range(calls):
+                await anox.is_viewer(handle, viewer)
+
+        def async_reader() -> None:
+            loop.run_until_complete(_async_calls())
+
+        cases = {
+            "ABI encode + decode only (no I/O)": abi_only,
+            "httpx.Client.post, prepared body (transport floor)": plain_post,
+            "NoxCompute.is_viewer (sync RpcClient)": sync_reader,
+            "httpx.AsyncClient.post, prepared body (async floor)": async_plain_post,
+            "AsyncNoxCompute.is_viewer (AsyncRpcClient)": async_reader,
+        }
+        for fn in cases.values():  # warm up: connections, caches
+            fn()
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, fn in cases.items():
+                results[name].append(_run(fn, calls, net.anvil.process.pid))
+        rows = []
+        for name, runs in results.items():
+            cpu = statistics.median(r[0] for r in runs)
+            wall = statistics.median(r[1] for r in runs)
+            anvil = statistics.median(r[2] for r in runs)
+            rows.append(
+                [
+                    name,
+                    f"{cpu:.0f}",
+                    f"{min(r[0] for r in runs):.0f}",
+                    f"{wall:.0f}",
+                    f"{anvil:.0f}",
+                ]
+            )
+        print_table(
+            f"isViewer against anvil on loopback: {calls} calls x {args.runs} runs, per call",
+            ["case", "CPU µs (median)", "CPU µs (min)", "wall µs", "anvil CPU µs"],
+            rows,
+            markdown=args.markdown,
+            caption="CPU = this process's time.process_time(); anvil CPU from /proc (10 ms ticks).",
+        )
+        loop.run_until_complete(arpc.aclose())
+        loop.run_until_complete(raw_async.aclose())
+        loop.close()
+        raw_http.close()
+    finally:
+        net.rpc.close()
+        net.anvil.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,452 @@
+"""A small Ethereum JSON-RPC client over httpx, in a sync and an async flavour.
+
+Both share one I/O-free codec, so they check the same things. Every request has a hard
+deadline (``timeout``, the whole exchange, besides ``connect_timeout``) and a bounded
+response body; anything short of a well-formed answer raises :class:`ChainUnavailable`.
+A contract revert raises :class:`Reverted` with the raw revert data (``abi`` decodes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tkms.chain.errors import ChainUnavailable, ReceiptTimeout, Reverted, RpcError
+
+DEFAULT_TIMEOUT = 8.0  # nox-kms's CALL_TIMEOUT
+DEFAULT_CONNECT_TIMEOUT = 5.0  # nox-kms's CONNECT_TIMEOUT
+DEFAULT_MAX_RESPONSE_BYTES = 4 << 20
+_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+
+BlockTag = str | int
+
+
+# --- values of the wire ------------------------------------------------------------------
+
+
+def quantity(value: object, what: str = "quantity") -> int:
+    """A JSON-RPC QUANTITY (``0x``-prefixed hex, no leading zeros required)."""
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) > 66:
+        raise ChainUnavailable(f"malformed {what} in the RPC answer")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise ChainUnavailable(f"malformed {what} in the RPC answer") from None
+
+
+def data(value: object, what: str = "data") -> bytes:
+    """A JSON-RPC DATA value (``0x`` + an even number of hex digits)."""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise ChainUnavailable(f"malformed {what} in the RPC answer")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise ChainUnavailable(f"malformed {what} in the RPC answer") from None
+
+
+def hex_data(raw: bytes) -> str:
+    return "0x" + raw.hex()
+
+
+def hex_quantity(value: int) -> str:
+    return hex(value)
+
+
+def block_tag(block: BlockTag) -> str:
+    return hex(block) if isinstance(block, int) else block
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    address: bytes
+    topics: tuple[bytes, ...]
+    data: bytes
+    block_number: int
+    transaction_hash: bytes
+    log_index: int
+
+    @classmethod
+    def parse(cls, raw: object) -> Log:
+        if not isinstance(raw, Mapping):
+            raise ChainUnavailable("malformed log in the RPC answer")
+        try:
+            topics = raw["topics"]
+            if not isinstance(topics, list):
+                raise ChainUnavailable("malformed log topics in the RPC answer")
+            return cls(
+                address=data(raw["address"], "log address"),
+                topics=tuple(data(t, "log topic") for t in topics),
+                data=data(raw["data"], "log data"),
+                block_number=quantity(raw["blockNumber"], "log block"),
+                transaction_hash=data(raw["transactionHash"], "log transaction"),
+                log_index=quantity(raw["logIndex"], "log index"),
+            )
+        except KeyError:
+            raise ChainUnavailable("log misses a field in the RPC answer") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    transaction_hash: bytes
+    status: int
+    block_number: int
+    gas_used: int
+    contract_address: bytes | None
+    logs: tuple[Log, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == 1
+
+    @classmethod
+    def parse(cls, raw: object) -> Receipt:
+        if not isinstance(raw, Mapping):
+            raise ChainUnavailable("malformed receipt in the RPC answer")
+        try:
+            logs = raw["logs"]
+            if not isinstance(logs, list):
+                raise ChainUnavailable("malformed receipt logs in the RPC answer")
+            contract = raw.get("contractAddress")
+            return cls(
+                transaction_hash=data(raw["transactionHash"], "receipt transaction"),
+                status=quantity(raw["status"], "receipt status"),
+                block_number=quantity(raw["blockNumber"], "receipt block"),
+                gas_used=quantity(raw["gasUsed"], "receipt gas"),
+                contract_address=None if contract is None else data(contract, "contract address"),
+                logs=tuple(Log.parse(log) for log in logs),
+            )
+        except KeyError:
+            raise ChainUnavailable("receipt misses a field in the RPC answer") from None
+
+
+# --- the codec both clients share ---------------------------------------------------------
+
+
+class _Codec:
+    def __init__(self, url: str, max_response_bytes: int) -> None:
+        self.url = url
+        self.max_response_bytes = max_response_bytes
+        self._ids = itertools.count(1)
+
+    def request(self, method: str, params: Sequence[object]) -> tuple[int, bytes]:
+        request_id = next(self._ids)
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
+        return request_id, json.dumps(body, separators=(",", ":")).encode()
+
+    def check_head(self, method: str, response: httpx.Response) -> None:
+        if response.status_code != 200:
+            raise ChainUnavailable(f"{method}: RPC answered HTTP {response.status_code}")
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_response_bytes:
+            raise ChainUnavailable(f"{method}: RPC answer larger than {self.max_response_bytes} B")
+
+    def add_chunk(self, method: str, chunks: list[bytes], size: int, chunk: bytes) -> int:
+        size += len(chunk)
+        if size > self.max_response_bytes:
+            raise ChainUnavailable(f"{method}: RPC answer larger than {self.max_response_bytes} B")
+        chunks.append(chunk)
+        return size
+
+    def parse(self, method: str, request_id: int, body: bytes) -> Any:
+        try:
+            answer = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ChainUnavailable(f"{method}: RPC answer is not JSON") from None
+        if not isinstance(answer, dict) or answer.get("id") != request_id:
+            raise ChainUnavailable(f"{method}: RPC answer is not this request's")
+        error = answer.get("error")
+        if error is not None:
+            raise _rpc_error(method, error)
+        if "result" not in answer:
+            raise ChainUnavailable(f"{method}: RPC answer has no result")
+        return answer["result"]
+
+
+def _rpc_error(method: str, error: object) -> Exception:
+    if not isinstance(error, dict):
+        return ChainUnavailable(f"{method}: malformed JSON-RPC error")
+    code = error.get("code")
+    message = error.get("message")
+    code = code if isinstance(code, int) else 0
+    message = message if isinstance(message, str) else ""
+    # geth and anvil: code 3 with the revert data; others say "execution reverted".
+    if code == 3 or message.startswith("execution reverted"):
+        raw = error.get("data")
+        revert_data = b""
+        if isinstance(raw, str) and raw.startswith("0x"):
+            try:
+                revert_data = bytes.fromhex(raw[2:])
+            except ValueError:
+                revert_data = b""
+        reason = message.removeprefix("execution reverted").removeprefix(":").strip()
+        return Reverted(None, data=revert_data, reason=reason or None)
+    return RpcError(method, code, message)
+
+
+def _call_params(to: bytes, calldata: bytes, sender: bytes | None, block: BlockTag) -> list[object]:
+    call: dict[str, str] = {"to": hex_data(to), "data": hex_data(calldata)}
+    if sender is not None:
+        call["from"] = hex_data(sender)
+    return [call, block_tag(block)]
+
+
+def _tx_params(tx: Mapping[str, object]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in tx.items():
+        if isinstance(value, bytes):
+            out[key] = hex_data(value)
+        elif isinstance(value, int):
+            out[key] = hex_quantity(value)
+        elif isinstance(value, str):
+            out[key] = value
+    return out
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+class RpcClient:
+    """Blocking JSON-RPC client (startup checks, deploy scripts, tests)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._codec = _Codec(url, max_response_bytes)
+        self.timeout = timeout
+        # Proxies from the environment are not consulted: an RPC URL means that host.
+        self._http = http or httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=connect_timeout), trust_env=False
+        )
+
+    @property
+    def url(self) -> str:
+        return self._codec.url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, params: Sequence[object] = ()) -> Any:
+        request_id, body = self._codec.request(method, params)
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self._http.stream("POST", self._codec.url, content=body, headers=_HEADERS) as r:
+                self._codec.check_head(method, r)
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in r.iter_bytes():
+                    size = self._codec.add_chunk(method, chunks, size, chunk)
+                    if time.monotonic() > deadline:
+                        raise ChainUnavailable(f"{method}: RPC timed out after {self.timeout} s")
+        except httpx.TimeoutException:
+            raise ChainUnavailable(f"{method}: RPC timed out after {self.timeout} s") from None
+        except httpx.HTTPError as exc:
+            raise ChainUnavailable(f"{method}: RPC unreachable ({type(exc).__name__})") from None
+        return self._codec.parse(method, request_id, b"".join(chunks))
+
+    # typed helpers
+
+    def chain_id(self) -> int:
+        return quantity(self.request("eth_chainId"), "chain id")
+
+    def block_number(self) -> int:
+        return quantity(self.request("eth_blockNumber"), "block number")
+
+    def call(
+        self, to: bytes, calldata: bytes, *, sender: bytes | None = None, block: BlockTag = "latest"
+    ) -> bytes:
+        return data(self.request("eth_call", _call_params(to, calldata, sender, block)), "result")
+
+    def get_code(self, address: bytes, block: BlockTag = "latest") -> bytes:
+        return data(self.request("eth_getCode", [hex_data(address), block_tag(block)]), "code")
+
+    def get_balance(self, address: bytes, block: BlockTag = "latest") -> int:
+        raw = self.request("eth_getBalance", [hex_data(address), block_tag(block)])
+        return quantity(raw, "balance")
+
+    def get_transaction_count(self, address: bytes, block: BlockTag = "pending") -> int:
+        raw = self.request("eth_getTransactionCount", [hex_data(address), block_tag(block)])
+        return quantity(raw, "nonce")
+
+    def estimate_gas(self, tx: Mapping[str, object]) -> int:
+        return quantity(self.request("eth_estimateGas", [_tx_params(tx)]), "gas estimate")
+
+    def gas_price(self) -> int:
+        return quantity(self.request("eth_gasPrice"), "gas price")
+
+    def max_priority_fee(self) -> int:
+        return quantity(self.request("eth_maxPriorityFeePerGas"), "priority fee")
+
+    def base_fee(self) -> int:
+        block = self.request("eth_getBlockByNumber", ["latest", False])
+        if not isinstance(block, dict):
+            raise ChainUnavailable("eth_getBlockByNumber: no latest block")
+        return quantity(block.get("baseFeePerGas", "0x0"), "base fee")
+
+    def send_raw_transaction(self, raw: bytes) -> bytes:
+        return data(self.request("eth_sendRawTransaction", [hex_data(raw)]), "transaction hash")
+
+    def get_transaction_receipt(self, tx_hash: bytes) -> Receipt | None:
+        raw = self.request("eth_getTransactionReceipt", [hex_data(tx_hash)])
+        return None if raw is None else Receipt.parse(raw)
+
+    def wait_for_receipt(
+        self, tx_hash: bytes, *, timeout: float = 30.0, poll: float = 0.05
+    ) -> Receipt:
+        deadline = time.monotonic() + timeout
+        while True:
+            receipt = self.get_transaction_receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+            if time.monotonic() > deadline:
+                raise ReceiptTimeout(f"transaction 0x{tx_hash.hex()} not mined in {timeout} s")
+            time.sleep(poll)
+
+    def get_logs(
+        self,
+        *,
+        address: bytes | None = None,
+        topics: Sequence[bytes | None] = (),
+        from_block: BlockTag = "earliest",
+        to_block: BlockTag = "latest",
+    ) -> list[Log]:
+        raw = self.request("eth_getLogs", [_log_filter(address, topics, from_block, to_block)])
+        if not isinstance(raw, list):
+            raise ChainUnavailable("eth_getLogs: the answer is not a list")
+        return [Log.parse(item) for item in raw]
+
+
+def _log_filter(
+    address: bytes | None,
+    topics: Sequence[bytes | None],
+    from_block: BlockTag,
+    to_block: BlockTag,
+) -> dict[str, object]:
+    flt: dict[str, object] = {"fromBlock": block_tag(from_block), "toBlock": block_tag(to_block)}
+    if address is not None:
+        flt["address"] = hex_data(address)
+    if topics:
+        flt["topics"] = [None if t is None else hex_data(t) for t in topics]
+    return flt
+
+
+# --- async --------------------------------------------------------------------------------
+
+
+class AsyncRpcClient:
+    """The same client for the services' event loop (views and receipts)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._codec = _Codec(url, max_response_bytes)
+        self.timeout = timeout
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=connect_timeout), trust_env=False
+        )
+
+    @property
+    def url(self) -> str:
+        return self._codec.url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncRpcClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(self, method: str, params: Sequence[object] = ()) -> Any:
+        request_id, body = self._codec.request(method, params)
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._http.stream(
+                    "POST", self._codec.url, content=body, headers=_HEADERS
+                ) as r:
+                    self._codec.check_head(method, r)
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in r.aiter_bytes():
+                        size = self._codec.add_chunk(method, chunks, size, chunk)
+        except (TimeoutError, httpx.TimeoutException):
+            raise ChainUnavailable(f"{method}: RPC timed out after {self.timeout} s") from None
+        except httpx.HTTPError as exc:
+            raise ChainUnavailable(f"{method}: RPC unreachable ({type(exc).__name__})") from None
+        return self._codec.parse(method, request_id, b"".join(chunks))
+
+    async def chain_id(self) -> int:
+        return quantity(await self.request("eth_chainId"), "chain id")
+
+    async def call(
+        self, to: bytes, calldata: bytes, *, sender: bytes | None = None, block: BlockTag = "latest"
+    ) -> bytes:
+        raw = await self.request("eth_call", _call_params(to, calldata, sender, block))
+        return data(raw, "result")
+
+    async def get_code(self, address: bytes, block: BlockTag = "latest") -> bytes:
+        raw = await self.request("eth_getCode", [hex_data(address), block_tag(block)])
+        return data(raw, "code")
+
+    async def get_transaction_count(self, address: bytes, block: BlockTag = "pending") -> int:
+        raw = await self.request("eth_getTransactionCount", [hex_data(address), block_tag(block)])
+        return quantity(raw, "nonce")
+
+    async def send_raw_transaction(self, raw: bytes) -> bytes:
+        answer = await self.request("eth_sendRawTransaction", [hex_data(raw)])
+        return data(answer, "transaction hash")
+
+    async def get_transaction_receipt(self, tx_hash: bytes) -> Receipt | None:
+        raw = await self.request("eth_getTransactionReceipt", [hex_data(tx_hash)])
+        return None if raw is None else Receipt.parse(raw)
+
+    async def wait_for_receipt(
+        self, tx_hash: bytes, *, timeout: float = 30.0, poll: float = 0.05
+    ) -> Receipt:
+        deadline = time.monotonic() + timeout
+        while True:
+            receipt = await self.get_transaction_receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+            if time.monotonic() > deadline:
+                raise ReceiptTimeout(f"transaction 0x{tx_hash.hex()} not mined in {timeout} s")
+            await asyncio.sleep(poll)
+
+    async def get_logs(
+        self,
+        *,
+        address: bytes | None = None,
+        topics: Sequence[bytes | None] = (),
+        from_block: BlockTag = "earliest",
+        to_block: BlockTag = "latest",
+    ) -> list[Log]:
+        flt = _log_filter(address, topics, from_block, to_block)
+        raw = await self.request("eth_getLogs", [flt])
+        if not isinstance(raw, list):
+            raise ChainUnavailable("eth_getLogs: the answer is not a list")
+        return [Log.parse(item) for item in raw]
