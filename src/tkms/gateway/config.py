@@ -34,6 +34,7 @@ from pydantic import (
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.envconfig import ConfigError, check_address, validate
+from tkms.web.limits import HttpLimits
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -67,6 +68,7 @@ class ServerConfig(BaseModel):
     port: int = Field(3000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     access_log: bool = False
+    http: HttpLimits = HttpLimits()
     cors_allowed_headers: list[str] = Field(
         default_factory=lambda: ["content-type", "authorization"]
     )
