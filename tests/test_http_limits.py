@@ -353,3 +353,14 @@ def test_limits_hold_with_several_workers(node_keys: NodeKeys, tmp_path: Path) -
         assert exchange(workers, long_url)[0] == 414
         assert exchange(workers, b"GET /health HTTP/1.1\r\nHost: x\r\n")[0] == 408
         assert healthy(workers)
+
+
+def test_pipelined_requests_are_all_answered(service: Service) -> None:
+    with socket.create_connection(address(service), timeout=10.0) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        data = b""
+        while data.count(b'{"status":"ok"}') < 3:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.count(b"HTTP/1.1 200 ") == 3

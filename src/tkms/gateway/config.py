@@ -10,8 +10,9 @@ with the ``TKMS_GATEWAY_`` prefix, which wins, and as ``<VAR>_FILE``.
 tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``), ``NODES`` (the threshold
 committee: JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/
 ``…__SIGNER``), ``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``DATABASE_URL``,
-``STATE_DIR``, ``MAX_BODY_BYTES`` and ``VERIFYING_CONTRACT`` (an alias of
-``CHAIN__NOX_COMPUTE_CONTRACT``).
+``STATE_DIR``, ``MAX_BODY_BYTES``, ``VERIFYING_CONTRACT`` (an alias of
+``CHAIN__NOX_COMPUTE_CONTRACT``) and ``SERVER__HTTP__<NAME>`` (the connection
+limits of :class:`tkms.web.limits.HttpLimits`).
 """
 
 from __future__ import annotations

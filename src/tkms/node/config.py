@@ -3,7 +3,9 @@
 A node configured with nothing but ``NOX_KMS_WALLET_KEY``,
 ``NOX_KMS_CHAINS__<id>__ECC_KEY``, ``NOX_KMS_CHAINS__<id>__GATEWAY_ADDRESS``,
 ``NOX_KMS_SERVER__HOST`` and ``NOX_KMS_SERVER__PORT`` serves. Secrets are
-``SecretStr`` so they never print.
+``SecretStr`` so they never print. ``TKMS_NODE_SERVER__HTTP__<NAME>`` sets
+the connection limits (:class:`tkms.web.limits.HttpLimits`),
+``TKMS_NODE_DKG_MAX_MEMBERS`` the largest committee (it sizes the DKG body limit).
 """
 
 from __future__ import annotations

@@ -101,7 +101,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._since = 0.0  # when the current phase began (loop time)
         self._head_bytes = 0
         self._url_bytes = 0
-        self._header_count = 0
         self._refusal: tuple[int, str, str] | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._lingered = 0
@@ -152,22 +151,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == CLOSING:
             self._linger(len(data))
             return
-        view = memoryview(data)
         try:
-            while view and self._phase != CLOSING:
-                if self._phase != BODY:
-                    # Whatever is not a body is a request's head (or leads up to one):
-                    # never feed httptools more of it than the budget, refuse there.
-                    room = self._head_budget - self._head_bytes
-                    if room <= 0:
-                        self._refuse(431, "headers_too_large", self._too_large_message())
-                        return
-                    piece, view = view[:room], view[room:]
-                    self._head_bytes += len(piece)
-                    self.parser.feed_data(piece)
-                else:
-                    piece, view = view, view[:0]
-                    self.parser.feed_data(piece)
+            if self._phase != BODY and len(data) <= self._head_budget - self._head_bytes:
+                # The common case: a whole request (or its head) within the budget.
+                self._head_bytes += len(data)
+                self.parser.feed_data(data)
+            else:
+                self._feed_bounded(data)
         except httptools.HttpParserUpgrade:
             pass  # as uvicorn: no upgrade is supported, the request itself was served
         except httptools.HttpParserError:
@@ -184,6 +174,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             elif self._phase == BODY:
                 self._arm(self.limits.body_timeout, self._body_timed_out)
 
+    def _feed_bounded(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and self._phase != CLOSING:
+            if self._phase != BODY:
+                # Whatever is not a body is a request's head (or leads up to one):
+                # never feed httptools more of it than the budget, refuse there.
+                room = self._head_budget - self._head_bytes
+                if room <= 0:
+                    self._refuse(431, "headers_too_large", self._too_large_message())
+                    return
+                piece, view = view[:room], view[room:]
+                self._head_bytes += len(piece)
+                self.parser.feed_data(piece)
+            else:
+                piece, view = view, view[:0]
+                self.parser.feed_data(piece)
+
     def _too_large_message(self) -> str:
         return (
             f"request line and headers exceed {self._head_budget} bytes "
@@ -193,7 +200,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._url_bytes = 0
-        self._header_count = 0
         self._unset_keepalive_if_required()
         self._enter(HEAD)
 
@@ -205,21 +211,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise _Refusal
         super().on_url(url)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_headers:
+    def on_headers_complete(self) -> None:
+        # Counted here, not per header: the byte budget already bounds their memory.
+        if len(self.headers) > self.limits.max_headers:
             limit = self.limits.max_headers
             self._refusal = (431, "too_many_headers", f"more than {limit} header fields")
             raise _Refusal
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._enter(BODY)
+        if self._deadline is not None:
+            self._cancel_deadline()
+        self._phase = BODY
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0
-        self._enter(BUSY)
+        if self._deadline is not None:
+            self._cancel_deadline()
+        self._phase = BUSY
         super().on_message_complete()
         if self.cycle.response_complete and not self.pipeline:
             # Answered before its body was in: the connection is idle from now on.
@@ -300,6 +307,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == CLOSING or self.transport.is_closing():
             return
         log.debug("refused %d %s", status, code)
+        cycle = self.cycle
+        if self.pipeline or (
+            cycle is not None and not (cycle.response_complete or cycle.disconnected)
+        ):
+            # An earlier pipelined request is still being answered: an answer now would
+            # land in the middle of it. Close instead.
+            self._close()
+            return
         self._answer(status, code, message)
         self._enter(CLOSING)
         self._unset_keepalive_if_required()
