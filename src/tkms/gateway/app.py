@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter
-from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from tkms.envconfig import ConfigError
@@ -31,7 +30,7 @@ from tkms.gateway.storage import SqlRecordStore, StorageError, open_record_store
 from tkms.web import openapi
 from tkms.web.common import add_common_routes, require_json
 from tkms.web.errors import install_error_handlers
-from tkms.web.middleware import BodyLimit, Metrics
+from tkms.web.middleware import BodyLimit, JsonCORS, Metrics
 
 log = logging.getLogger("tkms.gateway")
 
@@ -171,7 +170,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     app.add_middleware(Metrics, registry=registry, prefix="tkms_gateway")
     # Outermost, so that every answer (413s and 404s too) carries the CORS headers.
     app.add_middleware(
-        CORSMiddleware,
+        JsonCORS,
         allow_origins=["*"],
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=config.server.cors_allowed_headers,

@@ -11,8 +11,9 @@ tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``), ``NODES`` (the threshold
 committee: JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/
 ``…__SIGNER``), ``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``DATABASE_URL``,
 ``STATE_DIR``, ``MAX_BODY_BYTES``, ``MAX_RECORD_BYTES``, ``RATE_LIMIT__…``
-(the anonymous writes' per-client token bucket) and ``VERIFYING_CONTRACT``
-(an alias of ``CHAIN__NOX_COMPUTE_CONTRACT``).
+(the anonymous writes' per-client token bucket), ``VERIFYING_CONTRACT`` (an
+alias of ``CHAIN__NOX_COMPUTE_CONTRACT``) and ``SERVER__HTTP__<NAME>`` (the
+connection limits of :class:`tkms.web.limits.HttpLimits`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pydantic import (
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.envconfig import ConfigError, check_address, check_directory, validate
+from tkms.web.limits import HttpLimits
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -68,6 +70,7 @@ class ServerConfig(BaseModel):
     port: int = Field(3000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     access_log: bool = False
+    http: HttpLimits = HttpLimits()
     cors_allowed_headers: list[str] = Field(
         default_factory=lambda: ["content-type", "authorization"]
     )

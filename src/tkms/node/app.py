@@ -57,7 +57,7 @@ def create_app(config: NodeConfig) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         limit=config.max_body_bytes,
-        prefix_limits={DKG_PREFIX: config.dkg_max_body_bytes},
+        prefix_limits={DKG_PREFIX: config.dkg_body_limit()},
     )
     app.add_middleware(Metrics, registry=registry, prefix="tkms_node")
     log.info(

@@ -3,7 +3,9 @@
 A node configured with nothing but ``NOX_KMS_WALLET_KEY``,
 ``NOX_KMS_CHAINS__<id>__ECC_KEY``, ``NOX_KMS_CHAINS__<id>__GATEWAY_ADDRESS``,
 ``NOX_KMS_SERVER__HOST`` and ``NOX_KMS_SERVER__PORT`` serves. Secrets are
-``SecretStr`` so they never print.
+``SecretStr`` so they never print. ``TKMS_NODE_SERVER__HTTP__<NAME>`` sets
+the connection limits (:class:`tkms.web.limits.HttpLimits`),
+``TKMS_NODE_DKG_MAX_MEMBERS`` the largest committee (it sizes the DKG body limit).
 """
 
 from __future__ import annotations
@@ -21,8 +23,25 @@ from tkms.envconfig import (
     check_private_key,
     validate,
 )
+from tkms.web.limits import HttpLimits
 
 PREFIXES = ("NOX_KMS_", "TKMS_NODE_")
+
+
+def dkg_round_bytes(members: int) -> int:
+    """An upper bound on a ``/v1/dkg/*`` request body for a committee of ``members``.
+
+    The largest is round 1, which delivers all n deals (docs/dkg.md): each is
+    about 300 bytes of JSON envelope (type, session id, sender, signature), t ≤ n
+    commitments of 33 bytes (72 characters as JSON hex) and n - 1 sealed
+    93-byte shares (225 characters with their recipient). The other rounds
+    (n complaints of ≤ 7n characters, justifications of ≤ n - 1 plain 32-byte
+    shares, keyset signatures) and the start body (n members of ≈ 150
+    characters) are smaller. A quarter on top, and 16 KiB for the round's
+    own envelope. n = 5: 27 KiB; n = 64: 1.5 MiB.
+    """
+    deal = 300 + 72 * members + 225 * (members - 1)
+    return members * deal * 5 // 4 + 16 * 1024
 
 
 class ServerConfig(BaseModel):
@@ -31,6 +50,7 @@ class ServerConfig(BaseModel):
     port: int = Field(9000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     access_log: bool = False
+    http: HttpLimits = HttpLimits()
 
 
 class ChainConfig(BaseModel):
@@ -63,11 +83,17 @@ class NodeConfig(BaseModel):
     state_dir: Path | None = None
     sealing_key: SecretStr | None = None
     dkg_admin_address: str | None = None
-    dkg_max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # The largest committee this node takes part in: sizes the DKG body limit.
+    dkg_max_members: int = Field(64, ge=1, le=1024)
+    # An explicit DKG body limit instead of the one computed from dkg_max_members.
+    dkg_max_body_bytes: int | None = Field(None, ge=1024, le=256 * 1024 * 1024)
 
     _check_wallet = field_validator("wallet_key")(check_private_key)
     _check_admin = field_validator("dkg_admin_address")(check_address)
     _check_state_dir = field_validator("state_dir")(check_directory)
+
+    def dkg_body_limit(self) -> int:
+        return self.dkg_max_body_bytes or dkg_round_bytes(self.dkg_max_members)
 
     @field_validator("chains")
     @classmethod

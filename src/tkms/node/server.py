@@ -19,4 +19,5 @@ def serve() -> None:
         port=server.port,
         workers=server.workers,
         access_log=server.access_log,
+        limits=server.http,
     )
