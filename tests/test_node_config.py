@@ -29,7 +29,9 @@ def test_nox_names_as_they_are() -> None:
             "NOX_KMS_CHAINS__421614__ECC_KEY": "33" * 32,
             "NOX_KMS_CHAINS__421614__GATEWAY_ADDRESS": GATEWAY,
             "NOX_KMS_CHAINS__421614__RPC_URL": "http://127.0.0.1:8545",
+            "NOX_KMS_CHAINS__421614__NOX_COMPUTE_CONTRACT_ADDRESS": "0x" + "66" * 20,
             "NOX_KMS_CHAINS__421614__CALL_TIMEOUT": "8s",
+            "NOX_KMS_CHAINS__421614__CONNECT_TIMEOUT": "1500ms",
             "NOX_KMS_SERVER__HOST": "0.0.0.0",
             "NOX_KMS_SERVER__PORT": "9001",
         }
@@ -38,6 +40,8 @@ def test_nox_names_as_they_are() -> None:
     chain = config.chains[421614]
     assert chain.gateway() == bytes.fromhex("22" * 20)
     assert chain.ecc_key is not None and chain.ecc_key.get_secret_value() == "33" * 32
+    assert chain.linked and chain.contract() == bytes.fromhex("66" * 20)
+    assert (chain.call_timeout, chain.connect_timeout, chain.refresh_interval) == (8, 1.5, 5)
     assert "33" * 32 not in repr(config) and "11" * 32 not in repr(config)
 
 

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tkms.crypto.encoding import parse_hex
 from tkms.crypto.wallet import Wallet
+from tkms.node.chain import NodeChains, check_chains_at_start
 from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegate_route import add_delegate_route
 from tkms.node.delegation import ChainKey, Delegator
@@ -41,19 +42,32 @@ def create_app(config: NodeConfig) -> FastAPI:
     errors = Counter(
         "tkms_node_errors_total", "Error answers by error code", ["code"], registry=registry
     )
+    # A linked chain (RPC_URL + contract) is checked as nox-kms does before anything
+    # serves; its gateway then comes from the contract (node/chain.py).
+    config, views = check_chains_at_start(config)
     delegator = build_delegator(config)
+    threshold = build_threshold_runtime(config, delegator.wallet)
+    chains = NodeChains(config, views, delegator, threshold.partials)
+    linked = bool(chains.watches)
 
-    app = FastAPI(title="tkms node", version="0.1.0", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="tkms node",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=chains.lifespan if linked else None,
+    )
     install_error_handlers(app, on_error=lambda code: errors.labels(code).inc())
-    add_common_routes(app, config.service_name, registry)
+    add_common_routes(
+        app, config.service_name, registry, health_check=chains.health if linked else None
+    )
 
     add_delegate_route(app, "v0", delegator.delegate_v0, delegator.chains, delegations)
-
-    threshold = build_threshold_runtime(config, delegator.wallet)
-    add_threshold_routes(app, threshold, delegations)
+    add_threshold_routes(app, threshold, delegations, ready=chains.require_v1 if linked else None)
 
     app.state.delegator = delegator
     app.state.threshold = threshold
+    app.state.chains = chains
     app.add_middleware(
         BodyLimit,
         limit=config.max_body_bytes,

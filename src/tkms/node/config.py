@@ -6,10 +6,15 @@ A node configured with nothing but ``NOX_KMS_WALLET_KEY``,
 ``SecretStr`` so they never print. ``TKMS_NODE_SERVER__HTTP__<NAME>`` sets
 the connection limits (:class:`tkms.web.limits.HttpLimits`),
 ``TKMS_NODE_DKG_MAX_MEMBERS`` the largest committee (it sizes the DKG body limit).
+
+A chain with ``…__RPC_URL`` and ``…__NOX_COMPUTE_CONTRACT_ADDRESS`` is *linked*:
+its gateway comes from the contract's ``gateway()`` and its key is checked
+against ``kmsPublicKey()`` (:mod:`tkms.node.chain`, docs/chain.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +31,24 @@ from tkms.envconfig import (
 from tkms.web.limits import HttpLimits
 
 PREFIXES = ("NOX_KMS_", "TKMS_NODE_")
+ZERO_ADDRESS = bytes(20)
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*")
+
+
+def chain_variable(chain_id: int, name: str) -> str:
+    """The variable of a chain setting, as nox-kms names it (``TKMS_NODE_…`` works too)."""
+    return f"NOX_KMS_CHAINS__{chain_id}__{name}"
+
+
+def _seconds(value: object) -> object:
+    """``8``, ``8.5``, ``"8s"`` and ``"1500ms"`` are all accepted (nox-kms writes ``"8s"``)."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if match is None:
+            raise ValueError("must be a duration such as 8, 8s or 1500ms")
+        number = float(match.group(1))
+        return number / 1000 if match.group(2) == "ms" else number
+    return value
 
 
 def dkg_round_bytes(members: int) -> int:
@@ -59,13 +82,38 @@ class ChainConfig(BaseModel):
     gateway_address: str | None = None
     rpc_url: str | None = None
     nox_compute_contract_address: str | None = None
-    call_timeout: str = "8s"
-    connect_timeout: str = "5s"
+    call_timeout: float = Field(8.0, gt=0, le=600)
+    connect_timeout: float = Field(5.0, gt=0, le=600)
+    # How often a linked chain's gateway() and kmsPublicKey() are read again; a
+    # kmsPublicKey() read is trusted for twice that (tkms.node.chain).
+    refresh_interval: float = Field(5.0, ge=0.1, le=3600)
 
     _check_ecc = field_validator("ecc_key")(check_private_key)
     _check_addresses = field_validator("gateway_address", "nox_compute_contract_address")(
         check_address
     )
+    _durations = field_validator(
+        "call_timeout", "connect_timeout", "refresh_interval", mode="before"
+    )(_seconds)
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    def contract(self) -> bytes | None:
+        """The NoxCompute contract, or None when unset or the zero address."""
+        if self.nox_compute_contract_address is None:
+            return None
+        address = parse_address(self.nox_compute_contract_address)
+        return None if address == ZERO_ADDRESS else address
+
+    @property
+    def linked(self) -> bool:
+        """RPC_URL and a contract: the gateway and the key come from the chain."""
+        return self.rpc_url is not None and self.contract() is not None
 
     def gateway(self) -> bytes:
         if self.gateway_address is None:
@@ -108,7 +156,17 @@ def load_node_config(environ: Mapping[str, str] | None = None) -> NodeConfig:
     """Read and validate; raises ConfigError with one line naming the variable."""
     config = validate(NodeConfig, PREFIXES, environ)
     for chain_id, chain in config.chains.items():
-        if chain.ecc_key is not None and chain.gateway_address is None:
+        if chain.rpc_url is not None and chain.contract() is None:
+            raise ConfigError(
+                f"{chain_variable(chain_id, 'NOX_COMPUTE_CONTRACT_ADDRESS')}: required "
+                f"(and not the zero address) with {chain_variable(chain_id, 'RPC_URL')}"
+            )
+        if chain.rpc_url is None and chain.contract() is not None:
+            raise ConfigError(
+                f"{chain_variable(chain_id, 'RPC_URL')}: required with "
+                f"{chain_variable(chain_id, 'NOX_COMPUTE_CONTRACT_ADDRESS')}"
+            )
+        if chain.ecc_key is not None and chain.gateway_address is None and not chain.linked:
             raise ConfigError(
                 f"NOX_KMS_CHAINS__{chain_id}__GATEWAY_ADDRESS: required for chain {chain_id}"
             )

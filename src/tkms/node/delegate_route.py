@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +16,9 @@ from tkms.web.common import json_response, require_json
 
 Delegate = Callable[[str | None, str | None, str | None, bytes], Mapping[str, Any]]
 """(chain_id, salt, Authorization header, body) → the answer; raises ApiError."""
+
+Ready = Callable[[str | None], Awaitable[None]]
+"""(chain_id) → None when the chain may be served now; raises ApiError (e.g. a 503)."""
 
 
 class PlainRoute(APIRoute):
@@ -40,10 +43,13 @@ def add_delegate_route(
     delegate: Delegate,
     chains: Mapping[int, Any],
     delegations: Counter,
+    ready: Ready | None = None,
 ) -> None:
     async def endpoint(request: Request) -> Response:
         require_json(request)
         query = request.query_params
+        if ready is not None:
+            await ready(query.get("chain_id"))
         answer = delegate(
             query.get("chain_id"),
             query.get("salt"),

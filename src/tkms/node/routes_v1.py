@@ -13,7 +13,7 @@ from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.envconfig import ConfigError
 from tkms.node.config import NodeConfig
-from tkms.node.delegate_route import add_delegate_route
+from tkms.node.delegate_route import Ready, add_delegate_route
 from tkms.node.dkg_service import DkgService, holding_from
 from tkms.node.keystore import KeystoreError, SealedKeystore
 from tkms.node.partial import PartialDelegator
@@ -65,14 +65,17 @@ async def _json_body(request: Request) -> Any:
     return parse_json(await request.body())
 
 
-def add_threshold_routes(app: FastAPI, runtime: ThresholdRuntime, delegations: Counter) -> None:
+def add_threshold_routes(
+    app: FastAPI, runtime: ThresholdRuntime, delegations: Counter, ready: Ready | None = None
+) -> None:
+    """``ready`` gates ``/v1/delegate`` per chain (the on-chain key check, node/chain.py)."""
     partials = runtime.partials
 
     @app.get("/v1/keyset", openapi_extra=openapi.operation(query=("chain_id",)))
     async def keyset(request: Request) -> Response:
         return json_response(partials.keyset(request.query_params.get("chain_id")))
 
-    add_delegate_route(app, "v1", partials.delegate_v1, partials.gateways, delegations)
+    add_delegate_route(app, "v1", partials.delegate_v1, partials.gateways, delegations, ready)
 
     def dkg() -> DkgService:
         if runtime.dkg is None:
