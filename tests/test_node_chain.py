@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -32,8 +33,9 @@ from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.envconfig import ConfigError
-from tkms.node.chain import decode_kms_key, kms_key_hex
-from tkms.node.config import load_node_config
+from tkms.node.chain import ChainWatch, StartView, decode_kms_key, kms_key_hex
+from tkms.node.config import ChainConfig, load_node_config
+from tkms.web.errors import ApiError
 
 REFRESH = 0.3  # …__REFRESH_INTERVAL of the nodes here: a key check is trusted for 0.6 s
 PREFIX = f"NOX_KMS_CHAINS__{CHAIN_ID}__"
@@ -241,6 +243,46 @@ def test_refuses_an_unreachable_rpc() -> None:
     assert f"{PREFIX}RPC_URL: cannot read chain {CHAIN_ID}" in line and "unreachable" in line
 
 
+def test_refuses_a_silent_rpc_in_its_call_timeout() -> None:
+    with socket.socket() as server:  # listens, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        env = v0_env(url, bytes(19) + b"\1", 1, free_port()) | {PREFIX + "CALL_TIMEOUT": "500ms"}
+        line = refused(env)
+    assert f"{PREFIX}RPC_URL: cannot read chain {CHAIN_ID}" in line and "timed out" in line
+
+
+def test_a_silent_rpc_is_one_shared_503_not_a_hang_nor_an_allow() -> None:
+    y = to_hex(curve.encode_point(curve.base_mul(curve.random_scalar())))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        chain = ChainConfig(
+            rpc_url=f"http://127.0.0.1:{server.getsockname()[1]}",
+            nox_compute_contract_address="0x" + "66" * 20,
+            call_timeout=0.3,
+            refresh_interval=0.1,
+        )
+        now = [0.0]
+        watch = ChainWatch(CHAIN_ID, chain, StartView(b"\1" * 20, y), print, lambda: now[0])
+
+        async def go() -> None:
+            await watch.require_key(y)  # the start-up read is fresh and matches
+            now[0] = 1.0  # older than two intervals: must be read again
+            began = time.monotonic()
+            results = await asyncio.gather(
+                *(watch.require_key(y) for _ in range(5)), return_exceptions=True
+            )
+            assert time.monotonic() - began < 1.0  # one read for all five, not five in a row
+            for result in results:
+                assert isinstance(result, ApiError), result
+                assert (result.status, result.code) == (503, "chain_unavailable")
+            await watch.aclose()
+
+        asyncio.run(go())
+
+
 def test_refuses_a_contract_without_code(net: ChainNet) -> None:
     address = secrets.token_bytes(20)
     line = refused(v0_env(net.anvil.url, address, curve.random_scalar(), free_port()))
@@ -314,6 +356,7 @@ def test_v1_serves_once_the_keyset_is_on_chain_and_stops_when_the_chain_is_gone(
     rpc = anvil.rpc()
     admin, upgrader = (TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys)
     cluster = ChainCluster.create(tmp_path, 3)
+    assert isinstance(cluster, ChainCluster)
     placeholder = curve.encode_point(curve.base_mul(curve.random_scalar()))
     nox = deploy_nox_compute(
         admin,
@@ -401,6 +444,7 @@ def test_a_held_keyset_is_checked_at_restart(tmp_path: Path, rsa_key: rsa.RSAPri
     rpc = anvil.rpc()
     admin, upgrader = (TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys)
     cluster = ChainCluster.create(tmp_path, 2)
+    assert isinstance(cluster, ChainCluster)
     nox = deploy_nox_compute(
         admin,
         admin=admin.address,
