@@ -395,7 +395,10 @@ def test_v1_serves_once_the_keyset_is_on_chain_and_stops_when_the_chain_is_gone(
 
         # The upgrader publishes Y: served without a restart.
         nox.set_kms_public_key(upgrader, y)
-        wait_for(lambda: v1_answer(first, cluster.gateway, rsa_key).status_code == 200)
+        # Each node picks it up on its own: its next read (a poll, or a request at
+        # most RETRY after its last mismatching read).
+        for spec in cluster.nodes.values():
+            wait_for(lambda spec=spec: v1_answer(spec, cluster.gateway, rsa_key).status_code == 200)
         record = ecies.encrypt(keyset.public_key, b"on-chain key")
         partials = asyncio.run(
             fetch_partials(
