@@ -94,9 +94,9 @@ def process_rows(
     import httpx
 
     from tkms.client.ceremony import run_ceremony
-    from tkms.client.delegation import sign_delegate_request
     from tkms.client.nodes import fetch_partials
-    from tkms.client.recombine import verify_keyset
+    from tkms.dkg.keyset import verify_keyset
+    from tkms.protocol.delegation import sign_delegate_request
 
     with node_cluster(n, chain_id) as cluster:
         start = time.perf_counter()
@@ -112,7 +112,9 @@ def process_rows(
                 f"{outcome.bytes_relayed / 1024:.1f}",
             ]
         ]
-        keyset = verify_keyset(outcome.keyset, bytes.fromhex(outcome.keyset["publicKey"][2:]))
+        keyset = verify_keyset(
+            outcome.keyset, chain_id, bytes.fromhex(outcome.keyset["publicKey"][2:])
+        )
         user = rsa.generate_private_key()
         target = to_hex(rsa.public_key_der(user))
         record = ecies.encrypt(keyset.public_key, b"bench")

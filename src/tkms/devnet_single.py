@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from tkms.client.delegation import sign_delegate_request
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import address_hex
 from tkms.devnet_gateway import print_gateway
 from tkms.keyfiles import read_hex, write_private
+from tkms.protocol.delegation import sign_delegate_request
 
 if TYPE_CHECKING:
     from tkms.devnet import KeyDir

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import httpx
 
+from tkms.client.errors import untrusted
 from tkms.client.nodes import fetch_partials
-from tkms.client.recombine import combine_partials, verify_keyset
+from tkms.client.recombine import combine_partials
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.dkg.keyset import verify_keyset
 from tkms.keyfiles import read_hex
 
 
@@ -30,7 +32,8 @@ def threshold_delegate(
     }
     first_url = nodes[min(nodes)][0]
     keyset_body = httpx.get(f"{first_url}/v1/keyset", params={"chain_id": str(chain_id)}).json()
-    keyset = verify_keyset(keyset_body, trusted, chain_id=chain_id)
+    with untrusted():
+        keyset = verify_keyset(keyset_body, chain_id, trusted)
     record = None
     if ephemeral_pubkey is None:
         record = ecies.encrypt(curve.parse_point(trusted), b"hello from the tkms devnet")

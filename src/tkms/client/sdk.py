@@ -21,11 +21,12 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from tkms.client.errors import InvalidInput, TransportError
-from tkms.client.gateway_core import Flow, GatewayCore, GatewayTrust, HttpRequest, HttpResponse
+from tkms.client.gateway_core import Flow, GatewayCore, HttpRequest, HttpResponse
 from tkms.client.gateway_open import Acl, Encrypted
+from tkms.client.trust import GatewayTrust
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import KeysetResult
+from tkms.dkg.keyset import VerifiedKeyset
 from tkms.keyfiles import read_hex
 from tkms.protocol.handle import SolidityType
 from tkms.protocol.solidity import PlainInput, PlainValue
@@ -203,7 +204,7 @@ class Client(_Base):
     def acl(self, handle: str | Encrypted) -> Acl:
         return self._run(self.core.acl_flow(handle))
 
-    def keyset(self) -> KeysetResult | None:
+    def keyset(self) -> VerifiedKeyset | None:
         """The committee's checked keyset (None when the gateway fronts a single node)."""
         return self._run(self.core.keyset_flow())
 
@@ -274,7 +275,7 @@ class AsyncClient(_Base):
     async def acl(self, handle: str | Encrypted) -> Acl:
         return await self._run(self.core.acl_flow(handle))
 
-    async def keyset(self) -> KeysetResult | None:
+    async def keyset(self) -> VerifiedKeyset | None:
         return await self._run(self.core.keyset_flow())
 
     async def aclose(self) -> None:
