@@ -23,7 +23,7 @@ from tkms.envconfig import (
     check_private_key,
     validate,
 )
-from tkms.web.limits import HttpLimits
+from tkms.web.server_config import ServerConfig
 
 PREFIXES = ("NOX_KMS_", "TKMS_NODE_")
 
@@ -42,15 +42,6 @@ def dkg_round_bytes(members: int) -> int:
     """
     deal = 300 + 72 * members + 225 * (members - 1)
     return members * deal * 5 // 4 + 16 * 1024
-
-
-class ServerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    host: str = "127.0.0.1"
-    port: int = Field(9000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
-    access_log: bool = False
-    http: HttpLimits = HttpLimits()
 
 
 class ChainConfig(BaseModel):
