@@ -16,9 +16,9 @@ import pytest
 
 from tests.adversary import BadDealer, LyingDealer, in_process_node
 from tests.cluster import CHAIN_ID, Cluster
-from tkms.client.ceremony import CeremonyOutcome, run_ceremony
 from tkms.client.nodes import fetch_partials
 from tkms.client.recombine import decrypt_record
+from tkms.client.relay import CeremonyOutcome, run_ceremony
 from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.dkg import DkgParticipant, parse_message

@@ -25,9 +25,9 @@ from starlette.routing import Route
 from tests.adversary import serve_in_thread
 from tests.cluster import CHAIN_ID, Cluster, running_cluster
 from tests.procs import free_port, wait_healthy
-from tkms.client.ceremony import Committee, CommitteeNode, run_ceremony
 from tkms.client.nodes import fetch_partials
 from tkms.client.recombine import decrypt_record, open_partial
+from tkms.client.relay import Committee, CommitteeNode, run_ceremony
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.dkg import CeremonyConfig, CommitteeMember

@@ -29,7 +29,7 @@ from tests.cluster import Cluster, running_cluster
 from tests.conftest import CHAIN_ID, NodeKeys
 from tests.gatewaynet import NOX_COMPUTE, single_node_gateway
 from tests.procs import Service
-from tkms.client.ceremony import run_ceremony
+from tkms.client.relay import run_ceremony
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet

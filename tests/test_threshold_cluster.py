@@ -14,10 +14,10 @@ import pytest
 from tests.adversary import forging_proxy
 from tests.cluster import CHAIN_ID, Cluster, running_cluster
 from tests.procs import wait_healthy
-from tkms.client.ceremony import run_ceremony
 from tkms.client.errors import NotEnoughPartials
 from tkms.client.nodes import PartialsRound, fetch_partials
 from tkms.client.recombine import decrypt_record
+from tkms.client.relay import run_ceremony
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.dkg.keyset import VerifiedKeyset, verify_keyset

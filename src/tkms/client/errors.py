@@ -13,7 +13,7 @@
     ├── NotEnoughPartials     fewer than t good partials, naming each failed node
     └── InvalidInput          (also a ValueError) a bad argument; nothing was sent
 
-The DKG relay's ``CeremonyError`` lives with the relay (``tkms.client.ceremony``).
+The DKG relay's ``CeremonyError`` lives with the relay (``tkms.client.relay``).
 The protocol's own checks (``tkms.protocol``, ``tkms.dkg.keyset``) raise
 ``ProtocolError``; :func:`untrusted` is where the SDK turns it into
 ``UntrustedResponse``, so no protocol error leaves the SDK.

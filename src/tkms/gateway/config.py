@@ -235,14 +235,25 @@ class GatewayConfig(BaseModel):
 
 def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Read and validate; raises ConfigError with one line naming the variable."""
-    config = validate(GatewayConfig, PREFIXES, environ)
+    config = validate(GatewayConfig, PREFIXES, environ, _missing_kms)
     if not config.threshold_mode and not config.single_node_mode:
         raise ConfigError(
             "TKMS_GATEWAY_NODES: configure the threshold committee, "
             "or NOX_HANDLE_GATEWAY_KMS__URL for a single node"
         )
     if config.single_node_mode:
-        for name in ("signer_address", "public_key"):
-            if getattr(config.kms, name) is None:
-                raise ConfigError(f"NOX_HANDLE_GATEWAY_KMS__{name.upper()}: required with KMS__URL")
+        names = [
+            f"NOX_HANDLE_GATEWAY_KMS__{name.upper()}"
+            for name in ("signer_address", "public_key")
+            if getattr(config.kms, name) is None
+        ]
+        if names:
+            raise ConfigError(f"missing {', '.join(names)} (required with KMS__URL)")
     return config
+
+
+def _missing_kms(tree: dict[str, Any]) -> list[str]:
+    """The KMS side, when other variables are missing too (all are named in one line)."""
+    if tree.get("nodes") or (tree.get("kms") or {}).get("url"):
+        return []
+    return ["TKMS_GATEWAY_NODES (or NOX_HANDLE_GATEWAY_KMS__URL for a single node)"]

@@ -109,4 +109,11 @@ def load_node_config(environ: Mapping[str, str] | None = None) -> NodeConfig:
             "TKMS_NODE_SERVER__WORKERS: a node that takes part in key generation "
             "(TKMS_NODE_DKG_ADMIN_ADDRESS set) runs one worker"
         )
+    if not config.chains:
+        # nox-kms does not start without a chain; a node with none would refuse every request.
+        raise ConfigError(
+            "NOX_KMS_CHAINS__<chain id>__GATEWAY_ADDRESS: no chain is configured "
+            "(a node serves at least one: its GATEWAY_ADDRESS, and ECC_KEY unless it "
+            "takes part in key generation)"
+        )
     return config
