@@ -15,7 +15,6 @@ installed (plain aligned text otherwise).
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -186,16 +185,6 @@ def load_summary() -> str:
         else ""
     )
     return f"{cores} cores, {avg}{now}{warning}"
-
-
-# --- network -----------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- tables --------------------------------------------------------------------

@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +50,8 @@ from tkms.client import AsyncClient, Client
 from tkms.client.sdk import devnet_settings
 from tkms.crypto import curve, eip712, rsa, shamir
 from tkms.crypto.wallet import Wallet
+from tkms.devnet.manifest import DevnetManifest
+from tkms.devnet.processes import free_port_block
 
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 TARGET_P50 = 0.015
@@ -59,29 +59,6 @@ USERS = 16
 
 
 # --- the devnet ------------------------------------------------------------------------
-
-
-def free_block(count: int) -> int:
-    """A base port with base..base+count free now (the devnet's layout)."""
-    for _ in range(50):
-        socks = []
-        try:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                base = probe.getsockname()[1]
-            if base + count > 65535:
-                continue
-            for port in range(base, base + count + 1):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return int(base)
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no block of free ports")
 
 
 @contextmanager
@@ -92,7 +69,7 @@ def devnet() -> Iterator[tuple[Path, int]]:
         command = [sys.executable, "-m", "tkms", "devnet", "--state-dir", str(state)]
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [*command, "--base-port", str(free_block(6))], stdout=out, stderr=out
+                [*command, "--base-port", str(free_port_block(5))], stdout=out, stderr=out
             )
         try:
             deadline = time.monotonic() + 120
@@ -106,12 +83,12 @@ def devnet() -> Iterator[tuple[Path, int]]:
             process.wait(timeout=30)
 
 
-def node_seconds(manifest: dict[str, Any]) -> tuple[float, float]:
+def node_seconds(manifest: DevnetManifest) -> tuple[float, float]:
     """(sum, count) of the nodes' own /v1/delegate handling time, from their /metrics."""
     total, count = 0.0, 0.0
     name = "tkms_node_http_request_duration_seconds"
-    for node in manifest["nodes"]:
-        for line in httpx.get(node["url"] + "/metrics").text.splitlines():
+    for node in manifest.nodes:
+        for line in httpx.get(node.url + "/metrics").text.splitlines():
             if 'route="/v1/delegate"' in line:
                 if line.startswith(name + "_sum"):
                     total += float(line.rsplit(" ", 1)[1])
@@ -287,8 +264,8 @@ def main() -> None:
     print(f"# tkms gateway end to end — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"python {sys.version.split()[0]}; {load_summary()}\n")
     with devnet() as (manifest_path, devnet_pid):
-        manifest = json.loads(manifest_path.read_text())
-        t, n = manifest["threshold"], len(manifest["nodes"])
+        manifest = DevnetManifest.load(manifest_path)
+        t, n = manifest.threshold, len(manifest.nodes)
         node_before = node_seconds(manifest)
         seq = sequential(manifest_path, rounds, devnet_pid)
         node_after = node_seconds(manifest)

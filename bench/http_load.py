@@ -26,13 +26,13 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 import httpx
 
 from bench.common import (
-    free_port,
     machine_cpu_times,
     percentile,
     process_tree_cpu,
 )
 from bench.delegate_fixture import Fixture
 from tkms.crypto.encoding import to_hex
+from tkms.devnet.processes import Service, ServiceFailed, free_port, wait_service_healthy
 
 # --- 3. HTTP -------------------------------------------------------------------------
 
@@ -134,18 +134,12 @@ class NodeProcess:
         self.workers = workers
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"tkms node exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise SystemExit(f"tkms node not ready after {timeout:.0f} s:\n{self.tail()}")
+        self.log.flush()
+        service = Service(self.url, self.proc, Path(self.log.name), "tkms node")
+        try:
+            wait_service_healthy(service, timeout)
+        except ServiceFailed as exc:
+            raise SystemExit(str(exc)) from None
         if self.workers > 1:  # every worker must be up, not only the first one
             time.sleep(1.0)
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -14,19 +10,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tkms.client.ceremony import Committee, CommitteeNode
 from tkms.client.recombine import decrypt_record
+from tkms.client.relay import Committee, CommitteeNode
 from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.devnet import wait_healthy
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tkms.devnet.processes import Service, free_port, start, stop_all, wait_service_healthy
 
 
 @dataclass
@@ -48,9 +37,7 @@ class BenchCluster:
 def node_cluster(n: int, chain_id: int = 421614) -> Iterator[BenchCluster]:
     """``n`` threshold-capable node processes (state dirs, sealing keys, one admin)."""
     admin, gateway = Wallet.generate(), Wallet.generate()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NOX_", "TKMS_"))}
-    processes: list[subprocess.Popen[bytes]] = []
-    urls: dict[int, str] = {}
+    services: list[Service] = []
     signers: dict[int, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="tkms-bench-") as root:
         try:
@@ -58,7 +45,6 @@ def node_cluster(n: int, chain_id: int = 421614) -> Iterator[BenchCluster]:
                 wallet = Wallet.generate()
                 port = free_port()
                 env = {
-                    **base_env,
                     "TKMS_NODE_WALLET_KEY": to_hex(wallet.private_key_bytes()),
                     f"TKMS_NODE_CHAINS__{chain_id}__GATEWAY_ADDRESS": to_hex(gateway.address),
                     "TKMS_NODE_SERVER__PORT": str(port),
@@ -66,22 +52,15 @@ def node_cluster(n: int, chain_id: int = 421614) -> Iterator[BenchCluster]:
                     "TKMS_NODE_SEALING_KEY": to_hex(secrets.token_bytes(32)),
                     "TKMS_NODE_DKG_ADMIN_ADDRESS": to_hex(admin.address),
                 }
-                log = (Path(root) / f"node{i}.log").open("wb")
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "tkms", "node"], env=env, stdout=log, stderr=log
-                    )
-                )
-                urls[i] = f"http://127.0.0.1:{port}"
+                log = Path(root) / f"node{i}.log"
+                services.append(start(["node"], env, log, port, name=f"node {i}"))
                 signers[i] = wallet.address
-            for i, url in urls.items():
-                wait_healthy(url, processes[i - 1])
+            for service in services:
+                wait_service_healthy(service)
+            urls = {i: s.url for i, s in enumerate(services, start=1)}
             yield BenchCluster(chain_id, admin, gateway, urls, signers)
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=10)
+            stop_all(services)
 
 
 def process_rows(
@@ -93,10 +72,10 @@ def process_rows(
 
     import httpx
 
-    from tkms.client.ceremony import run_ceremony
-    from tkms.client.delegation import sign_delegate_request
     from tkms.client.nodes import fetch_partials
-    from tkms.client.recombine import verify_keyset
+    from tkms.client.relay import run_ceremony
+    from tkms.dkg.keyset import verify_keyset
+    from tkms.protocol.delegation import sign_delegate_request
 
     with node_cluster(n, chain_id) as cluster:
         start = time.perf_counter()
@@ -112,7 +91,9 @@ def process_rows(
                 f"{outcome.bytes_relayed / 1024:.1f}",
             ]
         ]
-        keyset = verify_keyset(outcome.keyset, bytes.fromhex(outcome.keyset["publicKey"][2:]))
+        keyset = verify_keyset(
+            outcome.keyset, chain_id, bytes.fromhex(outcome.keyset["publicKey"][2:])
+        )
         user = rsa.generate_private_key()
         target = to_hex(rsa.public_key_der(user))
         record = ecies.encrypt(keyset.public_key, b"bench")

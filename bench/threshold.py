@@ -36,11 +36,13 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from tkms.client.recombine import SealedPartial, decrypt_record
+from tkms.client.recombine import decrypt_record
 from tkms.crypto import curve, dleq, ecies, eip712, rsa, shamir
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.dkg import KeysetNode, KeysetResult, run_in_process
+from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
+from tkms.protocol.delegation import SealedPartial
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -202,16 +204,19 @@ def partial_rows() -> list[Row]:
 
 def _client_setup(
     t: int,
-) -> tuple[KeysetResult, rsa.RSAPrivateKey, ecies.EciesRecord, list[SealedPartial], bytes]:
+) -> tuple[VerifiedKeyset, rsa.RSAPrivateKey, ecies.EciesRecord, list[SealedPartial], bytes]:
     n = t + 2
     secret = curve.random_scalar()
     shares = shamir.deal_shares(secret, t, n)
-    keyset = KeysetResult(
+    dealt = KeysetResult(
         1,
         t,
         curve.base_mul(secret),
         tuple(KeysetNode(s.index, os.urandom(20), curve.base_mul(s.value)) for s in shares),
     )
+    # Checked as a client checks one (against Y, unsigned): only the verifier makes one.
+    body = dealt.to_json(chain_id=1, signatures={})
+    keyset = verify_keyset(body, 1, dealt.public_key_bytes)
     client_key = rsa.generate_private_key()
     plaintext = os.urandom(32)
     record = ecies.encrypt(keyset.public_key, plaintext)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.procs import Service, free_port, start, wait_healthy
-from tkms.client.ceremony import Committee, CommitteeNode
+from tkms.client.relay import Committee, CommitteeNode
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 

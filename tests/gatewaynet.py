@@ -26,7 +26,7 @@ from tests.cluster import CHAIN_ID, Cluster
 from tests.conftest import NodeKeys
 from tests.procs import Service, free_port, start, wait_healthy
 from tkms.client import Client
-from tkms.client.ceremony import run_ceremony
+from tkms.client.relay import run_ceremony
 from tkms.crypto import curve
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -15,80 +11,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from tkms.devnet.manifest import DevnetManifest
+from tkms.devnet.processes import Service, free_port, free_port_block, start
+from tkms.devnet.processes import wait_service_healthy as wait_healthy
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def free_port_block(count: int) -> int:
-    """A base port such that base+1 .. base+count are free now (devnet's layout)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        socks = []
-        try:
-            for port in range(base + 1, base + count + 1):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no block of free ports")
-
-
-class Service:
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url = url
-        self.process = process
-        self.log = log
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def wait_healthy(service: Service, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise RuntimeError(f"service exited early:\n{service.output()}")
-        try:
-            if httpx.get(service.url + "/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"service not healthy in {timeout} s:\n{service.output()}")
-
-
-def start(
-    args: list[str], env: Mapping[str, str], log: Path, port: int, *, clean_env: bool = True
-) -> Service:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("NOX_", "TKMS_"))}
-    full_env = {**(base if clean_env else os.environ), **env}
-    handle = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tkms", *args], env=full_env, stdout=handle, stderr=subprocess.STDOUT
-    )
-    return Service(f"http://127.0.0.1:{port}", process, log)
+__all__ = ["Service", "free_port", "free_port_block", "running", "start", "wait_healthy"]
 
 
 @contextmanager
@@ -146,10 +73,10 @@ def check_devnet_secrets(state: Path) -> None:
     assert {"gateway-wallet.key", "user.key", "bob.key"} <= set(secrets)
     manifest_file = state / "devnet.json"
     assert mode(manifest_file) == 0o600
-    manifest = json.loads(manifest_file.read_text())
-    assert Path(manifest["gatewayKeyFile"]) == (keys / "gateway-wallet.key").resolve()
-    for user in manifest["users"].values():
-        assert Path(user["keyFile"]).parent == keys.resolve()
+    manifest = DevnetManifest.load(manifest_file)
+    assert manifest.gateway_key_file == (keys / "gateway-wallet.key").resolve()
+    for user in manifest.users.values():
+        assert user.key_file.parent == keys.resolve()
     for path in state.rglob("*"):
         if path.is_dir():
             if path.name.startswith(("node", "gateway")):

@@ -15,9 +15,11 @@ from tkms.gateway.acl import (
     EmbeddedAcl,
     InvalidGrant,
     NotAuthorized,
+    Role,
     UnknownHandle,
 )
-from tkms.gateway.storage import Role, SqliteRecordStore, SqlRecordStore, StoredRecord
+from tkms.gateway.records import StoredRecord
+from tkms.gateway.storage import SqliteRecordStore, SqlRecordStore
 
 
 @pytest.fixture(params=BACKENDS)

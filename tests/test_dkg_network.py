@@ -16,12 +16,13 @@ import pytest
 
 from tests.adversary import BadDealer, LyingDealer, in_process_node
 from tests.cluster import CHAIN_ID, Cluster
-from tkms.client.ceremony import CeremonyOutcome, run_ceremony
 from tkms.client.nodes import fetch_partials
-from tkms.client.recombine import decrypt_record, verify_keyset
+from tkms.client.recombine import decrypt_record
+from tkms.client.relay import CeremonyOutcome, run_ceremony
 from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.dkg import DkgParticipant, parse_message
+from tkms.dkg.keyset import verify_keyset
 from tkms.dkg.messages import Deal, sign
 
 EVIL = 2
@@ -57,7 +58,11 @@ def ceremony(
 
 def decrypts_with(cluster: Cluster, outcome: CeremonyOutcome, subsets: list[set[int]]) -> None:
     assert outcome.keyset is not None
-    keyset = verify_keyset(outcome.keyset, bytes.fromhex(outcome.keyset["publicKey"][2:]))
+    keyset = verify_keyset(
+        outcome.keyset,
+        int(outcome.keyset["chainId"]),
+        bytes.fromhex(outcome.keyset["publicKey"][2:]),
+    )
     key = rsa.generate_private_key()
     record = ecies.encrypt(keyset.public_key, b"after the storm")
     honest = {i: v for i, v in cluster.directory().items() if i != EVIL}

@@ -25,12 +25,13 @@ from starlette.routing import Route
 from tests.adversary import serve_in_thread
 from tests.cluster import CHAIN_ID, Cluster, running_cluster
 from tests.procs import free_port, wait_healthy
-from tkms.client.ceremony import Committee, CommitteeNode, run_ceremony
 from tkms.client.nodes import fetch_partials
-from tkms.client.recombine import decrypt_record, open_partial, verify_keyset
+from tkms.client.recombine import decrypt_record, open_partial
+from tkms.client.relay import Committee, CommitteeNode, run_ceremony
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import to_hex
-from tkms.dkg import CeremonyConfig, CommitteeMember, KeysetResult
+from tkms.dkg import CeremonyConfig, CommitteeMember
+from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
 
 N, T = 5, 3
 SECOND_CHAIN = CHAIN_ID + 1
@@ -84,7 +85,7 @@ def post(url: str, path: str, body: bytes) -> httpx.Response:
 
 
 def node_state(
-    cluster: Cluster, keyset: KeysetResult, record: ecies.EciesRecord, key: rsa.RSAPrivateKey
+    cluster: Cluster, keyset: VerifiedKeyset, record: ecies.EciesRecord, key: rsa.RSAPrivateKey
 ) -> tuple[list[Any], dict[int, bytes]]:
     """Every node's keyset body and its opened partial S_i for ``record``."""
     bodies = [
@@ -132,7 +133,7 @@ def test_a_replayed_ceremony_leaves_every_node_unchanged(cluster: Cluster) -> No
     assert outcome.succeeded, outcome.errors
     assert outcome.keyset is not None
     trusted = bytes.fromhex(outcome.keyset["publicKey"][2:])
-    keyset = verify_keyset(outcome.keyset, trusted, chain_id=CHAIN_ID)
+    keyset = verify_keyset(outcome.keyset, CHAIN_ID, trusted)
     key = rsa.generate_private_key()
     record = ecies.encrypt(keyset.public_key, b"kept through the replay")
     before = node_state(cluster, keyset, record, key)

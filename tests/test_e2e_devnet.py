@@ -58,16 +58,20 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
         assert f"viewer to {manifest['users']['bob']['address']}" in result.stdout
 
         stranger = _sh(
-            f"{TKMS} keygen --kind wallet --out stranger.key >/dev/null\n"
+            f"{TKMS} keygen --kind wallet --out devnet-state/stranger.key >/dev/null\n"
             f"H=$({TKMS} encrypt --type string 'for bob only')\n"
             f"{TKMS} grant $H bob >/dev/null\n"
             f"{TKMS} decrypt $H --key-file devnet-state/keys/bob.key\n"
-            f"{TKMS} decrypt $H --key-file stranger.key",
+            f"{TKMS} decrypt $H --key-file devnet-state/stranger.key",
             tmp_path,
         )
         assert stranger.returncode == 1
         assert stranger.stdout.strip() == "for bob only"
         assert "403 access_denied" in stranger.stderr and "Traceback" not in stranger.stderr
+
+        negative = _sh(f"H=$({TKMS} encrypt --type int8 -5)\n{TKMS} decrypt $H", tmp_path)
+        assert negative.returncode == 0, negative.stderr
+        assert negative.stdout.strip().splitlines()[-1] == "-5"
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

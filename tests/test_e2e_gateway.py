@@ -36,11 +36,13 @@ from tkms.client import (
     Unauthorized,
 )
 from tkms.client.gateway_core import DecryptionMaterial
-from tkms.client.recombine import SealedPartial, open_partial, verify_keyset
+from tkms.client.recombine import open_partial
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.shamir import combine_points
 from tkms.crypto.wallet import Wallet
+from tkms.dkg.keyset import verify_keyset
+from tkms.protocol.delegation import SealedPartial
 from tkms.protocol.handle import new_handle
 
 SAMPLES: list[tuple[str, Any]] = [
@@ -314,7 +316,7 @@ def test_the_gateway_serves_the_nodes_keyset(net: GatewayNet, backend: Backend) 
     served = httpx.get(f"{backend.gateway.url}/v1/keyset", params={"chain_id": CHAIN_ID})
     assert served.status_code == 200
     assert served.json() == net.keyset
-    verify_keyset(served.json(), parse_hex(net.public_key), chain_id=CHAIN_ID)
+    verify_keyset(served.json(), CHAIN_ID, parse_hex(net.public_key))
 
 
 def test_grants_come_from_the_owner_or_an_admin(
@@ -374,7 +376,7 @@ def test_no_secret_reaches_the_gateway_log_or_database(
         params={"chain_id": str(CHAIN_ID), "salt": to_hex(salt)},
         headers={"Authorization": material.authorization},
     ).json()["payload"]
-    keyset = verify_keyset(net.keyset, parse_hex(net.public_key), chain_id=CHAIN_ID)
+    keyset = verify_keyset(net.keyset, CHAIN_ID, parse_hex(net.public_key))
     ephemeral = curve.parse_point(parse_hex(answer["ephemeralPubKey"]))
     partials = {
         p["index"]: open_partial(

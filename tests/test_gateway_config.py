@@ -197,3 +197,17 @@ def test_an_unusable_state_dir_or_database_stops_the_start_with_one_line(
     expected = "TKMS_GATEWAY_DATABASE_URL" if database else "TKMS_GATEWAY_STATE_DIR"
     assert len(lines) == 1 and expected in lines[0], lines
     assert "Traceback" not in result.stderr
+
+
+def test_every_missing_variable_is_named_in_one_line_by_its_full_name() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config({})
+    message = str(err.value)
+    assert "\n" not in message
+    assert "NOX_HANDLE_GATEWAY_SIGNER__WALLET_KEY or TKMS_GATEWAY_SIGNER__WALLET_KEY" in message
+    assert "TKMS_GATEWAY_NODES" in message and "KMS__URL" in message
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config(
+            {"TKMS_GATEWAY_SIGNER__WALLET_KEY": KEY, "TKMS_GATEWAY_KMS__URL": "http://x:1"}
+        )
+    assert "KMS__SIGNER_ADDRESS" in str(err.value) and "KMS__PUBLIC_KEY" in str(err.value)

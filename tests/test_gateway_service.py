@@ -19,6 +19,7 @@ from tkms.crypto import eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.acl import AccessControl
+from tkms.gateway.assembly import build_gateway_service
 from tkms.gateway.config import load_gateway_config
 from tkms.gateway.service import GatewayService
 from tkms.gateway.storage import SqliteRecordStore
@@ -76,7 +77,7 @@ def run(
     config = load_gateway_config(single_node_env(node, keys, root, 0))
 
     async def main() -> Any:
-        service = GatewayService(config, SqliteRecordStore(root / "g.sqlite3"), **kw)
+        service = build_gateway_service(config, SqliteRecordStore(root / "g.sqlite3"), **kw)
         try:
             return await story(service)
         finally:

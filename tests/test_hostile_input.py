@@ -29,13 +29,13 @@ from tests.cluster import Cluster, running_cluster
 from tests.conftest import CHAIN_ID, NodeKeys
 from tests.gatewaynet import NOX_COMPUTE, single_node_gateway
 from tests.procs import Service
-from tkms.client.ceremony import run_ceremony
-from tkms.client.delegation import sign_delegate_request
+from tkms.client.relay import run_ceremony
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.config import RateLimitConfig
 from tkms.gateway.ratelimit import TokenBuckets, WriteRateLimit, client_key
+from tkms.protocol.delegation import sign_delegate_request
 from tkms.web.errors import install_error_handlers
 
 DEEP = b"[" * 50_000

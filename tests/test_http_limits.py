@@ -27,11 +27,11 @@ import pytest
 from tests.conftest import CHAIN_ID, NodeKeys
 from tests.gatewaynet import single_node_gateway
 from tests.procs import Service, free_port, running
-from tkms.client.delegation import sign_delegate_request
 from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.dkg.simulation import run_in_process
 from tkms.node.config import dkg_round_bytes
+from tkms.protocol.delegation import sign_delegate_request
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0

@@ -132,6 +132,7 @@ def test_node_with_a_wrong_sealing_key_refuses_to_start(tmp_path: Path) -> None:
             "TKMS_NODE_WALLET_KEY": to_hex(Wallet.generate().private_key_bytes()),
             "TKMS_NODE_STATE_DIR": str(tmp_path),
             "TKMS_NODE_SEALING_KEY": to_hex(secrets.token_bytes(32)),
+            "TKMS_NODE_CHAINS__421614__GATEWAY_ADDRESS": to_hex(Wallet.generate().address),
         }
     )
     result = subprocess.run(

@@ -24,17 +24,19 @@ from tests.procs import Service, free_port, running, wait_healthy
 from tkms.chain.anvil import Anvil
 from tkms.chain.contract import NoxCompute, deploy_nox_compute
 from tkms.chain.tx import TxSigner
-from tkms.client.ceremony import run_ceremony
-from tkms.client.delegation import delegate_v0, open_shared_secret, sign_delegate_request
+from tkms.client.delegation import delegate_v0, open_shared_secret
 from tkms.client.errors import ServiceError
 from tkms.client.nodes import fetch_partials
-from tkms.client.recombine import decrypt_record, verify_keyset
+from tkms.client.recombine import decrypt_record
+from tkms.client.relay import run_ceremony
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.dkg.keyset import verify_keyset
 from tkms.envconfig import ConfigError
 from tkms.node.chain import ChainWatch, StartView, decode_kms_key, kms_key_hex
 from tkms.node.config import ChainConfig, load_node_config
+from tkms.protocol.delegation import sign_delegate_request
 from tkms.web.errors import ApiError
 
 REFRESH = 0.3  # …__REFRESH_INTERVAL of the nodes here: a key check is trusted for 0.6 s
@@ -376,7 +378,7 @@ def test_v1_serves_once_the_keyset_is_on_chain_and_stops_when_the_chain_is_gone(
         assert outcome.succeeded, outcome.errors
         assert outcome.keyset is not None
         y = bytes.fromhex(outcome.keyset["publicKey"][2:])
-        keyset = verify_keyset(outcome.keyset, y, chain_id=CHAIN_ID)
+        keyset = verify_keyset(outcome.keyset, CHAIN_ID, y)
 
         # The ceremony is over but kmsPublicKey() is still another key.
         for spec in cluster.nodes.values():

@@ -182,3 +182,11 @@ def test_a_state_dir_that_is_a_file_stops_the_start_with_one_line(tmp_path: Path
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "TKMS_NODE_STATE_DIR" in lines[0], lines
     assert "Traceback" not in result.stderr
+
+
+def test_a_node_without_a_chain_does_not_start() -> None:
+    """nox-kms refuses to start without a chain; a node with none would refuse every request."""
+    with pytest.raises(ConfigError) as err:
+        load_node_config({"NOX_KMS_WALLET_KEY": KEY})
+    assert "no chain is configured" in str(err.value) and "\n" not in str(err.value)
+    assert "GATEWAY_ADDRESS" in str(err.value)

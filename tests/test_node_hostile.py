@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa as pyca_rsa
 
 from tests.conftest import CHAIN_ID, NodeKeys
 from tests.procs import Service
-from tkms.client.delegation import sign_delegate_request
 from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.protocol.delegation import sign_delegate_request
 
 
 def _spki(key: Any) -> str:

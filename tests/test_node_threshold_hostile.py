@@ -13,11 +13,11 @@ import pytest
 
 from tests.cluster import CHAIN_ID, Cluster, running_cluster
 from tests.procs import Service
-from tkms.client.delegation import sign_delegate_request
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.dkg import CeremonyConfig, CommitteeMember
+from tkms.protocol.delegation import sign_delegate_request
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from tests.procs import Service, free_port
 from tkms import client as sdk
 from tkms.cli_values import parse_cli_value, show_value
 from tkms.client import AsyncClient, Client, InvalidInput, TransportError, UntrustedResponse
-from tkms.client.gateway_core import GatewayCore, GatewayTrust
+from tkms.client.gateway_core import GatewayCore
+from tkms.client.trust import GatewayTrust
 from tkms.crypto import curve
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet

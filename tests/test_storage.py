@@ -16,16 +16,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from tkms.gateway.acl import Grant, Role
+from tkms.gateway.records import InvalidRecord, RecordExists, StorageError, StoredRecord
 from tkms.gateway.storage import (
-    Grant,
-    InvalidRecord,
     PostgresRecordStore,
-    RecordExists,
-    Role,
     SqliteRecordStore,
     SqlRecordStore,
-    StorageError,
-    StoredRecord,
     describe_postgres_url,
     open_record_store,
 )

@@ -14,12 +14,13 @@ import pytest
 from tests.adversary import forging_proxy
 from tests.cluster import CHAIN_ID, Cluster, running_cluster
 from tests.procs import wait_healthy
-from tkms.client.ceremony import run_ceremony
+from tkms.client.errors import NotEnoughPartials
 from tkms.client.nodes import PartialsRound, fetch_partials
-from tkms.client.recombine import NotEnoughPartials, decrypt_record, verify_keyset
+from tkms.client.recombine import decrypt_record
+from tkms.client.relay import run_ceremony
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
-from tkms.dkg import KeysetResult
+from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
 
 N, T = 5, 3
 
@@ -39,10 +40,8 @@ def keyset_body(cluster: Cluster) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def keyset(keyset_body: dict[str, Any]) -> KeysetResult:
-    return verify_keyset(
-        keyset_body, bytes.fromhex(keyset_body["publicKey"][2:]), chain_id=CHAIN_ID
-    )
+def keyset(keyset_body: dict[str, Any]) -> VerifiedKeyset:
+    return verify_keyset(keyset_body, CHAIN_ID, bytes.fromhex(keyset_body["publicKey"][2:]))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def ask(
 
 
 def test_ceremony_yields_one_signed_consistent_keyset(
-    cluster: Cluster, keyset_body: dict[str, Any], keyset: KeysetResult
+    cluster: Cluster, keyset_body: dict[str, Any], keyset: VerifiedKeyset
 ) -> None:
     assert keyset.threshold == T and len(keyset.nodes) == N
     assert sorted(keyset_body["signatures"]) == [str(i) for i in range(1, N + 1)]
@@ -76,7 +75,7 @@ def test_ceremony_yields_one_signed_consistent_keyset(
 
 
 def test_decrypts_through_v1_delegate(
-    cluster: Cluster, keyset: KeysetResult, user_key: rsa.RSAPrivateKey
+    cluster: Cluster, keyset: VerifiedKeyset, user_key: rsa.RSAPrivateKey
 ) -> None:
     record = ecies.encrypt(keyset.public_key, b"a value only the KMS can unlock")
     answers = ask(cluster, record, user_key)
@@ -94,7 +93,7 @@ def test_decrypts_through_v1_delegate(
 
 
 def test_two_nodes_down_still_decrypts(
-    cluster: Cluster, keyset: KeysetResult, user_key: rsa.RSAPrivateKey
+    cluster: Cluster, keyset: VerifiedKeyset, user_key: rsa.RSAPrivateKey
 ) -> None:
     record = ecies.encrypt(keyset.public_key, b"resilient")
     cluster.stop(2)
@@ -114,7 +113,7 @@ def test_two_nodes_down_still_decrypts(
 
 
 def test_a_forged_partial_is_excluded(
-    cluster: Cluster, keyset: KeysetResult, user_key: rsa.RSAPrivateKey
+    cluster: Cluster, keyset: VerifiedKeyset, user_key: rsa.RSAPrivateKey
 ) -> None:
     record = ecies.encrypt(keyset.public_key, b"despite a liar")
     evil = cluster.nodes[2]
@@ -143,7 +142,7 @@ def test_a_forged_partial_is_excluded(
 
 
 def test_three_down_is_a_clear_error(
-    cluster: Cluster, keyset: KeysetResult, user_key: rsa.RSAPrivateKey
+    cluster: Cluster, keyset: VerifiedKeyset, user_key: rsa.RSAPrivateKey
 ) -> None:
     record = ecies.encrypt(keyset.public_key, b"unreachable")
     for i in (1, 3, 4):
@@ -164,7 +163,7 @@ def test_three_down_is_a_clear_error(
 
 
 def test_killed_node_restarts_with_the_same_share(
-    cluster: Cluster, keyset: KeysetResult, user_key: rsa.RSAPrivateKey
+    cluster: Cluster, keyset: VerifiedKeyset, user_key: rsa.RSAPrivateKey
 ) -> None:
     record = ecies.encrypt(keyset.public_key, b"same share")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from tkms.cli_devnet import devnet_app
+from tkms.cli_output import console, exit_code, fail
 from tkms.cli_values import parse_cli_value, resolve_account, show_value
 from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
@@ -32,13 +33,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True, soft_wrap=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """One clear line, no traceback."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 class KeyKind(StrEnum):
@@ -125,7 +119,6 @@ def _wallet_from(
     except (OSError, ValueError) as exc:
         fail(f"{what}: {exc}")
     fail(f"{what}: give {option} (a file holding the hex key) or set {env_var}")
-    raise AssertionError  # unreachable: fail() exits
 
 
 @app.command()
@@ -167,14 +160,13 @@ def delegate(
     )
     try:
         if devnet_file is not None:
-            from tkms.client.devnet_demo import threshold_delegate
+            from tkms.devnet.demo import threshold_delegate
 
             for line in threshold_delegate(devnet_file, private, ephemeral_pubkey):
                 typer.echo(line)
             return
         if node_url is None or ephemeral_pubkey is None:
             fail("give --node and --ephemeral-pubkey, or --devnet")
-            return
         _delegate_v0(
             node_url,
             chain_id,
@@ -184,8 +176,10 @@ def delegate(
             private,
             node_signer,
         )
-    except (TkmsError, EncodingError, rsa.RsaDecryptError, OSError, ValueError) as exc:
-        fail(str(exc))
+    except (TkmsError, EncodingError, OSError, ValueError) as exc:
+        fail(str(exc), exit_code(exc))
+    except rsa.RsaDecryptError as exc:
+        fail(str(exc), 1)
 
 
 def _delegate_v0(
@@ -206,7 +200,7 @@ def _delegate_v0(
         node_url, gateway, chain_id, ephemeral_pubkey, to_hex(rsa.public_key_der(private))
     )
     if node_signer is not None and answer.signer != parse_hex(node_signer, length=20):
-        fail(f"proof signed by {address_hex(answer.signer)}, expected {node_signer}")
+        fail(f"proof signed by {address_hex(answer.signer)}, expected {node_signer}", 1)
     shared_x = open_shared_secret(private, answer)
     typer.echo(f"proof signer:     {address_hex(answer.signer)}")
     typer.echo(f"shared secret x:  {to_hex(shared_x)}")
@@ -229,7 +223,7 @@ def dkg(
     """Run a DKG ceremony across a committee of nodes, as its relay."""
     import json
 
-    from tkms.client.ceremony import CeremonyError, Committee, run_ceremony
+    from tkms.client.relay import CeremonyError, Committee, run_ceremony
     from tkms.ui import ceremony_progress
 
     admin = _wallet_from(admin_key_file, ADMIN_KEY_ENV, "--admin-key-file", "admin key", admin_key)
@@ -243,7 +237,6 @@ def dkg(
             outcome = run_ceremony(members, admin, threshold, epoch=epoch, progress=progress)
     except CeremonyError as exc:
         fail(str(exc))
-        return
     for index, complaint in sorted(outcome.complaints.items()):
         console.print(f"node {index} complained about dealers {complaint}")
     for index, errors in sorted(outcome.rejected.items()):
@@ -251,7 +244,6 @@ def dkg(
     if outcome.keyset is None:
         detail = "; ".join(f"node {i}: {e}" for i, e in sorted(outcome.errors.items()))
         fail(f"the ceremony failed: {detail}")
-        return
     console.print(f"qualified dealers {outcome.qualified}")
     text = json.dumps(outcome.keyset, indent=2) + "\n"
     if out is not None:
@@ -293,7 +285,6 @@ def _parsed(text: str, solidity_type: str) -> PlainInput:
         return parse_cli_value(text, solidity_type)
     except ValueError as exc:
         fail(str(exc))
-        raise AssertionError from None  # unreachable: fail() exits
 
 
 def _sdk(devnet_file: Path, key_file: Path | None) -> Client:
@@ -302,11 +293,10 @@ def _sdk(devnet_file: Path, key_file: Path | None) -> Client:
     try:
         return Client.from_devnet(devnet_file, key_file=key_file)
     except (TkmsError, OSError, ValueError) as exc:
-        fail(str(exc))
-        raise AssertionError from None  # unreachable: fail() exits
+        fail(str(exc), exit_code(exc))
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})
 def encrypt(
     value: Annotated[str, typer.Argument(help="1000, -5, true, 0x… (address, bytes), or text")],
     solidity_type: Annotated[
@@ -325,8 +315,7 @@ def encrypt(
                 _parsed(value, solidity_type), solidity_type, application=application
             )
         except TkmsError as exc:
-            fail(str(exc), 1)
-            return
+            fail(str(exc), exit_code(exc))
         console.print(f"{solidity_type} stored, owner {client.address}", highlight=False)
         typer.echo(created.handle)
 
@@ -352,8 +341,7 @@ def grant(
             else:
                 acl = client.grant(handle, who, role)
         except (TkmsError, ValueError) as exc:
-            fail(str(exc), 1)
-            return
+            fail(str(exc), exit_code(exc))
     typer.echo(f"granted {'public read' if account == 'public' else f'{role} to {who}'}")
     typer.echo(f"  owner   {acl.owner}")
     for name, members in (("admins", acl.admins), ("viewers", acl.viewers)):
@@ -376,37 +364,11 @@ def decrypt(
         try:
             value = client.decrypt(handle)
         except TkmsError as exc:
-            fail(str(exc), 1)
-            return
+            fail(str(exc), exit_code(exc))
     typer.echo(show_value(value))
 
 
-@app.command()
-def devnet(
-    state_dir: Annotated[Path, typer.Option(help="keys, shares and devnet.json live here")] = Path(
-        "devnet-state"
-    ),
-    nodes: Annotated[int, typer.Option(min=1, max=64, help="KMS nodes (1: nox single-node)")] = 5,
-    threshold: Annotated[int, typer.Option(min=1, help="partials needed to decrypt")] = 3,
-    base_port: Annotated[int, typer.Option(help="node i listens on base-port + i")] = 9100,
-    chain_id: Annotated[int, typer.Option(help="the devnet's chain id")] = 421614,
-) -> None:
-    """Run a local devnet: n node processes, a DKG ceremony, and how to use it."""
-    from tkms.devnet import run_devnet
-
-    if nodes == 1:
-        threshold = 1
-    try:
-        run_devnet(
-            state_dir=state_dir,
-            base_port=base_port,
-            chain_id=chain_id,
-            nodes=nodes,
-            threshold=threshold,
-            console=console,
-        )
-    except ConfigError as exc:
-        fail(str(exc))
+app.add_typer(devnet_app)
 
 
 def main() -> None:

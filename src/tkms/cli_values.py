@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tkms.crypto.encoding import to_hex
+from tkms.devnet.manifest import DevnetManifest
 from tkms.protocol.solidity import PlainInput, PlainValue
 
 
@@ -28,10 +28,10 @@ def resolve_account(account: str, devnet_file: Path) -> str:
     """An address as given, or the address of a devnet user by name (``bob``)."""
     if account.startswith(("0x", "0X")):
         return account
-    users = json.loads(devnet_file.read_text()).get("users", {})
+    users = DevnetManifest.load(devnet_file).users
     if account not in users:
         raise ValueError(f"{account!r} is neither an address nor a user of {devnet_file}")
-    return str(users[account]["address"])
+    return users[account].address
 
 
 def show_value(value: PlainValue) -> str:

@@ -15,7 +15,7 @@ Pydantic still validates the result.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,15 +82,54 @@ def variable_for(
 M = TypeVar("M", bound=BaseModel)
 
 
-def validate(model: type[M], prefixes: tuple[str, ...], environ: Mapping[str, str] | None) -> M:
-    """The environment as ``model``; ConfigError with one line naming the variable."""
+def validate(
+    model: type[M],
+    prefixes: tuple[str, ...],
+    environ: Mapping[str, str] | None,
+    also_missing: Callable[[dict[str, Any]], list[str]] | None = None,
+) -> M:
+    """The environment as ``model``; ConfigError with one line naming the variable, or
+    every missing variable by its full name (``also_missing``: those the model cannot
+    tell, by the collected values)."""
     tree, origin = collect(prefixes, environ)
     try:
         return model.model_validate(tree)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        missing = [e for e in errors if e["type"] == "missing"]
+        if missing:
+            names = [
+                " or ".join(prefix + leaf for prefix in prefixes)
+                for e in missing
+                for leaf in missing_leaves(model, tuple(e["loc"]))
+            ]
+            names += also_missing(tree) if also_missing is not None else []
+            raise ConfigError(f"missing {', '.join(names)}") from None
+        err = errors[0]
         var = variable_for(tuple(err["loc"]), origin, prefixes)
         raise ConfigError(f"{var}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def missing_leaves(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The full variable suffixes (``SIGNER__WALLET_KEY``) a missing field at ``loc`` needs:
+    a missing section is named by its required fields, not by the section."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            current = None
+            break
+        current = fields[part].annotation
+    stem = "__".join(str(p).upper() for p in loc)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        leaves = [
+            leaf
+            for name, info in current.model_fields.items()
+            if info.is_required()
+            for leaf in missing_leaves(current, (name,))
+        ]
+        return [f"{stem}__{leaf}" for leaf in leaves] or [stem]
+    return [stem]
 
 
 # Field checks shared by the services' settings (pydantic validators call them).

@@ -15,7 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from tkms.client.ceremony import ROUND_NAMES
+from tkms.client.relay import ROUND_NAMES
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from tkms.client.errors import (
     BadRequest,
     Conflict,
     InvalidInput,
+    NotEnoughPartials,
     NotFound,
     ServiceError,
     TkmsError,
@@ -14,7 +15,6 @@ from tkms.client.errors import (
     UntrustedResponse,
 )
 from tkms.client.gateway_open import Acl, Encrypted
-from tkms.client.recombine import NotEnoughPartials
 from tkms.client.sdk import AsyncClient, Client
 
 __all__ = [

@@ -1,6 +1,7 @@
 """A gateway-side client of ``POST /v0/delegate`` (single-node mode, dev tooling).
 
-It does what the Nox gateway does: sign ``DelegateAuthorization`` over the
+It does what the Nox gateway does (the request and the proof check are
+:mod:`tkms.protocol.delegation`'s): sign ``DelegateAuthorization`` over the
 exact strings it sends, call the node, check the node's response proof and,
 for the key holder, open the RSA-sealed x-coordinate.
 """
@@ -13,9 +14,15 @@ from dataclasses import dataclass
 import httpx
 
 from tkms.client.errors import ServiceError, TransportError, UntrustedResponse
-from tkms.crypto import eip712, rsa
-from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.crypto.wallet import SignatureError, Wallet
+from tkms.crypto import rsa
+from tkms.crypto.encoding import parse_hex, to_hex
+from tkms.crypto.wallet import Wallet
+from tkms.protocol.delegation import (
+    V0_PATH,
+    DelegationAnswerError,
+    check_shared_secret_answer,
+    delegate_request,
+)
 
 
 @dataclass(frozen=True)
@@ -23,17 +30,6 @@ class DelegationAnswer:
     encrypted_shared_secret: str
     proof: str
     signer: bytes  # the node wallet that signed the proof
-
-
-def sign_delegate_request(
-    gateway: Wallet, chain_id: int, ephemeral_pubkey: str, target_pubkey: str
-) -> str:
-    message = {"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey}
-    return to_hex(
-        eip712.sign(
-            gateway, eip712.delegate_domain(chain_id), eip712.DELEGATE_AUTHORIZATION, message
-        )
-    )
 
 
 def delegate_v0(
@@ -48,14 +44,14 @@ def delegate_v0(
     timeout: float = 10.0,
 ) -> DelegationAnswer:
     salt = secrets.token_bytes(32) if salt is None else salt
-    signature = sign_delegate_request(gateway, chain_id, ephemeral_pubkey, target_pubkey)
+    request = delegate_request(gateway, chain_id, ephemeral_pubkey, target_pubkey)
     http = client or httpx.Client(timeout=timeout)
     try:
         response = http.post(
-            node_url.rstrip("/") + "/v0/delegate",
-            params={"chain_id": str(chain_id), "salt": to_hex(salt)},
-            headers={"Authorization": f"Bearer {signature}"},
-            json={"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey},
+            node_url.rstrip("/") + V0_PATH,
+            params=request.query(salt),
+            headers={"Authorization": request.authorization},
+            json=request.body,
         )
     except httpx.HTTPError as exc:
         raise TransportError(f"cannot reach {node_url}: {type(exc).__name__}") from None
@@ -69,17 +65,10 @@ def delegate_v0(
     if response.status_code != 200:
         raise ServiceError(response.status_code, str(data.get("error")), str(data.get("message")))
     try:
-        sealed = str(data["encryptedSharedSecret"])
-        proof = parse_hex(data["proof"], name="proof", length=65)
-        signer = eip712.recover(
-            eip712.delegate_domain(chain_id, salt),
-            eip712.DELEGATE_RESPONSE_PROOF,
-            {"encryptedSharedSecret": sealed},
-            proof,
-        )
-    except (KeyError, EncodingError, SignatureError, eip712.Eip712Error):
+        checked = check_shared_secret_answer(data, chain_id=chain_id, salt=salt)
+    except DelegationAnswerError:
         raise UntrustedResponse("the node's response proof does not verify") from None
-    return DelegationAnswer(sealed, to_hex(proof), signer)
+    return DelegationAnswer(checked.encrypted_shared_secret, to_hex(checked.proof), checked.signer)
 
 
 def open_shared_secret(private_key: rsa.RSAPrivateKey, answer: DelegationAnswer) -> bytes:

@@ -1,6 +1,30 @@
-"""Typed client errors: one base class, one subclass per way a call can fail."""
+"""Every error the SDK raises: one base class, one subclass per way a call can fail.
+
+    TkmsError
+    ├── TransportError        the service is unreachable or spoke no protocol
+    ├── ServiceError          a documented {"error", "message"} answer
+    │   ├── BadRequest        400
+    │   ├── Unauthorized      401
+    │   ├── AccessDenied      403
+    │   ├── NotFound          404
+    │   ├── Conflict          409
+    │   └── Unavailable       5xx
+    ├── UntrustedResponse     a signature, proof or keyset does not check out
+    ├── NotEnoughPartials     fewer than t good partials, naming each failed node
+    └── InvalidInput          (also a ValueError) a bad argument; nothing was sent
+
+The DKG relay's ``CeremonyError`` lives with the relay (``tkms.client.relay``).
+The protocol's own checks (``tkms.protocol``, ``tkms.dkg.keyset``) raise
+``ProtocolError``; :func:`untrusted` is where the SDK turns it into
+``UntrustedResponse``, so no protocol error leaves the SDK.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from tkms.protocol.errors import ProtocolError
 
 
 class TkmsError(Exception):
@@ -23,6 +47,28 @@ class ServiceError(TkmsError):
 
 class UntrustedResponse(TkmsError):
     """A response's signature or proof does not check out against the trusted signer."""
+
+
+@contextmanager
+def untrusted() -> Iterator[None]:
+    """Run a protocol check at the SDK's edge: its :class:`ProtocolError` is untrusted."""
+    try:
+        yield
+    except ProtocolError as exc:
+        raise UntrustedResponse(str(exc)) from None
+
+
+class NotEnoughPartials(TkmsError):
+    """Fewer than ``t`` valid partials; ``failures`` says which node failed and why."""
+
+    def __init__(self, threshold: int, valid: int, failures: Mapping[int, str]) -> None:
+        detail = "; ".join(f"node {i}: {why}" for i, why in sorted(failures.items()))
+        super().__init__(
+            f"need {threshold} valid partials, have {valid}" + (f" ({detail})" if detail else "")
+        )
+        self.threshold = threshold
+        self.valid = valid
+        self.failures = dict(failures)
 
 
 # --- the gateway's documented refusals, one class per status ---------------------------

@@ -29,25 +29,26 @@ from typing import Any, TypeVar
 
 from tkms.client.errors import (
     InvalidInput,
+    NotEnoughPartials,
     TransportError,
     UntrustedResponse,
     service_error,
+    untrusted,
 )
 from tkms.client.gateway_open import (
     Acl,
     Encrypted,
     check_created,
-    check_keyset_body,
     decrypt_threshold,
     open_single,
     open_threshold_round,
     parse_acl,
 )
-from tkms.client.recombine import NotEnoughPartials
+from tkms.client.trust import GatewayTrust
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError, Wallet
-from tkms.dkg.keyset import KeysetResult
+from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
 from tkms.protocol.handle import (
     Handle,
     HandleError,
@@ -85,16 +86,6 @@ class HttpResponse:
 
 
 Flow = Generator[HttpRequest, HttpResponse, T]
-
-
-@dataclass(frozen=True)
-class GatewayTrust:
-    """What the client trusts: the gateway's signer, and the KMS key ``Y`` if it knows it."""
-
-    chain_id: int
-    gateway_signer: bytes
-    verifying_contract: bytes
-    kms_public_key: bytes | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -138,7 +129,7 @@ class GatewayCore:
         self._clock = clock
         self._lock = threading.Lock()
         self._material: DecryptionMaterial | None = None
-        self._keyset: KeysetResult | None = None
+        self._keyset: VerifiedKeyset | None = None
         self._mode: str | None = None  # "v1" (threshold) or "v0" (single node)
         self.last_timings: dict[str, float] = {}
         self.last_rounds = 0  # requests the last threshold decryption took (docs/gateway.md)
@@ -221,7 +212,7 @@ class GatewayCore:
 
     # --- flows -------------------------------------------------------------------------------
 
-    def keyset_flow(self, *, refresh: bool = False) -> Flow[KeysetResult | None]:
+    def keyset_flow(self, *, refresh: bool = False) -> Flow[VerifiedKeyset | None]:
         """The checked keyset, or None when the gateway fronts a single node."""
         if self._mode == "v0":
             return None
@@ -231,7 +222,10 @@ class GatewayCore:
         if response.status == 501:
             self._mode = "v0"
             return None
-        self._keyset = check_keyset_body(self.ok(response), self.trust)
+        with untrusted():
+            self._keyset = verify_keyset(
+                self.ok(response), self.trust.chain_id, self.trust.kms_public_key
+            )
         self._mode = "v1"
         return self._keyset
 

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tkms.client.errors import UntrustedResponse
-from tkms.client.nodes import check_partial_answer
-from tkms.client.recombine import NotEnoughPartials, open_partial, verify_keyset
+from tkms.client.errors import NotEnoughPartials, UntrustedResponse
+from tkms.client.recombine import open_partial
+from tkms.client.trust import GatewayTrust
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.shamir import combine_points
 from tkms.crypto.wallet import SignatureError
-from tkms.dkg.errors import DkgMessageError
-from tkms.dkg.keyset import KeysetResult, check_keyset_signatures, parse_keyset
+from tkms.dkg.keyset import VerifiedKeyset
+from tkms.protocol.delegation import DelegationAnswerError, check_partial_answer
 from tkms.protocol.handle import Handle, HandleError, SolidityType, parse_handle
-
-if TYPE_CHECKING:
-    from tkms.client.gateway_core import GatewayTrust
 
 MAX_PARTIALS = 255
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -90,26 +87,6 @@ def check_created(
     return Encrypted(handle.hex, to_hex(proof), kind)
 
 
-def check_keyset_body(body: object, trust: GatewayTrust) -> KeysetResult:
-    """§3.1 against the trusted ``Y``; without one, every listed node must have signed it."""
-    if trust.kms_public_key is not None:
-        return verify_keyset(body, trust.kms_public_key, chain_id=trust.chain_id)
-    try:
-        signed = parse_keyset(body)
-    except DkgMessageError as exc:
-        raise UntrustedResponse(f"malformed keyset: {exc}") from None
-    keyset = signed.keyset
-    missing = check_keyset_signatures(
-        keyset,
-        chain_id=trust.chain_id,
-        signatures=signed.signatures,
-        required=[n.index for n in keyset.nodes],
-    )
-    if signed.chain_id != trust.chain_id or missing or not keyset.is_consistent():
-        raise UntrustedResponse("keyset is not signed by every node, or inconsistent")
-    return keyset
-
-
 def _record(payload: Mapping[str, Any], handle: Handle, *, threshold: bool) -> ecies.EciesRecord:
     if not isinstance(payload.get("handle"), str) or payload["handle"].lower() != handle.hex:
         raise UntrustedResponse("the gateway answered for another handle")
@@ -144,7 +121,7 @@ def _signed_exclude(payload: Mapping[str, Any], exclude: Collection[int]) -> Non
 def open_threshold_round(
     payload: Mapping[str, Any],
     handle: Handle,
-    keyset: KeysetResult,
+    keyset: VerifiedKeyset,
     private_key: rsa.RSAPrivateKey,
     salt: bytes,
     trust: GatewayTrust,
@@ -185,13 +162,13 @@ def open_threshold_round(
                 salt=salt,
             )
             result.good[node.index] = open_partial(keyset, private_key, ephemeral, sealed)
-        except (ValueError, UntrustedResponse) as exc:
+        except (DelegationAnswerError, UntrustedResponse) as exc:
             result.failures[node.index] = str(exc)
     return result
 
 
 def decrypt_threshold(
-    keyset: KeysetResult, record: ecies.EciesRecord, good: Mapping[int, curve.Point]
+    keyset: VerifiedKeyset, record: ecies.EciesRecord, good: Mapping[int, curve.Point]
 ) -> bytes:
     """Combine ``t`` good partials (protocol.md §3.4) and open the record."""
     chosen = dict(sorted(good.items())[: keyset.threshold])

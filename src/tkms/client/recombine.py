@@ -1,82 +1,28 @@
-"""Client-side recombination (protocol.md §3.4): verify, open, combine, decrypt.
+"""Client-side recombination (protocol.md §3.4): open, check, combine, decrypt.
 
-Given the ``Y`` it trusts, a client checks the keyset (every ``Y_i`` on one
-degree ``t−1`` polynomial through ``Y``), opens each RSA-sealed partial,
-checks its DLEQ proof against ``Y_i`` and combines the first ``t`` valid ones
-by Lagrange interpolation in the exponent. With that, the result is right
+Given a keyset checked against the ``Y`` it trusts (a :class:`VerifiedKeyset`
+of :func:`tkms.dkg.keyset.verify_keyset`: every ``Y_i`` on one degree ``t−1``
+polynomial through ``Y``; these functions take nothing less), a client opens
+each RSA-sealed partial, checks its DLEQ proof against ``Y_i`` and combines
+the first ``t`` valid ones by Lagrange interpolation in the exponent. With that, the result is right
 even if the keyset and the partials came through untrusted hands.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
-from tkms.client.errors import TkmsError, UntrustedResponse
+from tkms.client.errors import NotEnoughPartials, UntrustedResponse
 from tkms.crypto import curve, dleq, ecies, rsa
 from tkms.crypto.shamir import combine_points
-from tkms.crypto.wallet import SignatureError, recover_address
-from tkms.dkg.errors import DkgMessageError
-from tkms.dkg.keyset import KeysetResult, parse_keyset
+from tkms.dkg.keyset import VerifiedKeyset
+from tkms.protocol.delegation import SealedPartial
 
 ENVELOPE_LENGTH = 33 + 32 + 32
 
 
-class NotEnoughPartials(TkmsError):
-    """Fewer than ``t`` valid partials; ``failures`` says which node failed and why."""
-
-    def __init__(self, threshold: int, valid: int, failures: Mapping[int, str]) -> None:
-        detail = "; ".join(f"node {i}: {why}" for i, why in sorted(failures.items()))
-        super().__init__(
-            f"need {threshold} valid partials, have {valid}" + (f" ({detail})" if detail else "")
-        )
-        self.threshold = threshold
-        self.valid = valid
-        self.failures = dict(failures)
-
-
-@dataclass(frozen=True)
-class SealedPartial:
-    """One node's answer as it reaches the client: index, epoch, RSA-sealed envelope."""
-
-    index: int
-    epoch: int
-    encrypted_partial: bytes
-
-
-def verify_keyset(
-    body: object, trusted_public_key: bytes, *, chain_id: int | None = None
-) -> KeysetResult:
-    """Parse a §3.1 keyset and check it against the trusted ``Y``.
-
-    Signatures present in the body must come from the signer each node lists;
-    the algebraic check is what makes the combination safe.
-    """
-    try:
-        signed = parse_keyset(body)
-    except DkgMessageError as exc:
-        raise UntrustedResponse(f"malformed keyset: {exc}") from None
-    keyset = signed.keyset
-    if chain_id is not None and signed.chain_id != chain_id:
-        raise UntrustedResponse(f"keyset is for chain {signed.chain_id}, not {chain_id}")
-    if keyset.public_key_bytes != trusted_public_key:
-        raise UntrustedResponse("keyset public key is not the trusted KMS public key")
-    if not keyset.is_consistent():
-        raise UntrustedResponse("keyset verification keys do not lie on one polynomial through Y")
-    digest = keyset.digest(signed.chain_id)
-    signers = {n.index: n.signer for n in keyset.nodes}
-    for index, signature in signed.signatures.items():
-        try:
-            ok = index in signers and recover_address(digest, signature) == signers[index]
-        except SignatureError:
-            ok = False
-        if not ok:
-            raise UntrustedResponse(f"keyset signature of node {index} does not verify")
-    return keyset
-
-
 def open_partial(
-    keyset: KeysetResult,
+    keyset: VerifiedKeyset,
     private_key: rsa.RSAPrivateKey,
     ephemeral: curve.Point,
     answer: SealedPartial,
@@ -103,7 +49,7 @@ def open_partial(
 
 
 def combine_partials(
-    keyset: KeysetResult,
+    keyset: VerifiedKeyset,
     private_key: rsa.RSAPrivateKey,
     ephemeral: curve.Point,
     answers: Iterable[SealedPartial],
@@ -127,7 +73,7 @@ def combine_partials(
 
 
 def decrypt_record(
-    keyset: KeysetResult,
+    keyset: VerifiedKeyset,
     private_key: rsa.RSAPrivateKey,
     record: ecies.EciesRecord,
     answers: Iterable[SealedPartial],

@@ -14,24 +14,25 @@ other: it makes a client with its own wallet.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import httpx
 
 from tkms.client.errors import InvalidInput, TransportError
-from tkms.client.gateway_core import Flow, GatewayCore, GatewayTrust, HttpRequest, HttpResponse
+from tkms.client.gateway_core import Flow, GatewayCore, HttpRequest, HttpResponse
 from tkms.client.gateway_open import Acl, Encrypted
+from tkms.client.trust import GatewayTrust
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import KeysetResult
+from tkms.devnet.manifest import DEFAULT_PATH, DevnetManifest, ManifestError
+from tkms.dkg.keyset import VerifiedKeyset
 from tkms.keyfiles import read_hex
 from tkms.protocol.handle import SolidityType
 from tkms.protocol.solidity import PlainInput, PlainValue
 
 T = TypeVar("T")
-DEFAULT_DEVNET = Path("devnet-state/devnet.json")
+DEFAULT_DEVNET = DEFAULT_PATH
 ROLES = ("viewer", "admin")
 
 
@@ -50,23 +51,29 @@ def devnet_settings(
     path: str | Path = DEFAULT_DEVNET, key_file: str | Path | None = None
 ) -> dict[str, Any]:
     """Constructor arguments from a devnet's ``devnet.json`` (and a user key file)."""
-    path = Path(path)
     try:
-        manifest = json.loads(path.read_text())
-        gateway = manifest["gateway"]
-        if key_file is None:
-            key_file = manifest["users"]["user"]["keyFile"]
-        wallet = Wallet(read_hex(Path(key_file)))
-        return {
-            "gateway_url": str(gateway["url"]),
-            "wallet": wallet,
-            "chain_id": int(manifest["chainId"]),
-            "gateway_signer": str(gateway["signer"]),
-            "verifying_contract": str(manifest["verifyingContract"]),
-            "kms_public_key": str(manifest["publicKey"]),
-        }
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"{path}: not a devnet with a gateway ({type(exc).__name__})") from None
+        manifest = DevnetManifest.load(path)
+    except ManifestError as exc:
+        raise InvalidInput(str(exc)) from None
+    if manifest.gateway_url is None or manifest.verifying_contract is None:
+        raise InvalidInput(f"{path}: the devnet has no gateway")
+    key_path = Path(key_file) if key_file is not None else manifest.user("user").key_file
+    try:
+        wallet = Wallet(read_hex(key_path))
+    except FileNotFoundError:
+        raise InvalidInput(f"key file {key_path}: no such file") from None
+    except OSError as exc:
+        raise InvalidInput(f"key file {key_path}: cannot read it: {exc.strerror}") from None
+    except ValueError:
+        raise InvalidInput(f"key file {key_path}: not a hex wallet key") from None
+    return {
+        "gateway_url": manifest.gateway_url,
+        "wallet": wallet,
+        "chain_id": manifest.chain_id,
+        "gateway_signer": str(manifest.gateway_signer),
+        "verifying_contract": manifest.verifying_contract,
+        "kms_public_key": manifest.public_key,
+    }
 
 
 class _Base:
@@ -203,7 +210,7 @@ class Client(_Base):
     def acl(self, handle: str | Encrypted) -> Acl:
         return self._run(self.core.acl_flow(handle))
 
-    def keyset(self) -> KeysetResult | None:
+    def keyset(self) -> VerifiedKeyset | None:
         """The committee's checked keyset (None when the gateway fronts a single node)."""
         return self._run(self.core.keyset_flow())
 
@@ -274,7 +281,7 @@ class AsyncClient(_Base):
     async def acl(self, handle: str | Encrypted) -> Acl:
         return await self._run(self.core.acl_flow(handle))
 
-    async def keyset(self) -> KeysetResult | None:
+    async def keyset(self) -> VerifiedKeyset | None:
         return await self._run(self.core.keyset_flow())
 
     async def aclose(self) -> None:

@@ -17,16 +17,45 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
-from tkms.gateway.storage import (
-    Grant,
-    GrantStore,
-    InvalidRecord,
-    RecordStore,
-    Role,
-    StoredRecord,
-)
+from tkms.gateway.records import InvalidRecord, RecordStore, StoredRecord, check_len
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    ADMIN = "admin"
+    PUBLIC = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One ACL entry. ``grantee`` is None exactly for the public role."""
+
+    handle: bytes
+    role: Role
+    grantee: bytes | None
+    granted_by: bytes
+    granted_at: int
+
+    def __post_init__(self) -> None:
+        check_len("handle", self.handle, 32)
+        check_len("granted_by", self.granted_by, 20)
+        if self.role is Role.PUBLIC:
+            if self.grantee is not None:
+                raise InvalidRecord("a public grant has no grantee")
+        elif self.grantee is None:
+            raise InvalidRecord(f"a {self.role} grant needs a grantee")
+        else:
+            check_len("grantee", self.grantee, 20)
+
+
+class GrantStore(Protocol):
+    def add_grant(self, grant: Grant) -> bool:
+        """Append a grant; False if the same (handle, role, grantee) already exists."""
+
+    def grants(self, handle: bytes) -> list[Grant]: ...
 
 
 class AccessControl(Protocol):

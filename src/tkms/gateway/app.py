@@ -21,12 +21,14 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.responses import Response
 
 from tkms.envconfig import ConfigError
+from tkms.gateway.assembly import build_gateway_service
 from tkms.gateway.config import GatewayConfig, load_gateway_config
 from tkms.gateway.health import StoreHealth
 from tkms.gateway.keysets import KeysetUnavailable
 from tkms.gateway.ratelimit import WriteRateLimit
+from tkms.gateway.records import StorageError
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes
-from tkms.gateway.storage import SqlRecordStore, StorageError, open_record_store
+from tkms.gateway.storage import SqlRecordStore, open_record_store
 from tkms.web import openapi
 from tkms.web.common import add_common_routes, require_json
 from tkms.web.errors import install_error_handlers
@@ -60,7 +62,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     errors = Counter(
         "tkms_gateway_errors_total", "Error answers by error code", ["code"], registry=registry
     )
-    service = GatewayService(config, store or open_store(config), registry=registry)
+    service = build_gateway_service(config, store or open_store(config), registry=registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

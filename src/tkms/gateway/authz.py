@@ -18,7 +18,7 @@ from typing import Any
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_address, parse_hex
 from tkms.crypto.wallet import SignatureError
-from tkms.gateway.storage import Role
+from tkms.gateway.acl import Role
 from tkms.protocol.handle import HandleError, parse_handle
 from tkms.web import jsonbody
 from tkms.web.errors import ApiError

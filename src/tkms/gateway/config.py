@@ -36,7 +36,7 @@ from pydantic import (
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.envconfig import ConfigError, check_address, check_directory, validate
-from tkms.web.limits import HttpLimits
+from tkms.web.server_config import ServerConfig
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -64,13 +64,10 @@ def _seconds(value: object) -> object:
     return value
 
 
-class ServerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    host: str = "127.0.0.1"
+class GatewayServerConfig(ServerConfig):
+    """The shared server settings, on nox's port 3000, plus CORS."""
+
     port: int = Field(3000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
-    access_log: bool = False
-    http: HttpLimits = HttpLimits()
     cors_allowed_headers: list[str] = Field(
         default_factory=lambda: ["content-type", "authorization"]
     )
@@ -164,7 +161,7 @@ class RateLimitConfig(BaseModel):
 class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service_name: str = "tkms-gateway"
-    server: ServerConfig = ServerConfig()
+    server: GatewayServerConfig = GatewayServerConfig()
     chain: ChainConfig = ChainConfig()
     kms: KmsConfig = KmsConfig()
     signer: SignerConfig
@@ -238,14 +235,25 @@ class GatewayConfig(BaseModel):
 
 def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Read and validate; raises ConfigError with one line naming the variable."""
-    config = validate(GatewayConfig, PREFIXES, environ)
+    config = validate(GatewayConfig, PREFIXES, environ, _missing_kms)
     if not config.threshold_mode and not config.single_node_mode:
         raise ConfigError(
             "TKMS_GATEWAY_NODES: configure the threshold committee, "
             "or NOX_HANDLE_GATEWAY_KMS__URL for a single node"
         )
     if config.single_node_mode:
-        for name in ("signer_address", "public_key"):
-            if getattr(config.kms, name) is None:
-                raise ConfigError(f"NOX_HANDLE_GATEWAY_KMS__{name.upper()}: required with KMS__URL")
+        names = [
+            f"NOX_HANDLE_GATEWAY_KMS__{name.upper()}"
+            for name in ("signer_address", "public_key")
+            if getattr(config.kms, name) is None
+        ]
+        if names:
+            raise ConfigError(f"missing {', '.join(names)} (required with KMS__URL)")
     return config
+
+
+def _missing_kms(tree: dict[str, Any]) -> list[str]:
+    """The KMS side, when other variables are missing too (all are named in one line)."""
+    if tree.get("nodes") or (tree.get("kms") or {}).get("url"):
+        return []
+    return ["TKMS_GATEWAY_NODES (or NOX_HANDLE_GATEWAY_KMS__URL for a single node)"]

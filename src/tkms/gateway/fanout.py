@@ -23,11 +23,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tkms.client.delegation import sign_delegate_request
-from tkms.client.nodes import check_partial_answer
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.dkg.keyset import VerifiedKeyset
+from tkms.gateway.node_failure import FailureKind, NodeFailure
 from tkms.gateway.nodehttp import NodeConnections, NodeHttpError
+from tkms.protocol.delegation import (
+    V1_PATH,
+    DelegateRequest,
+    DelegationAnswerError,
+    check_partial_answer,
+    delegate_request,
+)
 
 # A partial answer is ~0.8 kB (RSA-4096); anything much larger is not one.
 MAX_ANSWER_BYTES = 16 * 1024
@@ -45,7 +52,7 @@ class FanoutResult:
     """Good answers as the nodes signed them (strings untouched), and failures by node."""
 
     partials: list[dict[str, Any]] = field(default_factory=list)
-    failures: dict[int, str] = field(default_factory=dict)
+    failures: dict[int, NodeFailure] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -57,11 +64,17 @@ class NotEnoughAnswers(Exception):
 
 
 class _NodeFailed(Exception):
-    pass
+    def __init__(self, failure: NodeFailure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+def _failed(kind: FailureKind, detail: str) -> _NodeFailed:
+    return _NodeFailed(NodeFailure(kind, detail))
 
 
 Outcome = Callable[[int, str], None]
-"""(node index, outcome label) for metrics: ok, unreachable, timeout, refused, invalid."""
+"""(node index, outcome label) for metrics: ok, or a :class:`FailureKind`."""
 
 
 class Fanout:
@@ -110,19 +123,18 @@ class Fanout:
                 self.node_timeout,
             )
         except TimeoutError:
-            raise _NodeFailed("timeout: no answer in time") from None
+            raise _failed(FailureKind.TIMEOUT, "no answer in time") from None
         except NodeHttpError as exc:
-            kind = "invalid" if str(exc).startswith("invalid") else "unreachable"
-            raise _NodeFailed(f"{kind}: {str(exc).removeprefix('invalid: ')}") from None
+            raise _NodeFailed(exc.failure) from None
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            raise _NodeFailed(f"invalid: HTTP {status} without JSON") from None
+            raise _failed(FailureKind.INVALID, f"HTTP {status} without JSON") from None
         if status != 200:
             code = data.get("error") if isinstance(data, dict) else None
-            raise _NodeFailed(f"refused: HTTP {status} {str(code)[:40]}")
+            raise _failed(FailureKind.REFUSED, f"HTTP {status} {str(code)[:40]}")
         if not isinstance(data, dict):
-            raise _NodeFailed("invalid: answer is not a JSON object")
+            raise _failed(FailureKind.INVALID, "answer is not a JSON object")
         return data
 
     async def _one(
@@ -140,12 +152,12 @@ class Fanout:
                 sealed = check_partial_answer(
                     data, index=node.index, signer=node.signer, chain_id=self.chain_id, salt=salt
                 )
-            except ValueError as exc:
-                raise _NodeFailed(f"invalid: {exc}") from None
+            except DelegationAnswerError as exc:
+                raise _failed(FailureKind.INVALID, str(exc)) from None
             if sealed.epoch != epoch:
-                raise _NodeFailed(f"invalid: epoch {sealed.epoch}, keyset epoch {epoch}")
+                raise _NodeFailed(NodeFailure.stale_epoch(sealed.epoch, epoch))
         except _NodeFailed as exc:
-            self._on_outcome(node.index, str(exc).split(":", 1)[0])
+            self._on_outcome(node.index, exc.failure.kind)
             raise
         self._on_outcome(node.index, "ok")
         return {
@@ -160,23 +172,18 @@ class Fanout:
         target_pubkey: str,
         salt: bytes,
         *,
-        threshold: int,
-        epoch: int,
+        keyset: VerifiedKeyset,
         exclude: frozenset[int] = frozenset(),
     ) -> FanoutResult:
-        """Sealed partials from at least ``threshold`` nodes not in ``exclude``.
+        """Sealed partials from at least ``keyset.threshold`` nodes not in ``exclude``.
 
-        Raises :class:`NotEnoughAnswers` with the failures of the nodes it asked.
+        Each answer must be of ``keyset``'s epoch. Raises :class:`NotEnoughAnswers`
+        with the failures of the nodes it asked.
         """
         start = time.perf_counter()
-        signature = sign_delegate_request(
-            self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey
-        )
-        target = f"/v1/delegate?chain_id={self.chain_id}&salt={to_hex(salt)}"
-        headers = [("Authorization", f"Bearer {signature}"), ("Content-Type", "application/json")]
-        body = json.dumps(
-            {"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey}
-        ).encode()
+        threshold, epoch = keyset.threshold, keyset.epoch
+        request = delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)
+        target, headers, body = _http_parts(request, salt)
         tasks = {
             asyncio.ensure_future(self._one(node, target, headers, body, salt, epoch)): i
             for i, node in self.nodes.items()
@@ -198,7 +205,7 @@ class Fanout:
                     try:
                         result.partials.append(task.result())
                     except _NodeFailed as exc:
-                        result.failures[tasks[task]] = str(exc)
+                        result.failures[tasks[task]] = exc.failure
         finally:
             # Also when the requester went away (cancelled): nothing is left unowned.
             for task in pending:
@@ -206,7 +213,9 @@ class Fanout:
                 task.add_done_callback(self._settle)
         if len(result.partials) < threshold:
             for task in pending:
-                result.failures[tasks[task]] = "timeout: no answer before the deadline"
+                result.failures[tasks[task]] = NodeFailure(
+                    FailureKind.TIMEOUT, "no answer before the deadline"
+                )
         result.partials.sort(key=lambda p: int(p["index"]))
         result.seconds = time.perf_counter() - start
         if len(result.partials) < threshold:
@@ -217,3 +226,9 @@ class Fanout:
         self._background.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a late failure is not an unhandled error
+
+
+def _http_parts(request: DelegateRequest, salt: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+    """(target, headers, body) of the request for :class:`NodeConnections`."""
+    headers = [("Authorization", request.authorization), ("Content-Type", "application/json")]
+    return request.target(V1_PATH, salt), headers, json.dumps(request.body).encode()

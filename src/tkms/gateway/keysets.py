@@ -1,11 +1,11 @@
 """The committee's keyset, read from the nodes and checked before the gateway uses it.
 
-With a trusted ``Y`` configured the check is the client's (§3.1: every ``Y_i``
-on one polynomial through ``Y``, and every signature present valid). Without
-one, the gateway trusts nothing less than every node's signature of the same
-keyset. Either way the keyset must list each configured node with the signer
-the gateway checks its answers against, or the gateway and its clients would
-disagree about who is who.
+The check is the SDK's (:func:`tkms.dkg.keyset.verify_keyset`): with a trusted
+``Y`` configured, every ``Y_i`` on one polynomial through ``Y`` and every
+signature present valid; without one, nothing less than every node's
+signature of the same keyset. Then the keyset must list each configured node
+with the signer the gateway checks its answers against, or the gateway and
+its clients would disagree about who is who.
 
 The keyset is read lazily, retried until it succeeds, and read again when the
 nodes answer with another epoch (after a reshare).
@@ -20,10 +20,7 @@ from typing import Any
 
 import httpx
 
-from tkms.client.errors import UntrustedResponse
-from tkms.client.recombine import verify_keyset
-from tkms.dkg.errors import DkgMessageError
-from tkms.dkg.keyset import KeysetResult, check_keyset_signatures, parse_keyset
+from tkms.dkg.keyset import KeysetError, VerifiedKeyset, verify_keyset
 from tkms.gateway.fanout import NodeRef
 
 
@@ -34,43 +31,17 @@ class KeysetUnavailable(Exception):
 @dataclass(frozen=True)
 class LoadedKeyset:
     body: Mapping[str, Any]  # §3.1, as the nodes serve it
-    keyset: KeysetResult
+    keyset: VerifiedKeyset
 
 
-def check_keyset(
-    body: object, *, chain_id: int, trusted: bytes | None, nodes: Mapping[int, NodeRef]
-) -> KeysetResult:
-    """The checked keyset, or ValueError saying what is wrong with it."""
-    if trusted is not None:
-        try:
-            keyset = verify_keyset(body, trusted, chain_id=chain_id)
-        except UntrustedResponse as exc:
-            raise ValueError(str(exc)) from None
-    else:
-        try:
-            signed = parse_keyset(body)
-        except DkgMessageError as exc:
-            raise ValueError(f"malformed keyset: {exc}") from None
-        keyset = signed.keyset
-        if signed.chain_id != chain_id:
-            raise ValueError(f"keyset is for chain {signed.chain_id}, not {chain_id}")
-        missing = check_keyset_signatures(
-            keyset,
-            chain_id=chain_id,
-            signatures=signed.signatures,
-            required=[n.index for n in keyset.nodes],
-        )
-        if missing:
-            raise ValueError(f"keyset lacks valid signatures of nodes {list(missing)}")
-        if not keyset.is_consistent():
-            raise ValueError("keyset verification keys do not lie on one polynomial")
+def check_committee(keyset: VerifiedKeyset, nodes: Mapping[int, NodeRef]) -> None:
+    """The configured nodes are the keyset's, with their signers; else :class:`KeysetError`."""
     for index, node in nodes.items():
         listed = keyset.node(index)
         if listed is None or listed.signer != node.signer:
-            raise ValueError(f"keyset does not list node {index} with its configured signer")
+            raise KeysetError(f"keyset does not list node {index} with its configured signer")
     if len(nodes) < keyset.threshold:
-        raise ValueError(f"{len(nodes)} nodes configured, the keyset needs {keyset.threshold}")
-    return keyset
+        raise KeysetError(f"{len(nodes)} nodes configured, the keyset needs {keyset.threshold}")
 
 
 class KeysetSource:
@@ -144,9 +115,8 @@ class KeysetSource:
             code = body.get("error") if isinstance(body, dict) else None
             return node.index, f"HTTP {response.status_code} {str(code)[:40]}"
         try:
-            keyset = check_keyset(
-                body, chain_id=self.chain_id, trusted=self.trusted, nodes=self.nodes
-            )
-        except ValueError as exc:
+            keyset = verify_keyset(body, self.chain_id, self.trusted)
+            check_committee(keyset, self.nodes)
+        except KeysetError as exc:
             return node.index, str(exc)
         return LoadedKeyset(body, keyset)

@@ -17,11 +17,17 @@ from urllib.parse import urlsplit
 
 import h11
 
+from tkms.gateway.node_failure import FailureKind, NodeFailure
+
 READ_CHUNK = 65536
 
 
 class NodeHttpError(Exception):
-    """The exchange failed (connection, protocol, size); the message names how."""
+    """The exchange failed (connection, protocol, size); ``failure`` says how."""
+
+    def __init__(self, kind: FailureKind, detail: str) -> None:
+        super().__init__(detail)
+        self.failure = NodeFailure(kind, detail)
 
 
 @dataclass
@@ -53,7 +59,7 @@ class NodeConnections:
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl)
         except (OSError, ssl.SSLError) as exc:
-            raise NodeHttpError(f"connect: {type(exc).__name__}") from None
+            raise NodeHttpError(FailureKind.UNREACHABLE, f"connect: {type(exc).__name__}") from None
         return _Conn(reader, writer, h11.Connection(h11.CLIENT))
 
     async def post(
@@ -73,7 +79,9 @@ class NodeConnections:
             return await self._exchange(conn, target, headers, body, limit)
         except _Stale:
             conn.close()
-            raise NodeHttpError("connection closed or reset before an answer") from None
+            raise NodeHttpError(
+                FailureKind.UNREACHABLE, "connection closed or reset before an answer"
+            ) from None
 
     async def _exchange(
         self, conn: _Conn, target: str, headers: list[tuple[str, str]], body: bytes, limit: int
@@ -103,13 +111,15 @@ class NodeConnections:
         except _Stale:
             raise
         except h11.ProtocolError:
-            raise NodeHttpError("invalid: not HTTP/1.1") from None
+            raise NodeHttpError(FailureKind.INVALID, "not HTTP/1.1") from None
         except (OSError, ssl.SSLError) as exc:
             if conn.received == 0:
                 # A reset before any answer byte: on a reused connection the node had
                 # closed it (e.g. it restarted); the caller retries on a fresh one.
                 raise _Stale from None
-            raise NodeHttpError(f"connection: {type(exc).__name__}") from None
+            raise NodeHttpError(
+                FailureKind.UNREACHABLE, f"connection: {type(exc).__name__}"
+            ) from None
         finally:
             if reusable and len(self._idle) < self._max_idle:
                 self._idle.append(conn)
@@ -134,12 +144,12 @@ class NodeConnections:
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > limit:
-                    raise NodeHttpError("invalid: answer too large")
+                    raise NodeHttpError(FailureKind.INVALID, "answer too large")
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 return status, b"".join(chunks)
             elif isinstance(event, h11.ConnectionClosed):
-                raise NodeHttpError("connection closed mid-answer")
+                raise NodeHttpError(FailureKind.UNREACHABLE, "connection closed mid-answer")
             # InformationalResponse (1xx) and others: keep reading
 
     async def aclose(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 from prometheus_client import CollectorRegistry, Counter
 
 from tkms.crypto import curve, ecies, eip712, rsa
-from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
+from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.acl import (
     AccessControl,
@@ -31,16 +31,16 @@ from tkms.gateway.acl import (
     UnknownHandle,
 )
 from tkms.gateway.authz import DataAccess, check_acl_read, check_data_access, check_grant
-from tkms.gateway.config import GatewayConfig
 from tkms.gateway.exclude import check_enough_left, parse_exclude
-from tkms.gateway.fanout import Fanout, NodeRef, NotEnoughAnswers
+from tkms.gateway.fanout import Fanout, NotEnoughAnswers
 from tkms.gateway.keysets import KeysetSource, KeysetUnavailable, LoadedKeyset
+from tkms.gateway.records import RecordExists, StorageError, StoredRecord
 from tkms.gateway.single import SingleNode
-from tkms.gateway.storage import RecordExists, SqlRecordStore, StorageError, StoredRecord
+from tkms.gateway.storage import SqlRecordStore
 from tkms.gateway.wire import (
     body_address,
+    check_served_chain,
     parse_handle_param,
-    resolve_chain,
     signed,
 )
 from tkms.protocol.handle import HandleError, SolidityType, new_handle
@@ -80,30 +80,52 @@ def _not_configured(what: str) -> ApiError:
     return ApiError(501, "not_configured", what)
 
 
+@dataclass(frozen=True)
+class KmsSide:
+    """How the gateway reaches the KMS: a committee (fan-out and its keyset), one node, or both.
+
+    ``trusted`` is the configured ``Y``: records are encrypted to it, and the
+    committee's keyset is checked against it.
+    """
+
+    fanout: Fanout | None = None
+    keysets: KeysetSource | None = None
+    single: SingleNode | None = None
+    trusted: bytes | None = None
+
+
 class GatewayService:
+    """The request logic over collaborators it is given (``assembly.build_gateway_service``)."""
+
     def __init__(
         self,
-        config: GatewayConfig,
-        store: SqlRecordStore,
         *,
-        registry: CollectorRegistry | None = None,
+        wallet: Wallet,
+        chain_id: int,
+        contract: bytes,
+        store: SqlRecordStore,
+        access: AccessControl,
+        acl: EmbeddedAcl | None,
+        kms: KmsSide,
+        max_record_bytes: int,
+        registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
-        access: AccessControl | None = None,
     ) -> None:
-        self.config = config
-        self.wallet = Wallet(parse_hex(config.signer.wallet_key.get_secret_value(), length=32))
-        self.chain_id = config.chain.id
-        self.contract = parse_address(config.chain.nox_compute_contract)
+        self.wallet = wallet
+        self.chain_id = chain_id
+        self.contract = contract  # NoxCompute: the domain of handle proofs and user statements
         self.store = store
         self._clock = clock
-        # Reads depend only on the two questions an on-chain ACL answers too: an
-        # adapter passed as ``access`` replaces the embedded ACL, whose grant and
-        # listing endpoints then answer 501 (grants would be transactions).
-        self.acl: EmbeddedAcl | None = None
-        if access is None:
-            self.acl = access = EmbeddedAcl(store, clock=lambda: int(clock()))
-        self.access: AccessControl = access
-        registry = registry or CollectorRegistry()
+        # Reads depend only on the two questions an on-chain ACL answers too; with
+        # an adapter as ``access`` there is no embedded ``acl``, and its grant and
+        # listing endpoints answer 501 (grants would be transactions).
+        self.access = access
+        self.acl = acl
+        self.fanout = kms.fanout
+        self.keysets = kms.keysets
+        self.single = kms.single
+        self.trusted = kms.trusted
+        self.max_record_bytes = max_record_bytes
         self._created = Counter(
             "tkms_gateway_secrets_created_total", "Secrets stored", registry=registry
         )
@@ -111,38 +133,6 @@ class GatewayService:
             "tkms_gateway_decryptions_total", "Material served", ["version"], registry=registry
         )
         self._grants = Counter("tkms_gateway_grants_total", "Grants recorded", registry=registry)
-        node_outcomes = Counter(
-            "tkms_gateway_node_requests_total",
-            "Partial requests by node and outcome",
-            ["node", "outcome"],
-            registry=registry,
-        )
-        self.trusted = (
-            parse_hex(config.kms.public_key, length=33) if config.kms.public_key else None
-        )
-        nodes = {i: NodeRef(i, n.url, parse_address(n.signer)) for i, n in config.nodes.items()}
-        self.fanout: Fanout | None = None
-        self.keysets: KeysetSource | None = None
-        if nodes:
-            self.fanout = Fanout(
-                nodes,
-                self.wallet,
-                self.chain_id,
-                spare=config.spare,
-                deadline=config.deadline,
-                node_timeout=config.node_timeout,
-                on_outcome=lambda i, o: node_outcomes.labels(str(i), o).inc(),
-            )
-            self.keysets = KeysetSource(nodes, self.chain_id, self.trusted)
-        self.single: SingleNode | None = None
-        if config.kms.url is not None and config.kms.signer_address is not None:
-            self.single = SingleNode(
-                config.kms.url,
-                parse_address(config.kms.signer_address),
-                self.wallet,
-                self.chain_id,
-                timeout=config.deadline,
-            )
 
     def __repr__(self) -> str:
         return f"GatewayService(signer=0x{self.wallet.address.hex()}, chain={self.chain_id})"
@@ -186,7 +176,7 @@ class GatewayService:
     async def create_secret(
         self, chain_id_raw: str | None, salt_raw: str | None, body: bytes
     ) -> Answer:
-        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        chain_id = check_served_chain(chain_id_raw, self.chain_id)
         salt = parse_salt(salt_raw)
         data = parse_json_object(body)
         try:
@@ -197,11 +187,11 @@ class GatewayService:
             plaintext = parse_encoded_value(data.get("value"), kind)
         except ValueEncodingError as exc:
             raise ApiError(400, "invalid_value", str(exc)) from None
-        if len(plaintext) > self.config.max_record_bytes:
+        if len(plaintext) > self.max_record_bytes:
             raise ApiError(
                 413,
                 "payload_too_large",
-                f"value exceeds {self.config.max_record_bytes} bytes",
+                f"value exceeds {self.max_record_bytes} bytes",
             )
         owner = body_address(data, "owner")
         app = body_address(data, "applicationContract")
@@ -264,7 +254,7 @@ class GatewayService:
         authorization: str | None,
     ) -> tuple[int, bytes, StoredRecord, DataAccess]:
         """What both reads start with: chain, salt, then who asks and may they."""
-        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        chain_id = check_served_chain(chain_id_raw, self.chain_id)
         salt = parse_salt(salt_raw)
         record, access = await self._db(self._authorize_read, handle_raw, chain_id, authorization)
         return chain_id, salt, record, access
@@ -307,7 +297,7 @@ class GatewayService:
     ) -> Answer:
         """Threshold material; ``exclude_raw``: the ``exclude`` query values (docs/gateway.md)."""
         # The syntax of exclude is checked first, as chain and salt are.
-        exclude = parse_exclude(exclude_raw, self.config.nodes)
+        exclude = parse_exclude(exclude_raw, self.fanout.nodes if self.fanout else ())
         chain_id, salt, record, access = await self._read(
             handle_raw, chain_id_raw, salt_raw, authorization
         )
@@ -320,14 +310,14 @@ class GatewayService:
                 to_hex(record.ephemeral_pubkey),
                 access.encryption_pubkey,
                 salt,
-                threshold=keyset.threshold,
-                epoch=keyset.epoch,
+                keyset=keyset,
                 exclude=exclude,
             )
         except NotEnoughAnswers as exc:
-            failures = exc.result.failures
+            failures = {i: str(why) for i, why in exc.result.failures.items()}
             log.warning("not enough partials: %s", sorted(failures.items()))
-            if self.keysets is not None and any("epoch" in why for why in failures.values()):
+            stale = any(f.other_epoch is not None for f in exc.result.failures.values())
+            if self.keysets is not None and stale:
                 self.keysets.invalidate()  # a reshare: the next request reads the new keyset
             raise NotEnoughNodes(exc.threshold, len(exc.result.partials), failures) from None
         self._served.labels("v1").inc()
@@ -348,7 +338,7 @@ class GatewayService:
         return Answer(body, {"kms": result.seconds})
 
     async def keyset_body(self, chain_id_raw: str | None) -> Answer:
-        resolve_chain(chain_id_raw, self.chain_id)
+        check_served_chain(chain_id_raw, self.chain_id)
         return Answer(dict((await self.keyset()).body))
 
     # --- ACL -------------------------------------------------------------------------
@@ -387,7 +377,7 @@ class GatewayService:
         return request.handle, listing
 
     async def grant(self, chain_id_raw: str | None, salt_raw: str | None, body: bytes) -> Answer:
-        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        chain_id = check_served_chain(chain_id_raw, self.chain_id)
         salt = parse_salt(salt_raw)
         handle, listing = await self._db(self._grant, body, chain_id)
         payload = self._acl_payload(handle, listing)
@@ -405,7 +395,7 @@ class GatewayService:
         Order: chain, salt, handle (400), the signed statement (401), record (404),
         owner or admin (403): a viewer or a stranger learns nothing of the others.
         """
-        chain_id = resolve_chain(chain_id_raw, self.chain_id)
+        chain_id = check_served_chain(chain_id_raw, self.chain_id)
         salt = parse_salt(salt_raw)
         handle = parse_handle_param(handle_raw, chain_id)
         acl = self._embedded()

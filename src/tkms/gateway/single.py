@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import httpx
 
-from tkms.client.delegation import sign_delegate_request
-from tkms.crypto import eip712
-from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.crypto.wallet import SignatureError, Wallet
+from tkms.crypto.wallet import Wallet
+from tkms.protocol.delegation import (
+    V0_PATH,
+    DelegationAnswerError,
+    check_shared_secret_answer,
+    delegate_request,
+)
 from tkms.web.errors import ApiError
 
 
@@ -40,15 +43,13 @@ class SingleNode:
         """The sealed ``x(S)`` (hex as the node signed it), or a 503 saying what went wrong."""
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.timeout)
-        signature = sign_delegate_request(
-            self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey
-        )
+        request = delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)
         try:
             response = await self._http.post(
-                self.url + "/v0/delegate",
-                params={"chain_id": str(self.chain_id), "salt": to_hex(salt)},
-                headers={"Authorization": f"Bearer {signature}"},
-                json={"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey},
+                self.url + V0_PATH,
+                params=request.query(salt),
+                headers={"Authorization": request.authorization},
+                json=request.body,
             )
             data = response.json()
         except httpx.TimeoutException:
@@ -58,19 +59,10 @@ class SingleNode:
         if response.status_code != 200 or not isinstance(data, dict):
             code = data.get("error") if isinstance(data, dict) else None
             raise _unavailable(f"refused: HTTP {response.status_code} {str(code)[:40]}")
-        sealed = data.get("encryptedSharedSecret")
         try:
-            if not isinstance(sealed, str):
-                raise EncodingError("encryptedSharedSecret is not a string")
-            parse_hex(sealed, name="encryptedSharedSecret")
-            signer = eip712.recover(
-                eip712.delegate_domain(self.chain_id, salt),
-                eip712.DELEGATE_RESPONSE_PROOF,
-                {"encryptedSharedSecret": sealed},
-                parse_hex(data.get("proof"), name="proof", length=65),
-            )
-        except (EncodingError, SignatureError, eip712.Eip712Error):
+            checked = check_shared_secret_answer(data, chain_id=self.chain_id, salt=salt)
+        except DelegationAnswerError:
             raise _unavailable("answered without a valid response proof") from None
-        if signer != self.signer:
+        if checked.signer != self.signer:
             raise _unavailable("answer is not signed by the configured node signer")
-        return sealed
+        return checked.encrypted_shared_secret

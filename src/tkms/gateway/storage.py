@@ -9,6 +9,9 @@ an audit trail that cannot be rewritten (there is no revoke yet).
 ``/health``: a write statement that inserts nothing, rolled back (it needs the
 write lock of SQLite, or a writable PostgreSQL session), and the outcome of the
 last real write (a full disk or an I/O error only shows there).
+
+The record, the errors and the store protocol are ``records``'s; a grant and
+its role are the ACL's (``acl``): this module only maps them to SQL.
 """
 
 from __future__ import annotations
@@ -21,120 +24,26 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import psycopg
 import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from tkms.protocol.handle import HandleError, SolidityType, parse_handle
+from tkms.gateway.acl import Grant, Role
+from tkms.gateway.records import (
+    IntegrityRefused,
+    InvalidRecord,
+    RecordExists,
+    StorageError,
+    StoredRecord,
+    StoreUnwritable,
+)
+from tkms.protocol.handle import HandleError, SolidityType
 
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
-
-
-class StorageError(Exception):
-    """The database failed or refused an operation."""
-
-
-class StoreUnwritable(StorageError):
-    """The database answers but refuses writes (read-only file, session or server)."""
-
-
-class RecordExists(StorageError):
-    """A record with this handle is already stored (HTTP 409)."""
-
-
-class InvalidRecord(StorageError, ValueError):
-    """A record or grant is malformed; nothing was written."""
-
-
-class IntegrityRefused(StorageError):
-    """The database refused the data by a constraint (a grant of an unknown handle)."""
-
-
-def _check_len(name: str, value: bytes, length: int) -> None:
-    if not isinstance(value, bytes) or len(value) != length:
-        raise InvalidRecord(f"{name} must be {length} bytes")
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class StoredRecord:
-    handle: bytes
-    chain_id: int
-    solidity_type: SolidityType
-    owner: bytes
-    application: bytes
-    created_at: int
-    ciphertext: bytes
-    ephemeral_pubkey: bytes
-    iv: bytes
-
-    def __post_init__(self) -> None:
-        for name, length in (("handle", 32), ("owner", 20), ("application", 20), ("iv", 12)):
-            _check_len(name, getattr(self, name), length)
-        _check_len("ephemeral_pubkey", self.ephemeral_pubkey, 33)
-        if not isinstance(self.ciphertext, bytes):
-            raise InvalidRecord("ciphertext must be bytes")
-        if self.created_at < 0 or self.created_at >= 2**63:
-            raise InvalidRecord("created_at must be a non-negative 64-bit unix time")
-        try:
-            parsed = parse_handle(self.handle, chain_id=self.chain_id)
-        except HandleError as exc:
-            raise InvalidRecord(f"handle: {exc}") from None
-        # The handle announces the type to every reader; it must not lie.
-        if parsed.solidity_type != self.solidity_type:
-            raise InvalidRecord("solidity_type does not match the handle's type code")
-
-    def __repr__(self) -> str:
-        return f"StoredRecord(handle=0x{self.handle.hex()}, type={self.solidity_type})"
-
-
-class Role(StrEnum):
-    VIEWER = "viewer"
-    ADMIN = "admin"
-    PUBLIC = "public"
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One ACL entry. ``grantee`` is None exactly for the public role."""
-
-    handle: bytes
-    role: Role
-    grantee: bytes | None
-    granted_by: bytes
-    granted_at: int
-
-    def __post_init__(self) -> None:
-        _check_len("handle", self.handle, 32)
-        _check_len("granted_by", self.granted_by, 20)
-        if self.role is Role.PUBLIC:
-            if self.grantee is not None:
-                raise InvalidRecord("a public grant has no grantee")
-        elif self.grantee is None:
-            raise InvalidRecord(f"a {self.role} grant needs a grantee")
-        else:
-            _check_len("grantee", self.grantee, 20)
-
-
-class RecordStore(Protocol):
-    def put(self, record: StoredRecord) -> None:
-        """Store a new record; raise RecordExists if its handle is already stored."""
-
-    def get(self, handle: bytes) -> StoredRecord | None: ...
-
-    def close(self) -> None: ...
-
-
-class GrantStore(Protocol):
-    def add_grant(self, grant: Grant) -> bool:
-        """Append a grant; False if the same (handle, role, grantee) already exists."""
-
-    def grants(self, handle: bytes) -> list[Grant]: ...
 
 
 _INSERT_RECORD = """

@@ -19,7 +19,7 @@ from tkms.web.errors import ApiError
 from tkms.web.params import parse_chain_id
 
 
-def resolve_chain(raw: str | None, chain_id: int) -> int:
+def check_served_chain(raw: str | None, chain_id: int) -> int:
     """The gateway serves one chain: ``chain_id`` may be omitted, never another one."""
     if raw is None:
         return chain_id

@@ -41,7 +41,7 @@ from tkms.crypto import curve
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.envconfig import ConfigError
 from tkms.node.config import ZERO_ADDRESS, ChainConfig, NodeConfig, chain_variable
-from tkms.node.delegation import ChainKey, Delegator, resolve_chain
+from tkms.node.delegation import ChainKey, Delegator, chain_of_request
 from tkms.node.partial import PartialDelegator
 from tkms.web.common import json_response
 from tkms.web.errors import ApiError
@@ -349,7 +349,7 @@ class NodeChains:
 
     async def require_v1(self, chain_id_raw: str | None) -> None:
         """Before a v1 partial: the chain's keyset is its contract's kmsPublicKey()."""
-        chain_id = resolve_chain(chain_id_raw, self.partials.gateways)
+        chain_id = chain_of_request(chain_id_raw, self.partials.gateways)
         watch = self.watches.get(chain_id)
         held = self.partials.holdings.get(chain_id)
         if watch is None or held is None:

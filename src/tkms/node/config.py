@@ -28,7 +28,7 @@ from tkms.envconfig import (
     check_private_key,
     validate,
 )
-from tkms.web.limits import HttpLimits
+from tkms.web.server_config import ServerConfig
 
 PREFIXES = ("NOX_KMS_", "TKMS_NODE_")
 ZERO_ADDRESS = bytes(20)
@@ -65,15 +65,6 @@ def dkg_round_bytes(members: int) -> int:
     """
     deal = 300 + 72 * members + 225 * (members - 1)
     return members * deal * 5 // 4 + 16 * 1024
-
-
-class ServerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    host: str = "127.0.0.1"
-    port: int = Field(9000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
-    access_log: bool = False
-    http: HttpLimits = HttpLimits()
 
 
 class ChainConfig(BaseModel):
@@ -175,5 +166,13 @@ def load_node_config(environ: Mapping[str, str] | None = None) -> NodeConfig:
         raise ConfigError(
             "TKMS_NODE_SERVER__WORKERS: a node that takes part in key generation "
             "(TKMS_NODE_DKG_ADMIN_ADDRESS set) runs one worker"
+        )
+    if not config.chains:
+        # nox-kms does not start without a chain; a node with none would refuse every request.
+        raise ConfigError(
+            "NOX_KMS_CHAINS__<chain id>__GATEWAY_ADDRESS: no chain is configured "
+            "(a node serves at least one: its GATEWAY_ADDRESS, or RPC_URL and "
+            "NOX_COMPUTE_CONTRACT_ADDRESS, and ECC_KEY unless it "
+            "takes part in key generation)"
         )
     return config

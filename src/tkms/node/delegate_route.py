@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.responses import Response
 
-from tkms.node.delegation import resolve_chain
+from tkms.node.delegation import chain_of_request
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
 
@@ -57,7 +57,7 @@ def add_delegate_route(
             await request.body(),
         )
         # Label by the resolved id: the raw value is the caller's to vary.
-        delegations.labels(str(resolve_chain(query.get("chain_id"), chains)), version).inc()
+        delegations.labels(str(chain_of_request(query.get("chain_id"), chains)), version).inc()
         return json_response(answer)
 
     endpoint.__name__ = f"delegate_{version}"

@@ -36,7 +36,7 @@ class ChainKey:
         return f"ChainKey(gateway=0x{self.gateway.hex()})"
 
 
-def resolve_chain(raw: str | None, chains: Mapping[int, Any]) -> int:
+def chain_of_request(raw: str | None, chains: Mapping[int, Any]) -> int:
     """The request's chain: given and configured, or the only one configured."""
     if raw is None:
         if len(chains) == 1:
@@ -131,7 +131,7 @@ class Delegator:
         authorization: str | None,
         body: bytes,
     ) -> dict[str, str]:
-        chain_id = resolve_chain(chain_id_raw, self.chains)
+        chain_id = chain_of_request(chain_id_raw, self.chains)
         salt = parse_salt(salt_raw)
         signature = parse_bearer(authorization)
         request = parse_delegate_body(body)

@@ -15,12 +15,12 @@ from tkms.crypto import dleq, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.node.delegation import (
+    chain_of_request,
     check_authorization,
     parse_bearer,
     parse_delegate_body,
     parse_ephemeral,
     parse_target,
-    resolve_chain,
 )
 from tkms.web.errors import ApiError
 from tkms.web.params import parse_salt
@@ -56,7 +56,7 @@ class PartialDelegator:
         return held
 
     def keyset(self, chain_id_raw: str | None) -> Mapping[str, Any]:
-        return self.holding(resolve_chain(chain_id_raw, self.gateways)).keyset
+        return self.holding(chain_of_request(chain_id_raw, self.gateways)).keyset
 
     def delegate_v1(
         self,
@@ -65,7 +65,7 @@ class PartialDelegator:
         authorization: str | None,
         body: bytes,
     ) -> dict[str, Any]:
-        chain_id = resolve_chain(chain_id_raw, self.gateways)
+        chain_id = chain_of_request(chain_id_raw, self.gateways)
         held = self.holding(chain_id)
         salt = parse_salt(salt_raw)
         signature = parse_bearer(authorization)

@@ -10,54 +10,53 @@ README tell its story.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from tkms.crypto.wallet import address_hex
+from tkms.devnet.keys import KeyDir
+from tkms.devnet.manifest import DEFAULT_STATE_DIR, FILE_NAME, DevnetManifest, ManifestUser
 from tkms.keyfiles import private_dir
-
-if TYPE_CHECKING:
-    from tkms.devnet import KeyDir
 
 USERS = ("user", "bob")
 
 
-def gateway_manifest(keys: KeyDir, url: str) -> dict[str, Any]:
-    """What devnet.json says about the gateway, the stand-in contract and the users."""
-    return {
-        "gateway": {"url": url, "signer": address_hex(keys.wallet("gateway-wallet").address)},
-        "verifyingContract": address_hex(keys.wallet("nox-compute").address),
-        "users": {
-            name: {
-                "address": address_hex(keys.wallet(name).address),
-                "keyFile": str(keys.file(name)),
-            }
+def with_gateway(manifest: DevnetManifest, keys: KeyDir, url: str) -> DevnetManifest:
+    """The manifest with the gateway, the stand-in contract and the users."""
+    return dataclasses.replace(
+        manifest,
+        gateway_url=url,
+        gateway_signer=address_hex(keys.wallet("gateway-wallet").address),
+        verifying_contract=address_hex(keys.wallet("nox-compute").address),
+        users={
+            name: ManifestUser(address_hex(keys.wallet(name).address), keys.file(name))
             for name in USERS
         },
-    }
+    )
 
 
 def gateway_env(
-    keys: KeyDir, state_dir: Path, port: int, manifest: dict[str, Any]
+    keys: KeyDir, state_dir: Path, port: int, manifest: DevnetManifest
 ) -> dict[str, str]:
-    nodes = [{k: n[k] for k in ("index", "url", "signer")} for n in manifest["nodes"]]
+    nodes = [{"index": n.index, "url": n.url, "signer": n.signer} for n in manifest.nodes]
     if len(nodes) == 1:
         # One nox-compatible node holding the whole key: the gateway's v0 mode.
         kms = {
-            "TKMS_GATEWAY_KMS__URL": nodes[0]["url"],
-            "TKMS_GATEWAY_KMS__SIGNER_ADDRESS": nodes[0]["signer"],
+            "TKMS_GATEWAY_KMS__URL": manifest.nodes[0].url,
+            "TKMS_GATEWAY_KMS__SIGNER_ADDRESS": manifest.nodes[0].signer,
         }
     else:
         kms = {"TKMS_GATEWAY_NODES": json.dumps(nodes)}
+    assert manifest.verifying_contract is not None
     return {
         **kms,
         "TKMS_GATEWAY_SIGNER__WALLET_KEY_FILE": str(keys.file("gateway-wallet")),
-        "TKMS_GATEWAY_CHAIN__ID": str(manifest["chainId"]),
-        "TKMS_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": manifest["verifyingContract"],
-        "TKMS_GATEWAY_KMS__PUBLIC_KEY": manifest["publicKey"],
+        "TKMS_GATEWAY_CHAIN__ID": str(manifest.chain_id),
+        "TKMS_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": manifest.verifying_contract,
+        "TKMS_GATEWAY_KMS__PUBLIC_KEY": manifest.public_key,
         "TKMS_GATEWAY_STATE_DIR": str(private_gateway_dir(state_dir).resolve()),
         "TKMS_GATEWAY_SERVER__HOST": "127.0.0.1",
         "TKMS_GATEWAY_SERVER__PORT": str(port),
@@ -74,21 +73,30 @@ def private_gateway_dir(state_dir: Path) -> Path:
     return path
 
 
-def print_gateway(state_dir: Path, manifest: dict[str, Any], console: Console) -> None:
+def print_gateway(state_dir: Path, manifest: DevnetManifest, console: Console) -> None:
     """The gateway and the dev users, for the header of the devnet's output."""
-    gateway = manifest["gateway"]
     console.print(
-        f"  gateway         {gateway['url']}  signer {gateway['signer']}", highlight=False
+        f"  gateway         {manifest.gateway_url}  signer {manifest.gateway_signer}",
+        highlight=False,
     )
-    for name, user in manifest["users"].items():
+    for name, user in manifest.users.items():
         label = "user (default)" if name == "user" else f"user {name}"
         key_file = state_dir / "keys" / f"{name}.key"
-        console.print(f"  {label:<15} {user['address']}  key {key_file}", highlight=False)
+        console.print(f"  {label:<15} {user.address}  key {key_file}", highlight=False)
+
+
+def devnet_flag(state_dir: Path) -> str:
+    """`` --devnet …`` for a command run beside a devnet in another state directory."""
+    return "" if state_dir == DEFAULT_STATE_DIR else f" --devnet {state_dir / FILE_NAME}"
+
+
+def state_flag(state_dir: Path) -> str:
+    return "" if state_dir == DEFAULT_STATE_DIR else f" --state-dir {state_dir}"
 
 
 def print_story(state_dir: Path, console: Console) -> None:
     """Three lines to paste: encrypt as the dev user, grant bob, decrypt as bob."""
-    flag = "" if state_dir == Path("devnet-state") else f" --devnet {state_dir}/devnet.json"
+    flag = devnet_flag(state_dir)
     console.print("\nThe user's story (in another shell, from this directory):", highlight=False)
     console.print(f"  H=$(.venv/bin/tkms encrypt{flag} --type uint256 1000)", highlight=False)
     console.print(f"  .venv/bin/tkms grant{flag} $H bob", highlight=False)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from tkms.client.delegation import sign_delegate_request
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import address_hex
-from tkms.devnet_gateway import print_gateway
+from tkms.devnet.gateway import print_gateway
+from tkms.devnet.keys import KeyDir
+from tkms.devnet.manifest import DevnetManifest, ManifestNode
 from tkms.keyfiles import read_hex, write_private
-
-if TYPE_CHECKING:
-    from tkms.devnet import KeyDir
+from tkms.protocol.delegation import sign_delegate_request
 
 
 def single_node_env(keys: KeyDir, port: int, chain_id: int) -> dict[str, str]:
@@ -47,44 +45,42 @@ def write_example(state_dir: Path, keys: KeyDir, kms_key: int, chain_id: int) ->
     return {"ephemeral": ephemeral, "signature": signature, "expected": to_hex(expected)}
 
 
-def single_manifest(keys: KeyDir, url: str, chain_id: int) -> dict[str, Any]:
+def single_manifest(keys: KeyDir, url: str, chain_id: int) -> DevnetManifest:
     kms_key = int.from_bytes(read_hex(keys.file("kms")), "big")
-    return {
-        "chainId": chain_id,
-        "threshold": 1,
-        "publicKey": to_hex(curve.encode_point(curve.base_mul(kms_key))),
-        "gatewayKeyFile": str(keys.file("gateway-wallet")),
-        "nodes": [
-            {"index": 1, "url": url, "signer": address_hex(keys.wallet("node1-wallet").address)}
-        ],
-    }
+    signer = address_hex(keys.wallet("node1-wallet").address)
+    return DevnetManifest(
+        chain_id=chain_id,
+        threshold=1,
+        public_key=to_hex(curve.encode_point(curve.base_mul(kms_key))),
+        gateway_key_file=keys.file("gateway-wallet"),
+        nodes=(ManifestNode(1, url, signer),),
+    )
 
 
 def print_single_node(
-    state_dir: Path, keys: KeyDir, manifest: dict[str, Any], console: Console
+    state_dir: Path, keys: KeyDir, manifest: DevnetManifest, console: Console
 ) -> None:
     kms_key = int.from_bytes(read_hex(keys.file("kms")), "big")
-    chain_id = manifest["chainId"]
-    node = manifest["nodes"][0]
-    url = node["url"]
+    chain_id = manifest.chain_id
+    node = manifest.nodes[0]
     example = write_example(state_dir, keys, kms_key, chain_id)
     gw_file = keys.file("gateway-wallet")
     console.print(f"[bold green]tkms devnet up[/] (state in {state_dir}/): one nox-compatible node")
-    console.print(f"  node URL          {url}")
-    console.print(f"  node signer       {node['signer']}")
-    console.print(f"  KMS public key    {manifest['publicKey']}")
+    console.print(f"  node URL          {node.url}")
+    console.print(f"  node signer       {node.signer}")
+    console.print(f"  KMS public key    {manifest.public_key}")
     console.print(f"  gateway key (dev) {gw_file}")
-    if "gateway" in manifest:
+    if manifest.gateway_url is not None:
         print_gateway(state_dir, manifest, console)
     console.print("\nTry it (in another shell, from this directory):", highlight=False)
     console.print(
-        f"  .venv/bin/tkms delegate --node {url} --chain-id {chain_id} "
+        f"  .venv/bin/tkms delegate --node {node.url} --chain-id {chain_id} "
         f"--gateway-key-file {gw_file} --ephemeral-pubkey {example['ephemeral']}",
         highlight=False,
     )
     console.print(f"  → shared secret x:  {example['expected']}", highlight=False)
     console.print(
-        f"\n  curl -sS -X POST '{url}/v0/delegate?chain_id={chain_id}&salt=0x{'00' * 32}' "
+        f"\n  curl -sS -X POST '{node.url}/v0/delegate?chain_id={chain_id}&salt=0x{'00' * 32}' "
         "-H 'Content-Type: application/json' "
         f"-H 'Authorization: Bearer {example['signature']}' "
         f"--data @{state_dir}/example-request.json",

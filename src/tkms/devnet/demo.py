@@ -3,39 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
+from tkms.client.errors import TransportError, untrusted
 from tkms.client.nodes import fetch_partials
-from tkms.client.recombine import combine_partials, verify_keyset
+from tkms.client.recombine import combine_partials
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.devnet.manifest import DevnetManifest
+from tkms.dkg.keyset import verify_keyset
 from tkms.keyfiles import read_hex
 
 
 def threshold_delegate(
     devnet_file: Path, private: rsa.RSAPrivateKey, ephemeral_pubkey: str | None
 ) -> Iterator[str]:
-    manifest = json.loads(devnet_file.read_text())
-    chain_id = int(manifest["chainId"])
-    trusted = parse_hex(manifest["publicKey"], length=33)
-    gateway = Wallet(read_hex(Path(manifest["gatewayKeyFile"])))
-    nodes = {
-        int(n["index"]): (str(n["url"]), parse_hex(n["signer"], length=20))
-        for n in manifest["nodes"]
-    }
+    manifest = DevnetManifest.load(devnet_file)
+    chain_id = manifest.chain_id
+    trusted = parse_hex(manifest.public_key, length=33)
+    gateway = Wallet(read_hex(manifest.gateway_key_file))
+    nodes = {n.index: (n.url, parse_hex(n.signer, length=20)) for n in manifest.nodes}
     first_url = nodes[min(nodes)][0]
-    keyset_body = httpx.get(f"{first_url}/v1/keyset", params={"chain_id": str(chain_id)}).json()
-    keyset = verify_keyset(keyset_body, trusted, chain_id=chain_id)
+    try:
+        response = httpx.get(f"{first_url}/v1/keyset", params={"chain_id": str(chain_id)})
+    except httpx.HTTPError as exc:
+        raise TransportError(
+            f"cannot reach node {min(nodes)} at {first_url} ({type(exc).__name__}): "
+            "is the devnet running? (`make devnet`)"
+        ) from None
+    with untrusted():
+        keyset = verify_keyset(response.json(), chain_id, trusted)
     record = None
     if ephemeral_pubkey is None:
         record = ecies.encrypt(curve.parse_point(trusted), b"hello from the tkms devnet")
         ephemeral_pubkey = to_hex(record.ephemeral_pubkey)
-        yield f"encrypted a demo record to {manifest['publicKey']}"
+        yield f"encrypted a demo record to {manifest.public_key}"
     ephemeral = curve.parse_point(parse_hex(ephemeral_pubkey, name="ephemeralPubKey", length=33))
     answers = asyncio.run(
         fetch_partials(

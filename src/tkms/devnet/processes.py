@@ -1,0 +1,151 @@
+"""tkms services as processes on loopback: start, wait until healthy, stop, free ports.
+
+The one helper of the devnet, the tests and the benchmarks. A service's
+output goes to its log file; when it dies before it is healthy the error
+carries the last lines of that log, so the reason is on the screen.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import httpx
+
+TAIL_LINES = 12
+
+
+class ServiceFailed(RuntimeError):
+    """A service exited or never became healthy; the message ends with its last log lines."""
+
+
+def free_port() -> int:
+    """A port nobody listens on now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_free(port: int) -> bool:
+    """Nobody listens on ``127.0.0.1:port`` (a port in TIME_WAIT counts as free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def busy_port(ports: Iterable[int]) -> int | None:
+    """The first of ``ports`` that is taken, or None."""
+    return next((port for port in ports if not port_free(port)), None)
+
+
+def free_port_block(count: int) -> int:
+    """A base port such that base .. base+count are all free now (the devnet's layout)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count <= 65535 and busy_port(range(base, base + count + 1)) is None:
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def log_tail(log: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(f"  | {line}" for line in text.splitlines()[-lines:])
+
+
+class Service:
+    """A running service process: its URL, its ``Popen`` and its log file."""
+
+    def __init__(
+        self, url: str, process: subprocess.Popen[bytes], log: Path, name: str | None = None
+    ) -> None:
+        self.url = url
+        self.process = process
+        self.log = log
+        self.name = name or url
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def failure(self, what: str) -> ServiceFailed:
+        tail = log_tail(self.log)
+        where = f"; last lines of {self.log}:\n{tail}" if tail else f"; its log is {self.log}"
+        return ServiceFailed(f"{self.name} {what}{where}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def clean_environ() -> dict[str, str]:
+    """The environment without any NOX_/TKMS_ variable: a service sees only what we give."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("NOX_", "TKMS_"))}
+
+
+def start(
+    args: list[str],
+    env: Mapping[str, str],
+    log: Path,
+    port: int,
+    *,
+    clean_env: bool = True,
+    append: bool = False,
+    name: str | None = None,
+) -> Service:
+    """``python -m tkms <args>`` listening on ``port``, its output in ``log``."""
+    full_env = {**(clean_environ() if clean_env else os.environ), **env}
+    with log.open("ab" if append else "wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tkms", *args],
+            env=full_env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    return Service(f"http://127.0.0.1:{port}", process, log, name)
+
+
+def wait_service_healthy(service: Service, timeout: float = 30.0) -> None:
+    """Until ``GET /health`` is 200; ServiceFailed if it exits first or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            code = service.process.returncode
+            raise service.failure(f"exited with code {code} before it was healthy")
+        try:
+            if httpx.get(service.url + "/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise service.failure(f"was not healthy within {timeout:.0f} s")
+
+
+def stop_all(services: Iterable[Service], timeout: float = 10.0) -> None:
+    """SIGTERM to every service at once, then wait for each (SIGKILL a straggler)."""
+    services = list(services)
+    for service in services:
+        if service.alive():
+            service.process.terminate()
+    for service in services:
+        service.stop(timeout=timeout)
