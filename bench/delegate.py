@@ -58,7 +58,7 @@ from tkms.crypto import eip712, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.node.app import create_app
 from tkms.node.config import load_node_config
-from tkms.node.delegation import ChainKey, Delegator
+from tkms.node.delegation_v0 import ChainKey, Delegator
 
 FLOOR_TARGET = 1.3  # in-process cost ≤ 1.3 × floor
 RPS_TARGET = 1500  # delegations/s with 2 workers on a 2-core machine

@@ -143,7 +143,7 @@ def partial_rows() -> list[Row]:
     domain = eip712.delegate_domain(CHAIN_ID, SALT)
 
     def path() -> object:
-        # The node's hot path as tkms.node.partial runs it, from K on the wire.
+        # The node's hot path as tkms.node.delegation_v1 runs it, from K on the wire.
         K = curve.parse_point(k_enc)
         s_enc, proof = prover.partial(K)
         sealed = to_hex(rsa.encrypt(target, s_enc + proof))

@@ -1,4 +1,4 @@
-"""The node's HTTP surface (FastAPI): thin wrappers around :mod:`tkms.node.delegation`."""
+"""The node's HTTP surface (FastAPI): thin wrappers around the v0 and v1 delegators."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from tkms.crypto.wallet import Wallet
 from tkms.node.chain import NodeChains, check_chains_at_start
 from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegate_route import add_delegate_route
-from tkms.node.delegation import ChainKey, Delegator
-from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes, build_threshold_runtime
+from tkms.node.delegation_v0 import ChainKey, Delegator
+from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes
+from tkms.node.runtime import build_threshold_runtime
 from tkms.web.common import add_common_routes
 from tkms.web.errors import ApiError, install_error_handlers
 from tkms.web.middleware import BodyLimit, Metrics

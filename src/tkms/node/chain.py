@@ -41,8 +41,9 @@ from tkms.crypto import curve
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.envconfig import ConfigError
 from tkms.node.config import ZERO_ADDRESS, ChainConfig, NodeConfig, chain_variable
-from tkms.node.delegation import ChainKey, Delegator, chain_of_request
-from tkms.node.partial import PartialDelegator
+from tkms.node.delegation_v0 import ChainKey, Delegator
+from tkms.node.delegation_v1 import PartialDelegator
+from tkms.node.request_checks import chain_of_request
 from tkms.web.common import json_response
 from tkms.web.errors import ApiError
 

@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.responses import Response
 
-from tkms.node.delegation import chain_of_request
+from tkms.node.request_checks import chain_of_request
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
 

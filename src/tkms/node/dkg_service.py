@@ -36,8 +36,8 @@ from tkms.dkg import (
     Phase,
     parse_message,
 )
+from tkms.node.delegation_v1 import PartialDelegator, ShareHolding
 from tkms.node.keystore import ChainShare, NodeSecrets, SealedKeystore
-from tkms.node.partial import PartialDelegator, ShareHolding
 from tkms.web.errors import ApiError
 
 log = logging.getLogger("tkms.node.dkg")

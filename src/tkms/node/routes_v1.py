@@ -2,62 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
 from starlette.responses import Response
 
-from tkms.crypto.encoding import parse_address, parse_hex
-from tkms.crypto.wallet import Wallet
-from tkms.envconfig import ConfigError
-from tkms.node.config import NodeConfig
 from tkms.node.delegate_route import Ready, add_delegate_route
-from tkms.node.dkg_service import DkgService, holding_from
-from tkms.node.keystore import KeystoreError, SealedKeystore
-from tkms.node.partial import PartialDelegator
+from tkms.node.dkg_service import DkgService
+from tkms.node.runtime import ThresholdRuntime
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json
 
 DKG_PREFIX = "/v1/dkg/"
-
-
-@dataclass
-class ThresholdRuntime:
-    partials: PartialDelegator
-    dkg: DkgService | None
-
-
-def build_threshold_runtime(config: NodeConfig, wallet: Wallet) -> ThresholdRuntime:
-    gateways = {
-        chain_id: chain.gateway()
-        for chain_id, chain in config.chains.items()
-        if chain.gateway_address is not None
-    }
-    partials = PartialDelegator(wallet, gateways)
-    if config.state_dir is None:
-        return ThresholdRuntime(partials, None)
-    if config.sealing_key is None:
-        raise ConfigError("TKMS_NODE_SEALING_KEY: required with TKMS_NODE_STATE_DIR")
-    try:
-        keystore = SealedKeystore(
-            config.state_dir,
-            parse_hex(config.sealing_key.get_secret_value(), length=32),
-            wallet.address,
-        )
-        secrets = keystore.load_or_create()
-    except (ValueError, KeystoreError) as exc:
-        raise ConfigError(f"TKMS_NODE_SEALING_KEY: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"TKMS_NODE_STATE_DIR: {exc.filename}: {exc.strerror}") from None
-    for chain_id, share in secrets.chains.items():
-        if chain_id in gateways:
-            partials.holdings[chain_id] = holding_from(share)
-    admin = parse_address(config.dkg_admin_address) if config.dkg_admin_address else None
-    return ThresholdRuntime(partials, DkgService(wallet, keystore, secrets, partials, admin))
 
 
 async def _json_body(request: Request) -> Any:

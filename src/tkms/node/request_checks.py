@@ -1,10 +1,8 @@
-"""The v0 delegation of nox-kms, as a function of the request's raw parts.
+"""The checks every delegate route runs on a request, v0 and v1 alike, in nox-kms's order.
 
-``Delegator.delegate_v0`` is the node's whole code path minus HTTP: the
-route hands it the query values, the Authorization header and the body bytes,
-and it runs the checks in the order nox-compat.md fixes:
-chain → salt → Authorization present and well-formed → EIP-712 signer →
-ephemeral point → RSA target key. The benchmark calls it directly.
+chain → salt (the caller's) → Authorization present and well-formed → JSON
+body → EIP-712 signer of ``DelegateAuthorization`` over the raw strings →
+ephemeral point → RSA target key. Each refusal is an ``ApiError``.
 """
 
 from __future__ import annotations
@@ -15,25 +13,13 @@ from functools import lru_cache
 from typing import Any
 
 from tkms.crypto import curve, eip712, rsa
-from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.crypto.wallet import SignatureError, Wallet, recover_address
+from tkms.crypto.encoding import EncodingError, parse_hex
+from tkms.crypto.wallet import SignatureError, recover_address
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json_object
-from tkms.web.params import parse_chain_id, parse_salt
+from tkms.web.params import parse_chain_id
 
 _AUTH_STATEMENT = eip712.DELEGATE_AUTHORIZATION
-_PROOF_STATEMENT = eip712.DELEGATE_RESPONSE_PROOF
-
-
-@dataclass(frozen=True, slots=True)
-class ChainKey:
-    """One chain's KMS key and the gateway allowed to ask for delegations."""
-
-    secret: bytes
-    gateway: bytes
-
-    def __repr__(self) -> str:
-        return f"ChainKey(gateway=0x{self.gateway.hex()})"
 
 
 def chain_of_request(raw: str | None, chains: Mapping[int, Any]) -> int:
@@ -112,39 +98,3 @@ def parse_target(text: str) -> rsa.RSAPublicKey:
         return rsa.load_public_key(parse_hex(text, name="targetPubKey"))
     except (EncodingError, rsa.RsaKeyError) as exc:
         raise ApiError(400, "invalid_target_pubkey", f"targetPubKey: {exc}") from None
-
-
-class Delegator:
-    """Answers v0 delegations with the whole per-chain key (single-node mode)."""
-
-    def __init__(self, wallet: Wallet, chains: Mapping[int, ChainKey]) -> None:
-        self.wallet = wallet
-        self.chains = dict(chains)
-
-    def __repr__(self) -> str:
-        return f"Delegator(signer=0x{self.wallet.address.hex()}, chains={sorted(self.chains)})"
-
-    def delegate_v0(
-        self,
-        chain_id_raw: str | None,
-        salt_raw: str | None,
-        authorization: str | None,
-        body: bytes,
-    ) -> dict[str, str]:
-        chain_id = chain_of_request(chain_id_raw, self.chains)
-        salt = parse_salt(salt_raw)
-        signature = parse_bearer(authorization)
-        request = parse_delegate_body(body)
-        key = self.chains[chain_id]
-        check_authorization(chain_id, request, signature, key.gateway)
-        ephemeral = parse_ephemeral(request.ephemeral_pubkey)
-        target = parse_target(request.target_pubkey)
-        shared_x = curve.mul_secret_x(ephemeral, int.from_bytes(key.secret, "big"))
-        sealed = to_hex(rsa.encrypt(target, shared_x))
-        proof = eip712.sign(
-            self.wallet,
-            eip712.delegate_domain(chain_id, salt),
-            _PROOF_STATEMENT,
-            {"encryptedSharedSecret": sealed},
-        )
-        return {"encryptedSharedSecret": sealed, "proof": to_hex(proof)}

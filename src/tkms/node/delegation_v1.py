@@ -14,7 +14,7 @@ from typing import Any
 from tkms.crypto import dleq, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.node.delegation import (
+from tkms.node.request_checks import (
     chain_of_request,
     check_authorization,
     parse_bearer,
