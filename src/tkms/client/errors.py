@@ -11,9 +11,9 @@
     │   └── Unavailable       5xx
     ├── UntrustedResponse     a signature, proof or keyset does not check out
     ├── NotEnoughPartials     fewer than t good partials, naming each failed node
-    └── InvalidInput          (also a ValueError) a bad argument; nothing was sent
+    ├── InvalidInput          (also a ValueError) a bad argument; nothing was sent
+    └── CeremonyError         the DKG relay (``tkms dkg``) could not complete a ceremony
 
-The DKG relay's ``CeremonyError`` lives with the relay (``tkms.client.relay``).
 The protocol's own checks (``tkms.protocol``, ``tkms.dkg.keyset``) raise
 ``ProtocolError``; :func:`untrusted` is where the SDK turns it into
 ``UntrustedResponse``, so no protocol error leaves the SDK.
@@ -115,3 +115,7 @@ def service_error(status: int, code: str, message: str) -> ServiceError:
 
 class InvalidInput(TkmsError, ValueError):
     """A value, type, handle or address given to the SDK is not acceptable (nothing was sent)."""
+
+
+class CeremonyError(TkmsError):
+    """The ceremony could not complete; the message says which nodes and why."""

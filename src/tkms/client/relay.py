@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from tkms.client.errors import TkmsError
+from tkms.client.errors import CeremonyError
 from tkms.crypto import eip712
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
@@ -32,10 +32,6 @@ Interceptor = Callable[[int, int, list[dict[str, Any]]], list[dict[str, Any]]]
 """(round, recipient index, messages) → the messages that recipient gets."""
 Progress = Callable[[str, int, int], None]
 """(round name, nodes answered, nodes asked)."""
-
-
-class CeremonyError(TkmsError):
-    """The ceremony could not complete; the message says which nodes and why."""
 
 
 @dataclass(frozen=True)
