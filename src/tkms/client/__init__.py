@@ -15,6 +15,7 @@ from tkms.client.errors import (
     UntrustedResponse,
 )
 from tkms.client.gateway_open import Acl, Encrypted
+from tkms.client.onchain import TransactionReverted
 from tkms.client.sdk import AsyncClient, Client
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "NotFound",
     "ServiceError",
     "TkmsError",
+    "TransactionReverted",
     "TransportError",
     "Unauthorized",
     "Unavailable",
