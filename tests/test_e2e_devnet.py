@@ -89,6 +89,24 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
         assert stranger.stdout.strip() == "for bob only"
         assert "403 access_denied" in stranger.stderr and "Traceback" not in stranger.stderr
 
+        # The README's Python story, as printed.
+        readme = (Path(__file__).parent.parent / "README.md").read_text()
+        python = next(
+            block.split("\n", 1)[1]
+            for block in readme.split("```")
+            if block.startswith("python") and "Client.from_devnet() as alice" in block
+        )
+        sdk = subprocess.run(
+            [sys.executable, "-c", python],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert sdk.returncode == 0, sdk.stderr
+        assert "is not a viewer of this handle" in sdk.stdout
+        assert sdk.stdout.strip().endswith("-> 1000")
+
         negative = _sh(f"H=$({TKMS} encrypt --type int8 -5)\n{TKMS} decrypt $H", tmp_path)
         assert negative.returncode == 0, negative.stderr
         assert negative.stdout.strip().splitlines()[-1] == "-5"

@@ -11,6 +11,7 @@
     │   └── Unavailable       5xx
     ├── UntrustedResponse     a signature, proof or keyset does not check out
     ├── NotEnoughPartials     fewer than t good partials, naming each failed node
+    ├── TransactionReverted   a *_on_chain transaction was refused (tkms.client.onchain)
     └── InvalidInput          (also a ValueError) a bad argument; nothing was sent
 
 The DKG relay's ``CeremonyError`` lives with the relay (``tkms.client.relay``).
