@@ -11,6 +11,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from tkms.chain.contract import DemoApp, NoxCompute
+from tkms.chain.rpc import RpcClient
+from tkms.crypto.encoding import parse_hex, to_hex
+from tkms.crypto.wallet import address_hex
 from tkms.devnet.manifest import DevnetManifest
 from tkms.devnet.processes import Service, free_port, free_port_block, start
 from tkms.devnet.processes import wait_service_healthy as wait_healthy
@@ -89,3 +93,24 @@ def check_devnet_secrets(state: Path) -> None:
         text = path.read_bytes().hex() + path.read_bytes().decode(errors="replace").lower()
         for name, secret in secrets.items():
             assert secret.lower() not in text, f"{path} holds the secret of keys/{name}"
+
+
+def devnet_chain(state: Path) -> tuple[DevnetManifest, NoxCompute]:
+    """The devnet's manifest and its NoxCompute, read through the manifest's rpcUrl."""
+    manifest = DevnetManifest.load(state / "devnet.json")
+    assert manifest.rpc_url is not None and manifest.nox_compute is not None
+    rpc = RpcClient(manifest.rpc_url)
+    return manifest, NoxCompute(rpc, parse_hex(manifest.nox_compute, length=20))
+
+
+def check_devnet_chain(state: Path) -> None:
+    """The devnet's chain: gateway() is the devnet gateway's signer, kmsPublicKey() its Y,
+    and the demo app is deployed against this NoxCompute."""
+    manifest, nox = devnet_chain(state)
+    assert manifest.verifying_contract == manifest.nox_compute
+    assert address_hex(nox.gateway()) == manifest.gateway_signer
+    assert to_hex(nox.kms_public_key()) == manifest.public_key
+    assert nox.rpc.chain_id() == manifest.chain_id
+    assert manifest.app is not None
+    app = DemoApp(nox.rpc, parse_hex(manifest.app, length=20))
+    assert app.nox() == nox.address

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.procs import check_devnet_secrets, free_port, start_devnet, wait_printed
+from tests.procs import (
+    check_devnet_chain,
+    check_devnet_secrets,
+    devnet_chain,
+    free_port,
+    start_devnet,
+    wait_printed,
+)
+from tkms.crypto.encoding import parse_hex
 
 
 def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
@@ -28,6 +36,9 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
         assert manifest["nodes"][0]["url"] == f"http://127.0.0.1:{port + 1}"
         assert manifest["gateway"]["url"] == f"http://127.0.0.1:{port}"
         check_devnet_secrets(state)
+        # A v0 node checks its key against kmsPublicKey() at start: it is on chain.
+        assert manifest["rpcUrl"] == f"http://127.0.0.1:{port + 2}"
+        check_devnet_chain(state)
 
         cli_line = next(line for line in text.splitlines() if "tkms delegate" in line).strip()
         expected = re.search(r"shared secret x:\s+(0x[0-9a-f]{64})", text)
@@ -57,14 +68,18 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
         )
         script = script.replace(".venv/bin/tkms", str(Path(sys.executable).parent / "tkms"))
         result = subprocess.run(
-            ["bash", "-c", "set -e\n" + script],
+            ["bash", "-c", "set -e\n" + script + '\necho "handle $H"'],
             capture_output=True,
             text=True,
             timeout=120,
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip().endswith("1000")
+        assert result.stdout.strip().splitlines()[-2] == "1000"
+        handle = parse_hex(result.stdout.split("handle ")[-1].strip(), length=32)
+        bob = parse_hex(manifest["users"]["bob"]["address"], length=20)
+        _, nox = devnet_chain(state)
+        assert nox.is_viewer(handle, bob)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -86,6 +101,10 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
         second = json.loads((state / "devnet.json").read_text())
         assert second["publicKey"] == first["publicKey"]
         assert second["nodes"][0]["signer"] == first["nodes"][0]["signer"]
+        # ... and its chain (anvil's --state): the same contracts, the grant still there.
+        assert (second["noxCompute"], second["app"]) == (first["noxCompute"], first["app"])
+        check_devnet_chain(state)
+        assert devnet_chain(state)[1].is_viewer(handle, bob)
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -3,6 +3,8 @@ and the install step that `make devnet` and `make test` share is safe to run twi
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import free_port, free_port_block
+from tkms.devnet.manifest import DevnetManifest, ManifestNode
 from tkms.devnet.processes import ServiceFailed, start, wait_service_healthy
 
 TKMS = str(Path(sys.executable).parent / "tkms")
@@ -57,6 +60,51 @@ def test_a_devnet_whose_node_cannot_start_shows_that_nodes_log(tmp_path: Path) -
     assert "node 2 exited with code 2 before it was healthy" in first
     assert f"last lines of {state / 'logs' / 'node2.log'}" in first
     assert any(line.startswith("  | ") and "TKMS_NODE_" in line for line in tail), tail
+
+
+def test_a_busy_chain_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    base = free_port_block(2)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", base + 2))  # anvil's port of a one-node devnet
+        busy.listen()
+        result = subprocess.run(
+            [TKMS, "devnet", "--nodes", "1", "--state-dir", "st", "--base-port", str(base)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert f"port {base + 2} is already in use" in line and "the chain" in line
+    assert not (tmp_path / "st" / "chain").exists()
+
+
+def test_the_manifest_keeps_the_chain_and_reads_one_without_it(tmp_path: Path) -> None:
+    manifest = DevnetManifest(
+        chain_id=421614,
+        threshold=1,
+        public_key="0x02" + "11" * 32,
+        gateway_key_file=tmp_path / "gw.key",
+        nodes=(ManifestNode(1, "http://127.0.0.1:9101", "0x" + "22" * 20),),
+        gateway_url="http://127.0.0.1:9100",
+        gateway_signer="0x" + "33" * 20,
+        verifying_contract="0x" + "44" * 20,
+        rpc_url="http://127.0.0.1:9102",
+        nox_compute="0x" + "44" * 20,
+        app="0x" + "55" * 20,
+    )
+    data = manifest.to_json()
+    assert (data["rpcUrl"], data["noxCompute"], data["app"]) == (
+        "http://127.0.0.1:9102",
+        "0x" + "44" * 20,
+        "0x" + "55" * 20,
+    )
+    assert DevnetManifest.from_json(json.loads(json.dumps(data))) == manifest
+    for name in ("rpcUrl", "noxCompute", "app"):
+        del data[name]
+    older = DevnetManifest.from_json(data)
+    assert older.rpc_url is None and older.nox_compute is None and older.app is None
 
 
 FAKE_PYTHON = """#!/usr/bin/env bash

@@ -24,7 +24,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from tests.procs import check_devnet_secrets, free_port_block, start_devnet, wait_printed
+from tests.procs import (
+    check_devnet_chain,
+    check_devnet_secrets,
+    free_port_block,
+    start_devnet,
+    wait_printed,
+)
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 G = PublicKey.from_secret((1).to_bytes(32, "big"))
@@ -157,6 +163,11 @@ def _all_down(manifest: dict[str, Any]) -> bool:
     return True
 
 
+def check_devnet_chain_written(state: Path) -> None:
+    """anvil wrote its state as the devnet stopped it."""
+    assert (state / "chain" / "state.json").stat().st_size > 0
+
+
 def test_five_node_devnet_serves_an_independent_client_and_restarts_with_its_keys(
     tmp_path: Path,
 ) -> None:
@@ -169,6 +180,7 @@ def test_five_node_devnet_serves_an_independent_client_and_restarts_with_its_key
         manifest = json.loads((state / "devnet.json").read_text())
         assert set(manifest) >= {"chainId", "threshold", "publicKey", "gatewayKeyFile", "nodes"}
         check_devnet_secrets(state)
+        check_devnet_chain(state)  # kmsPublicKey() is the ceremony's Y
         assert manifest["threshold"] == 3 and len(manifest["nodes"]) == 5
         assert independent_decrypt(manifest) == b"protocol.md is enough"
         shown = re.search(r"tkms delegate --devnet \S+", text)
@@ -177,13 +189,19 @@ def test_five_node_devnet_serves_an_independent_client_and_restarts_with_its_key
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     assert _all_down(manifest), "a node outlived the devnet"
+    check_devnet_chain_written(state)
 
+    # Without its chain's saved state, the devnet deploys again (the same addresses: the
+    # admin key's first transactions) and sets the held Y before the nodes start.
+    (state / "chain" / "state.json").unlink()
     process = start_devnet(state, base, tmp_path / "run2.log")
     try:
         text = wait_printed(tmp_path / "run2.log", process)
         assert "reusing the key shares" in text and "sign keyset" not in text
         again = json.loads((state / "devnet.json").read_text())
         assert again["publicKey"] == manifest["publicKey"]
+        assert (again["noxCompute"], again["app"]) == (manifest["noxCompute"], manifest["app"])
+        check_devnet_chain(state)
         assert independent_decrypt(again) == b"protocol.md is enough"
     finally:
         process.terminate()

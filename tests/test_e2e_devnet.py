@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.procs import free_port_block, wait_printed
+from tests.procs import check_devnet_chain, devnet_chain, free_port_block, wait_printed
+from tkms.crypto.encoding import parse_hex
 
 TKMS = str(Path(sys.executable).parent / "tkms")
 
@@ -44,6 +45,14 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
         assert re.fullmatch(r"0x[0-9a-f]{40}", gateway["signer"])
         assert re.fullmatch(r"0x[0-9a-f]{40}", manifest["verifyingContract"])
         assert set(manifest["users"]) == {"user", "bob"}
+        # On a chain: anvil on base + 6, NoxCompute's gateway() and kmsPublicKey() are the
+        # devnet's, and the Nox SDK's three settings are printed.
+        assert manifest["rpcUrl"] == f"http://127.0.0.1:{base + 6}"
+        check_devnet_chain(tmp_path / "devnet-state")
+        nox_sdk = text[text.index("The Nox SDK on this chain") :]
+        assert f"gatewayUrl            {gateway['url']}" in nox_sdk
+        assert f"smartContractAddress  {manifest['noxCompute']}" in nox_sdk
+        assert manifest["rpcUrl"] in nox_sdk
 
         story = text[text.index("The user's story") :].splitlines()[1:4]
         assert [line.split()[0] for line in story] == [
@@ -52,10 +61,21 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
             ".venv/bin/tkms",
         ]
         script = "\n".join(line.strip().replace(".venv/bin/tkms", TKMS) for line in story)
-        result = _sh(script, tmp_path)
+        result = _sh(script + '\necho "handle $H"', tmp_path)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip().splitlines()[-1] == "1000"
+        assert result.stdout.strip().splitlines()[-2] == "1000"
         assert f"viewer to {manifest['users']['bob']['address']}" in result.stdout
+        # ... and on chain: encrypt registered the handle through the demo app (its owner
+        # is an admin), grant sent addViewer.
+        assert "registered on chain (tx 0x" in result.stderr
+        handle = parse_hex(result.stdout.split("handle ")[-1].strip(), length=32)
+        _, nox = devnet_chain(tmp_path / "devnet-state")
+        user, bob = (parse_hex(manifest["users"][n]["address"], length=20) for n in ("user", "bob"))
+        assert nox.is_allowed(handle, user) and nox.is_viewer(handle, bob)
+        assert not nox.is_allowed(handle, bob) and not nox.is_publicly_decryptable(handle)
+        public = _sh(f"{TKMS} grant 0x{handle.hex()} public", tmp_path)
+        assert public.returncode == 0, public.stderr
+        assert "on chain (tx 0x" in public.stdout and nox.is_publicly_decryptable(handle)
 
         stranger = _sh(
             f"{TKMS} keygen --kind wallet --out devnet-state/stranger.key >/dev/null\n"
@@ -68,6 +88,24 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
         assert stranger.returncode == 1
         assert stranger.stdout.strip() == "for bob only"
         assert "403 access_denied" in stranger.stderr and "Traceback" not in stranger.stderr
+
+        # The README's Python story, as printed.
+        readme = (Path(__file__).parent.parent / "README.md").read_text()
+        python = next(
+            block.split("\n", 1)[1]
+            for block in readme.split("```")
+            if block.startswith("python") and "Client.from_devnet() as alice" in block
+        )
+        sdk = subprocess.run(
+            [sys.executable, "-c", python],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert sdk.returncode == 0, sdk.stderr
+        assert "is not a viewer of this handle" in sdk.stdout
+        assert sdk.stdout.strip().endswith("-> 1000")
 
         negative = _sh(f"H=$({TKMS} encrypt --type int8 -5)\n{TKMS} decrypt $H", tmp_path)
         assert negative.returncode == 0, negative.stderr

@@ -132,8 +132,27 @@ def test_inputs_are_checked_before_anything_is_sent() -> None:
             client.grant("0x" + "00" * 32, "0x12")
         with pytest.raises(TransportError):
             client.encrypt(1, "uint8")
+        # No chain given: the *_on_chain calls send nothing.
+        assert not client.on_chain
+        with pytest.raises(InvalidInput, match="no chain"):
+            client.grant_on_chain("0x" + "00" * 32, "0x" + "11" * 20)
+        with pytest.raises(InvalidInput, match="no chain"):
+            client.make_public_on_chain("0x" + "00" * 32)
     with pytest.raises(InvalidInput):
         Client(dead, Wallet.generate(), chain_id=1, gateway_signer="0x12", verifying_contract="")
+    # A chain nobody serves is a TransportError, never a refusal.
+    with Client(
+        dead,
+        Wallet.generate(),
+        chain_id=CHAIN_ID,
+        gateway_signer=bytes(20),
+        verifying_contract=NOX_COMPUTE,
+        rpc_url=dead,
+        nox_compute=NOX_COMPUTE,
+    ) as client:
+        assert client.on_chain
+        with pytest.raises(TransportError, match="cannot reach the chain"):
+            client.grant_on_chain("0x" + "00" * 32, "0x" + "11" * 20)
 
 
 def test_answers_not_signed_by_the_trusted_gateway_are_refused(

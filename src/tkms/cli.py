@@ -306,7 +306,11 @@ def encrypt(
     key_file: KeyFileOption = None,
     application: Annotated[str | None, typer.Option(help="application contract")] = None,
 ) -> None:
-    """Encrypt a value through the gateway; prints the new handle (your wallet owns it)."""
+    """Encrypt a value through the gateway; prints the new handle (your wallet owns it).
+
+    On a devnet with a chain it then registers the handle through the demo app (one
+    transaction from your wallet, waited for), so that you are its admin on chain;
+    with --application (another app) it does not: that app registers its handles."""
     from tkms.client import TkmsError
 
     with _sdk(devnet_file, key_file) as client:
@@ -314,9 +318,12 @@ def encrypt(
             created = client.encrypt(
                 _parsed(value, solidity_type), solidity_type, application=application
             )
+            console.print(f"{solidity_type} stored, owner {client.address}", highlight=False)
+            if client.on_chain and application is None:
+                tx = client.register_on_chain(created)
+                console.print(f"registered on chain (tx {tx})", highlight=False)
         except TkmsError as exc:
             fail(str(exc), exit_code(exc))
-        console.print(f"{solidity_type} stored, owner {client.address}", highlight=False)
         typer.echo(created.handle)
 
 
@@ -330,7 +337,11 @@ def grant(
     devnet_file: DevnetOption = DEVNET_FILE,
     key_file: KeyFileOption = None,
 ) -> None:
-    """Let an account read a handle (you must own it or be one of its admins)."""
+    """Let an account read a handle (you must own it or be one of its admins).
+
+    The gateway's grant, then on a devnet with a chain the same on chain from your
+    wallet: addViewer (allow for --role admin, allowPublicDecryption for 'public'),
+    waiting for the receipt."""
     from tkms.client import TkmsError
 
     with _sdk(devnet_file, key_file) as client:
@@ -338,8 +349,10 @@ def grant(
             who = account if account == "public" else resolve_account(account, devnet_file)
             if account == "public":
                 acl = client.make_public(handle)
+                tx = client.make_public_on_chain(handle) if client.on_chain else None
             else:
                 acl = client.grant(handle, who, role)
+                tx = client.grant_on_chain(handle, who, role) if client.on_chain else None
         except (TkmsError, ValueError) as exc:
             fail(str(exc), exit_code(exc))
     typer.echo(f"granted {'public read' if account == 'public' else f'{role} to {who}'}")
@@ -349,6 +362,8 @@ def grant(
             typer.echo(f"  {name:<7} {', '.join(members)}")
     if acl.public:
         typer.echo("  public  yes: anyone may decrypt")
+    if tx is not None:
+        typer.echo(f"  on chain (tx {tx})")
 
 
 @app.command()

@@ -63,6 +63,7 @@ class Anvil:
     private_keys: tuple[bytes, ...]
     workdir: Path
     _log: IO[bytes] = field(repr=False)
+    _own_workdir: bool = field(default=True, repr=False)
 
     @classmethod
     def start(
@@ -76,22 +77,33 @@ class Anvil:
         binary: Path | None = None,
         startup_timeout: float = 20.0,
         extra_args: tuple[str, ...] = (),
+        port: int = 0,
+        workdir: Path | None = None,
+        state: Path | None = None,
     ) -> Anvil:
+        """``port`` 0 is the kernel's pick. ``workdir`` (kept; a fresh temporary one that
+        ``stop()`` removes by default) holds ``anvil.log`` and the config. ``state``: anvil's
+        ``--state`` file, loaded at start when it exists and written when anvil exits."""
         binary = binary or find_anvil()
-        workdir = Path(tempfile.mkdtemp(prefix="tkms-anvil-"))
+        own_workdir = workdir is None
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="tkms-anvil-"))
+        else:
+            workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "config.json"
         log_path = workdir / "anvil.log"
         log = log_path.open("wb")
         args = [
             str(binary),
             "--host", host,
-            "--port", "0",
+            "--port", str(port),
             "--chain-id", str(chain_id),
             "--hardfork", hardfork,
             "--accounts", str(accounts),
             "--balance", str(balance_eth),
             "--mnemonic", DEV_MNEMONIC,
             "--config-out", str(config),
+            *(("--state", str(state)) if state is not None else ()),
             *extra_args,
         ]  # fmt: skip
         process = subprocess.Popen(
@@ -108,9 +120,10 @@ class Anvil:
         except BaseException:
             _terminate(process)
             log.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            if own_workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return cls(process, url, chain_id, keys, workdir, log)
+        return cls(process, url, chain_id, keys, workdir, log, own_workdir)
 
     def rpc(self, **kw: Any) -> RpcClient:
         return RpcClient(self.url, **kw)
@@ -118,10 +131,14 @@ class Anvil:
     def log_text(self) -> str:
         return (self.workdir / "anvil.log").read_text(errors="replace")
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def stop(self) -> None:
         _terminate(self.process)
         self._log.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Anvil:
         return self

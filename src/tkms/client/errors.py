@@ -11,6 +11,7 @@
     │   └── Unavailable       5xx
     ├── UntrustedResponse     a signature, proof or keyset does not check out
     ├── NotEnoughPartials     fewer than t good partials, naming each failed node
+    ├── TransactionReverted   an *_on_chain transaction was refused by the contract
     ├── InvalidInput          (also a ValueError) a bad argument; nothing was sent
     └── CeremonyError         the DKG relay (``tkms dkg``) could not complete a ceremony
 
@@ -115,6 +116,14 @@ def service_error(status: int, code: str, message: str) -> ServiceError:
 
 class InvalidInput(TkmsError, ValueError):
     """A value, type, handle or address given to the SDK is not acceptable (nothing was sent)."""
+
+
+class TransactionReverted(TkmsError):
+    """A transaction the SDK sent was refused by the contract (``error`` names why)."""
+
+    def __init__(self, what: str, error: str | None, reason: str) -> None:
+        super().__init__(f"{what} reverted on chain: {reason}")
+        self.error = error
 
 
 class CeremonyError(TkmsError):

@@ -10,10 +10,19 @@ Both classes drive the same flows (:mod:`tkms.client.gateway_core`), so they
 check the same signatures and raise the same typed errors (every one a
 :class:`~tkms.client.errors.TkmsError`). A compute runner is a user like any
 other: it makes a client with its own wallet.
+
+Given a chain (``rpc_url``, ``nox_compute`` and, to register, ``application``;
+``from_devnet`` reads them from ``devnet.json``), a client also does what a dApp
+does on chain (:mod:`tkms.client.onchain`): ``register_on_chain`` registers a new
+handle through the application so that its owner is an admin, ``grant_on_chain``
+sends ``addViewer`` (or ``allow`` for an admin), ``make_public_on_chain`` sends
+``allowPublicDecryption``; each waits for the receipt and returns the transaction
+hash. ``encrypt``/``grant``/``make_public`` talk to the gateway only.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -22,6 +31,7 @@ import httpx
 from tkms.client.errors import InvalidInput, TransportError
 from tkms.client.gateway_core import Flow, GatewayCore, HttpRequest, HttpResponse
 from tkms.client.gateway_open import Acl, Encrypted
+from tkms.client.onchain import OnChain
 from tkms.client.trust import GatewayTrust
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
@@ -73,6 +83,9 @@ def devnet_settings(
         "gateway_signer": str(manifest.gateway_signer),
         "verifying_contract": manifest.verifying_contract,
         "kms_public_key": manifest.public_key,
+        "application": manifest.app,
+        "rpc_url": manifest.rpc_url,
+        "nox_compute": manifest.nox_compute,
     }
 
 
@@ -96,6 +109,8 @@ class _Base:
         application: str | bytes | None = None,
         rsa_bits: int = 2048,
         authorization_ttl: int = 3600,
+        rpc_url: str | None = None,
+        nox_compute: str | bytes | None = None,
     ) -> None:
         trust = GatewayTrust(
             chain_id,
@@ -112,6 +127,51 @@ class _Base:
             rsa_bits=rsa_bits,
             authorization_ttl=authorization_ttl,
         )
+        self.rpc_url = rpc_url
+        self.nox_compute = None if nox_compute is None else _bytes(nox_compute, "nox_compute", 20)
+        self._chain: OnChain | None = None
+
+    @property
+    def on_chain(self) -> bool:
+        """True when this client has a chain to send transactions to."""
+        return self.rpc_url is not None and self.nox_compute is not None
+
+    def _chain_client(self) -> OnChain:
+        if self.rpc_url is None or self.nox_compute is None:
+            raise InvalidInput("no chain: give rpc_url and nox_compute")
+        if self._chain is None:
+            app = self.core.application
+            self._chain = OnChain(
+                self.rpc_url,
+                self.core.wallet,
+                chain_id=self.core.trust.chain_id,
+                nox_compute=self.nox_compute,
+                application=None if app == bytes(20) else app,
+            )
+        return self._chain
+
+    def _register(self, secret: Encrypted) -> str:
+        proof = _bytes(secret.proof, "proof", 137)
+        return self._chain_client().register(
+            _bytes(secret.handle, "handle", 32), proof, secret.solidity_type
+        )
+
+    def _grant_tx(self, handle: str | Encrypted, account: str | bytes, role: str) -> str:
+        chain, who = self._chain_client(), self._grantee(account, role)
+        raw = _bytes(str(handle), "handle", 32)
+        return chain.add_viewer(raw, who) if role == "viewer" else chain.allow(raw, who)
+
+    def _public_tx(self, handle: str | Encrypted) -> str:
+        return self._chain_client().allow_public_decryption(_bytes(str(handle), "handle", 32))
+
+    def _is_viewer(self, handle: str | Encrypted, account: str | bytes) -> bool:
+        who = self._grantee(account, "viewer")
+        return self._chain_client().is_viewer(_bytes(str(handle), "handle", 32), who)
+
+    def _close_chain(self) -> None:
+        if self._chain is not None:
+            self._chain.close()
+            self._chain = None
 
     @property
     def address(self) -> str:
@@ -214,8 +274,28 @@ class Client(_Base):
         """The committee's checked keyset (None when the gateway fronts a single node)."""
         return self._run(self.core.keyset_flow())
 
+    def register_on_chain(self, secret: Encrypted) -> str:
+        """Register a handle ``encrypt`` made through the application (its owner becomes an
+        admin on chain); waits for the receipt, returns the transaction hash."""
+        return self._register(secret)
+
+    def grant_on_chain(
+        self, handle: str | Encrypted, account: str | bytes, role: str = "viewer"
+    ) -> str:
+        """``addViewer`` (or ``allow`` for an admin) from this wallet; waits for the receipt."""
+        return self._grant_tx(handle, account, role)
+
+    def make_public_on_chain(self, handle: str | Encrypted) -> str:
+        """``allowPublicDecryption`` from this wallet; waits for the receipt."""
+        return self._public_tx(handle)
+
+    def is_viewer_on_chain(self, handle: str | Encrypted, account: str | bytes) -> bool:
+        """NoxCompute's ``isViewer(handle, account)``."""
+        return self._is_viewer(handle, account)
+
     def close(self) -> None:
         self._http.close()
+        self._close_chain()
 
     def __enter__(self) -> Self:
         return self
@@ -284,8 +364,25 @@ class AsyncClient(_Base):
     async def keyset(self) -> VerifiedKeyset | None:
         return await self._run(self.core.keyset_flow())
 
+    # The chain client is blocking: its transactions run in a worker thread.
+
+    async def register_on_chain(self, secret: Encrypted) -> str:
+        return await asyncio.to_thread(self._register, secret)
+
+    async def grant_on_chain(
+        self, handle: str | Encrypted, account: str | bytes, role: str = "viewer"
+    ) -> str:
+        return await asyncio.to_thread(self._grant_tx, handle, account, role)
+
+    async def make_public_on_chain(self, handle: str | Encrypted) -> str:
+        return await asyncio.to_thread(self._public_tx, handle)
+
+    async def is_viewer_on_chain(self, handle: str | Encrypted, account: str | bytes) -> bool:
+        return await asyncio.to_thread(self._is_viewer, handle, account)
+
     async def aclose(self) -> None:
         await self._http.aclose()
+        self._close_chain()
 
     async def __aenter__(self) -> Self:
         return self

@@ -2,9 +2,11 @@
 
 The gateway listens on the base port (the nodes on base+1…), signs with the
 dev gateway wallet the nodes already trust, and keeps its SQLite database in
-``state/gateway`` so handles survive a devnet restart. There is no chain on a
-devnet: a dev address stands in for the NoxCompute contract of the EIP-712
-domains. Two dev users, ``user`` (the CLI's default) and ``bob``, let the
+``state/gateway`` so handles survive a devnet restart. Its EIP-712 domains and
+input proofs name the devnet's NoxCompute contract (:mod:`tkms.devnet.chain`), so
+the demo app accepts its proofs on chain. It still decides reads by its embedded
+ACL (the grants posted to ``/v1/acl/grant``), not by the chain's: the CLI and the
+SDK write both. Two dev users, ``user`` (the CLI's default) and ``bob``, let the
 README tell its story.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tkms.crypto.wallet import address_hex
+from tkms.devnet.chain import DevnetChain
 from tkms.devnet.keys import KeyDir
 from tkms.devnet.manifest import DEFAULT_STATE_DIR, FILE_NAME, DevnetManifest, ManifestUser
 from tkms.keyfiles import private_dir
@@ -24,13 +27,18 @@ from tkms.keyfiles import private_dir
 USERS = ("user", "bob")
 
 
-def with_gateway(manifest: DevnetManifest, keys: KeyDir, url: str) -> DevnetManifest:
-    """The manifest with the gateway, the stand-in contract and the users."""
+def with_gateway(
+    manifest: DevnetManifest, keys: KeyDir, url: str, chain: DevnetChain
+) -> DevnetManifest:
+    """The manifest with the gateway, the chain, its contracts and the users."""
     return dataclasses.replace(
         manifest,
         gateway_url=url,
         gateway_signer=address_hex(keys.wallet("gateway-wallet").address),
-        verifying_contract=address_hex(keys.wallet("nox-compute").address),
+        verifying_contract=chain.nox_address,
+        rpc_url=chain.url,
+        nox_compute=chain.nox_address,
+        app=chain.app_address,
         users={
             name: ManifestUser(address_hex(keys.wallet(name).address), keys.file(name))
             for name in USERS
@@ -83,6 +91,31 @@ def print_gateway(state_dir: Path, manifest: DevnetManifest, console: Console) -
         label = "user (default)" if name == "user" else f"user {name}"
         key_file = state_dir / "keys" / f"{name}.key"
         console.print(f"  {label:<15} {user.address}  key {key_file}", highlight=False)
+    if manifest.rpc_url is not None:
+        console.print(
+            f"  chain           {manifest.rpc_url}  anvil, chain id {manifest.chain_id}, "
+            f"state in {state_dir}/chain/",
+            highlight=False,
+        )
+        console.print(
+            f"  NoxCompute      {manifest.nox_compute}  gateway() = the gateway's signer, "
+            "kmsPublicKey() = the KMS public key",
+            highlight=False,
+        )
+        console.print(f"  demo app        {manifest.app}", highlight=False)
+
+
+def print_nox_sdk(manifest: DevnetManifest, console: Console) -> None:
+    """The three settings the Nox SDK needs on a chain it does not know."""
+    if manifest.rpc_url is None:
+        return
+    console.print("\nThe Nox SDK on this chain:", highlight=False)
+    console.print(f"  gatewayUrl            {manifest.gateway_url}", highlight=False)
+    console.print(f"  smartContractAddress  {manifest.nox_compute}", highlight=False)
+    console.print(
+        f"  RPC URL               {manifest.rpc_url}  (chain id {manifest.chain_id})",
+        highlight=False,
+    )
 
 
 def devnet_flag(state_dir: Path) -> str:

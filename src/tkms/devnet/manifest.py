@@ -8,7 +8,13 @@ for: :func:`tkms.devnet.run.run_devnet` refuses to reuse it for another.
     {"chainId", "threshold", "publicKey", "gatewayKeyFile",
      "nodes": [{"index", "url", "signer"}],
      "gateway": {"url", "signer"}, "verifyingContract",
-     "users": {"<name>": {"address", "keyFile"}}}
+     "users": {"<name>": {"address", "keyFile"}},
+     "rpcUrl", "noxCompute", "app"}
+
+``rpcUrl`` is the devnet's chain (anvil), ``noxCompute`` the NoxCompute contract's
+address (also the ``verifyingContract`` of the gateway's EIP-712 domains) and ``app``
+the demo app's, through which the CLI and the SDK register new handles. An older
+manifest without them still loads (no chain: the clients then skip the transactions).
 """
 
 from __future__ import annotations
@@ -67,6 +73,9 @@ class DevnetManifest:
     gateway_signer: str | None = None
     verifying_contract: str | None = None
     users: dict[str, ManifestUser] = field(default_factory=dict)
+    rpc_url: str | None = None
+    nox_compute: str | None = None
+    app: str | None = None
 
     @property
     def shape(self) -> Shape:
@@ -98,6 +107,10 @@ class DevnetManifest:
                 name: {"address": u.address, "keyFile": str(u.key_file)}
                 for name, u in self.users.items()
             }
+        if self.rpc_url is not None:
+            data["rpcUrl"] = self.rpc_url
+            data["noxCompute"] = self.nox_compute
+            data["app"] = self.app
         return data
 
     @classmethod
@@ -120,6 +133,9 @@ class DevnetManifest:
                 name: ManifestUser(str(u["address"]), Path(u["keyFile"]))
                 for name, u in (data.get("users") or {}).items()
             },
+            rpc_url=_optional_str(data.get("rpcUrl")),
+            nox_compute=_optional_str(data.get("noxCompute")),
+            app=_optional_str(data.get("app")),
         )
 
     def write(self, state_dir: Path) -> Path:
@@ -150,6 +166,14 @@ class DevnetManifest:
         if not (state_dir / FILE_NAME).exists():
             return None
         return cls.load(state_dir / FILE_NAME)
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
 
 
 def _start_hint(path: Path) -> str:

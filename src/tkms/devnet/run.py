@@ -3,8 +3,11 @@
 ``--nodes 1`` runs one nox-compatible node holding the whole key (v0).
 Otherwise ``n`` nodes create the key together by a DKG ceremony (shown with a
 progress display) and serve v1 partial delegations, behind a Handle Gateway
-on the base port (:mod:`tkms.devnet.gateway`). Restarted on the same state
-directory it reuses its keys and shares instead of a new ceremony.
+on the base port (:mod:`tkms.devnet.gateway`). Both run on a local chain
+(:mod:`tkms.devnet.chain`: anvil on ``base + n + 1``, NoxCompute, the demo
+app): every node reads ``gateway()`` and ``kmsPublicKey()`` from it. Restarted
+on the same state directory it reuses its keys, shares and chain instead of a
+new ceremony.
 
 Before it starts anything it refuses, in one line: a devnet already running
 on the state directory (:class:`~tkms.devnet.control.DevnetLock`), a state
@@ -31,7 +34,15 @@ from types import FrameType
 from rich.console import Console
 
 from tkms.devnet import control
-from tkms.devnet.gateway import gateway_env, print_story, state_flag, with_gateway
+from tkms.devnet.chain import DevnetChain, chain_port, start_chain
+from tkms.devnet.gateway import (
+    USERS,
+    gateway_env,
+    print_nox_sdk,
+    print_story,
+    state_flag,
+    with_gateway,
+)
 from tkms.devnet.keys import KeyDir
 from tkms.devnet.manifest import DevnetManifest, ManifestError, Shape
 from tkms.devnet.processes import (
@@ -43,7 +54,12 @@ from tkms.devnet.processes import (
     stop_all,
     wait_service_healthy,
 )
-from tkms.devnet.single import print_single_node, single_manifest, single_node_env
+from tkms.devnet.single import (
+    print_single_node,
+    single_manifest,
+    single_node_env,
+    single_public_key,
+)
 from tkms.devnet.threshold import keyset_of, print_threshold, threshold_manifest, threshold_node_env
 from tkms.envconfig import ConfigError, check_directory
 
@@ -75,14 +91,15 @@ def check_shape(state_dir: Path, wanted: Shape) -> None:
 
 
 def check_ports(base_port: int, nodes: int) -> None:
-    last = base_port + nodes
+    last = chain_port(base_port, nodes)
     if not 1 <= base_port <= 65535 - nodes:
         raise ConfigError(f"--base-port: {base_port}…{last} are not all ports")
     busy = busy_port(range(base_port, last + 1))
     if busy is not None:
         raise ConfigError(
             f"port {busy} is already in use (another devnet or program): stop it, "
-            f"or give another --base-port (the devnet needs {base_port}…{last})"
+            f"or give another --base-port (the devnet needs {base_port}…{last}: "
+            f"the gateway, {nodes} node(s), the chain)"
         )
 
 
@@ -120,6 +137,8 @@ class Devnet:
     console: Console
     keys: KeyDir = field(init=False)
     members: dict[str, Member] = field(default_factory=dict)
+    chain: DevnetChain | None = None
+    chain_reported: bool = False
 
     def __post_init__(self) -> None:
         self.keys = KeyDir(self.state_dir)
@@ -137,13 +156,35 @@ class Devnet:
     def url(self, offset: int) -> str:
         return f"http://127.0.0.1:{self.base_port + offset}"
 
+    def start_chain(self, nodes: int, previous: DevnetManifest | None, key: str | None) -> None:
+        """anvil and the contracts; ``key`` (if known) is set as kmsPublicKey() at once."""
+        contracts = None
+        if previous is not None and previous.nox_compute and previous.app:
+            contracts = (previous.nox_compute, previous.app)
+        self.chain = start_chain(
+            self.state_dir,
+            self.keys,
+            port=chain_port(self.base_port, nodes),
+            chain_id=self.chain_id,
+            users=USERS,
+            previous=contracts,
+            kms_public_key=key,
+        )
+
+    def linked(self) -> DevnetChain:
+        assert self.chain is not None
+        return self.chain
+
     def start_nodes(self, nodes: int) -> dict[int, str]:
+        chain = self.linked()
         for i in range(1, nodes + 1):
             port = self.base_port + i
             if nodes == 1:
                 env = single_node_env(self.keys, port, self.chain_id)
+                env.update(chain.node_env("NOX_KMS_", self.chain_id))
             else:
                 env = threshold_node_env(self.keys, self.state_dir, i, port, self.chain_id)
+                env.update(chain.node_env("TKMS_NODE_", self.chain_id))
             self.add(str(i), ["node"], env, port)
         for member in self.members.values():
             wait_healthy(member)
@@ -151,7 +192,7 @@ class Devnet:
 
     def start_gateway(self, manifest: DevnetManifest) -> DevnetManifest:
         """The gateway on the base port; writes devnet.json once it is up."""
-        manifest = with_gateway(manifest, self.keys, self.url(0))
+        manifest = with_gateway(manifest, self.keys, self.url(0), self.linked())
         env = gateway_env(self.keys, self.state_dir, self.base_port, manifest)
         wait_healthy(self.add("gateway", ["gateway"], env, self.base_port))
         manifest.write(self.state_dir)
@@ -159,6 +200,8 @@ class Devnet:
 
     def stop(self) -> None:
         stop_all(m.service for m in self.members.values() if m.service is not None)
+        if self.chain is not None:
+            self.chain.stop()  # after the nodes; anvil writes its state as it exits
 
 
 def wait_healthy(member: Member) -> None:
@@ -182,6 +225,7 @@ def run_devnet(
     prepare_state_dir(state_dir)
     with control.DevnetLock(state_dir):
         check_shape(state_dir, Shape(nodes, threshold, chain_id))
+        previous = DevnetManifest.in_state_dir(state_dir)
         check_ports(base_port, nodes)
         devnet = Devnet(state_dir, base_port, chain_id, console)
 
@@ -190,6 +234,15 @@ def run_devnet(
 
         signal.signal(signal.SIGTERM, stop)
         try:
+            key: str | None
+            if nodes == 1:
+                # A v0 node checks its key against kmsPublicKey() at start: set it first.
+                key = single_public_key(devnet.keys)
+            else:
+                # Restarted nodes that hold a keyset serve (and are healthy) only once
+                # kmsPublicKey() is its Y: the previous run's, which a new ceremony replaces.
+                key = None if previous is None else previous.public_key
+            devnet.start_chain(nodes, previous, key)
             urls = devnet.start_nodes(nodes)
             if nodes == 1:
                 manifest = devnet.start_gateway(single_manifest(devnet.keys, urls[1], chain_id))
@@ -197,9 +250,12 @@ def run_devnet(
                 print_story(state_dir, console)
             else:
                 keyset = keyset_of(urls, devnet.keys, chain_id, threshold, console)
+                # Right after the ceremony: the nodes serve v1 only once it is on chain.
+                devnet.linked().set_kms_public_key(str(keyset["publicKey"]))
                 manifest = threshold_manifest(devnet.keys, urls, chain_id, keyset)
                 manifest = devnet.start_gateway(manifest)
                 print_threshold(state_dir, manifest, console)
+            print_nox_sdk(manifest, console)
             flag = state_flag(state_dir)
             console.print(
                 "\nA process that exits is reported; the others stay up. "
@@ -218,6 +274,15 @@ def run_devnet(
 def supervise(devnet: Devnet) -> None:
     """Forever: report a process that exits, carry out stop and restart requests."""
     while True:
+        chain = devnet.chain
+        if chain is not None and not chain.anvil.alive() and not devnet.chain_reported:
+            devnet.chain_reported = True
+            devnet.console.print(
+                f"[bold yellow]the chain (anvil) exited with code "
+                f"{chain.anvil.process.returncode}[/]: the nodes answer chain_unavailable "
+                f"until the devnet is started again; its log is {chain.anvil.workdir}/anvil.log",
+                highlight=False,
+            )
         for member in devnet.members.values():
             service = member.started()
             if service.alive() or member.reported:

@@ -45,13 +45,18 @@ def write_example(state_dir: Path, keys: KeyDir, kms_key: int, chain_id: int) ->
     return {"ephemeral": ephemeral, "signature": signature, "expected": to_hex(expected)}
 
 
-def single_manifest(keys: KeyDir, url: str, chain_id: int) -> DevnetManifest:
+def single_public_key(keys: KeyDir) -> str:
+    """The public key of the single node's whole KMS key (made on first use)."""
     kms_key = int.from_bytes(read_hex(keys.file("kms")), "big")
+    return to_hex(curve.encode_point(curve.base_mul(kms_key)))
+
+
+def single_manifest(keys: KeyDir, url: str, chain_id: int) -> DevnetManifest:
     signer = address_hex(keys.wallet("node1-wallet").address)
     return DevnetManifest(
         chain_id=chain_id,
         threshold=1,
-        public_key=to_hex(curve.encode_point(curve.base_mul(kms_key))),
+        public_key=single_public_key(keys),
         gateway_key_file=keys.file("gateway-wallet"),
         nodes=(ManifestNode(1, url, signer),),
     )
