@@ -270,13 +270,13 @@ def delaying_proxy(upstream: str, delay: float) -> Any:
 def test_a_stripped_or_altered_exclude_is_detected(
     net: GatewayNet, tmp_path: Path, mode: str
 ) -> None:
-    """Fast liars 4 and 5, honest nodes 1 and 2 a second late: the gateway's first
-    t + spare = 4 answers hold two good partials at most, so every decryption must ask
-    again with ``exclude``, and that request is the one tampered with."""
+    """Fast liars 4 and 5, honest nodes 1 and 2 three seconds late (ample on a loaded
+    machine): the gateway's first t + spare = 4 answers hold two good partials at most,
+    so every decryption must ask again with ``exclude``, the request tampered with."""
     with ExitStack() as stack:
         urls = stack.enter_context(liars(net, 4, 5))
         for i in (1, 2):
-            urls[i] = stack.enter_context(delaying_proxy(net.cluster.nodes[i].url, 1.0))
+            urls[i] = stack.enter_context(delaying_proxy(net.cluster.nodes[i].url, 3.0))
         gateway = stack.enter_context(
             net.gateway(
                 str(tmp_path / "gateway.sqlite3"),

@@ -8,6 +8,7 @@ carries the last lines of that log, so the reason is on the screen.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,11 +50,25 @@ def busy_port(ports: Iterable[int]) -> int | None:
     return next((port for port in ports if not port_free(port)), None)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port_block(count: int) -> int:
-    """A base port such that base .. base+count are all free now (the devnet's layout)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count <= 65535 and busy_port(range(base, base + count + 1)) is None:
+    """A base port such that base .. base+count are all free now (the devnet's layout).
+
+    Drawn below the kernel's ephemeral range: a port of that range that is free
+    now may be taken a moment later by any outgoing connection's source port.
+    """
+    low, high = _ephemeral_range()
+    first, last = (10000, low - 1) if low > 10000 + 4 * count else (high + 1, 65535)
+    for _ in range(200):
+        base = secrets.choice(range(first, last - count))
+        if busy_port(range(base, base + count + 1)) is None:
             return base
     raise RuntimeError("no block of free ports")
 
