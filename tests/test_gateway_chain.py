@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -41,7 +42,7 @@ from tkms.client.gateway_open import Encrypted
 from tkms.crypto import curve
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.gateway.chain_acl import ChainAcl
+from tkms.gateway.chain_acl import ChainAcl, ChainAclUnavailable
 from tkms.protocol.handle import new_handle
 
 CHAIN_KEYS: list[bytes] = []  # the anvil accounts' keys, once the chain runs
@@ -282,6 +283,34 @@ def refused(env: dict[str, str]) -> str:
     assert len(lines) == 1, lines
     assert env[V06 + "WALLET_KEY"][2:] not in lines[0]
     return lines[0]
+
+
+def test_a_silent_rpc_is_chain_unavailable_within_the_call_timeout() -> None:
+    """A socket that never answers: every question is a 503 once CALL_TIMEOUT passes."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+
+        async def ask() -> list[str]:
+            acl = ChainAcl(url, b"\x01" * 20, CHAIN_ID, timeout=0.4, connect_timeout=0.2)
+            codes = []
+            try:
+                for question in (
+                    acl.is_viewer(new_handle(CHAIN_ID, "bool"), b"\x02" * 20),
+                    acl.is_publicly_decryptable(new_handle(CHAIN_ID, "bool")),
+                    acl.contract_signed(b"\x02" * 20, bytes(32), bytes(65)),
+                ):
+                    with pytest.raises(ChainAclUnavailable) as err:
+                        await question
+                    codes.append(f"{err.value.status} {err.value.code}")
+            finally:
+                await acl.aclose()
+            return codes
+
+        started = time.monotonic()
+        assert asyncio.run(ask()) == ["503 chain_unavailable"] * 3
+        assert time.monotonic() - started < 3
 
 
 def contract_var(nox: NoxCompute) -> dict[str, str]:

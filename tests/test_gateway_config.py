@@ -295,3 +295,11 @@ def test_the_older_single_chain_names_still_work() -> None:
         }
     )
     assert config.chain.id == 31337 and config.chain_acl
+
+
+def test_a_single_node_on_a_chain_takes_its_key_from_the_chain() -> None:
+    env = {k: v for k, v in v06_env().items() if k != "TKMS_GATEWAY_KMS__PUBLIC_KEY"}
+    assert load_gateway_config(env).kms.public_key is None  # chain_start reads kmsPublicKey()
+    unlinked = {k: v for k, v in env.items() if "RPC_URL" not in k}
+    with pytest.raises(ConfigError, match="KMS__PUBLIC_KEY"):
+        load_gateway_config(unlinked)

@@ -359,7 +359,9 @@ def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConf
         names = [
             f"NOX_HANDLE_GATEWAY_KMS__{name.upper()}"
             for name in ("signer_address", "public_key")
+            # On a chain the key is kmsPublicKey() (read by chain_start at start).
             if getattr(config.kms, name) is None
+            and not (name == "public_key" and config.chain.linked)
         ]
         if names:
             raise ConfigError(f"missing {', '.join(names)} (required with KMS__URL)")
