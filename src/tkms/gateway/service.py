@@ -35,6 +35,7 @@ from tkms.gateway.acl import (
 )
 from tkms.gateway.authz import (
     DataAccess,
+    SignedDataAccess,
     check_acl_read,
     check_grant,
     decode_data_access,
@@ -252,25 +253,24 @@ class GatewayService:
 
     def _who(
         self, handle_raw: str, chain_id: int, authorization: str | None
-    ) -> tuple[bytes, DataAccess, bytes | None]:
-        """The handle and the decoded authorization; the ERC-1271 case yields its signature.
+    ) -> tuple[bytes, SignedDataAccess]:
+        """The handle and the decoded authorization.
 
-        The third value is None when the ECDSA signature is the user's; otherwise the
-        signature to put to ``isValidSignature`` (only on a chain; without one, a 401).
+        Without a chain the ECDSA signer must be ``userAddress`` (else 401); on a chain
+        another signer is left to ERC-1271 (:meth:`_chain_read`).
         """
         signed = decode_data_access(
             authorization, chain_id=chain_id, verifying_contract=self.contract, now=self._now()
         )
         if not signed.ecdsa_valid and self.chain_acl is None:
             raise not_signed_by_user(signed)
-        access = signed.access
         handle = parse_handle_param(handle_raw, chain_id)
         try:
-            rsa.load_public_key(parse_hex(access.encryption_pubkey, name="encryptionPubKey"))
+            key = signed.access.encryption_pubkey
+            rsa.load_public_key(parse_hex(key, name="encryptionPubKey"))
         except (EncodingError, rsa.RsaKeyError) as exc:
             raise ApiError(400, "invalid_encryption_pubkey", f"encryptionPubKey: {exc}") from None
-        contract_check = None if signed.ecdsa_valid else signed.digest + signed.signature
-        return handle, access, contract_check
+        return handle, signed
 
     def _embedded_read(self, handle: bytes, user: bytes) -> StoredRecord:
         """Today's order without a chain: the record (404), then the embedded ACL (403)."""
@@ -283,17 +283,18 @@ class GatewayService:
         return record
 
     async def _chain_read(
-        self, chain_acl: ChainAcl, handle: bytes, access: DataAccess, contract_check: bytes | None
+        self, chain_acl: ChainAcl, handle: bytes, signed: SignedDataAccess
     ) -> StoredRecord:
         """nox v0.6's order: ERC-1271 (401), isViewer (403), then the record (404)."""
-        if contract_check is not None:
-            digest, signature = contract_check[:32], contract_check[32:]
-            if not await chain_acl.contract_signed(access.user, digest, signature):
-                raise ApiError(
-                    401,
-                    "invalid_signature",
-                    "authorization is not signed by userAddress (by ECDSA or ERC-1271)",
-                )
+        access = signed.access
+        if not signed.ecdsa_valid and not await chain_acl.contract_signed(
+            access.user, signed.digest, signed.signature
+        ):
+            raise ApiError(
+                401,
+                "invalid_signature",
+                "authorization is not signed by userAddress (by ECDSA or ERC-1271)",
+            )
         if not await chain_acl.is_viewer(handle, access.user):
             raise _not_a_viewer(access.user)
         record = await self._db(self.store.get, handle)
@@ -311,14 +312,12 @@ class GatewayService:
         """What both reads start with: chain, salt, then who asks and may they."""
         chain_id = check_served_chain(chain_id_raw, self.chain_id)
         salt = parse_salt(salt_raw)
-        handle, access, contract_check = await asyncio.to_thread(
-            self._who, handle_raw, chain_id, authorization
-        )
+        handle, signed = await asyncio.to_thread(self._who, handle_raw, chain_id, authorization)
         if self.chain_acl is not None:
-            record = await self._chain_read(self.chain_acl, handle, access, contract_check)
+            record = await self._chain_read(self.chain_acl, handle, signed)
         else:
-            record = await self._db(self._embedded_read, handle, access.user)
-        return chain_id, salt, record, access
+            record = await self._db(self._embedded_read, handle, signed.access.user)
+        return chain_id, salt, record, signed.access
 
     async def secret_v0(
         self,
