@@ -211,3 +211,95 @@ def test_every_missing_variable_is_named_in_one_line_by_its_full_name() -> None:
             {"TKMS_GATEWAY_SIGNER__WALLET_KEY": KEY, "TKMS_GATEWAY_KMS__URL": "http://x:1"}
         )
     assert "KMS__SIGNER_ADDRESS" in str(err.value) and "KMS__PUBLIC_KEY" in str(err.value)
+
+
+def v06_env(chain_id: int = 421614, **extra: str) -> dict[str, str]:
+    """nox v0.6's per-chain names, for a single node."""
+    base = f"NOX_HANDLE_GATEWAY_CHAINS__{chain_id}__"
+    return {
+        base + "NOX_COMPUTE_CONTRACT_ADDRESS": SIGNER,
+        base + "RPC_URL": "http://127.0.0.1:8545",
+        base + "WALLET_KEY": KEY,
+        "NOX_HANDLE_GATEWAY_KMS__URL": "http://127.0.0.1:9000",
+        "NOX_HANDLE_GATEWAY_KMS__SIGNER_ADDRESS": SIGNER,
+        "TKMS_GATEWAY_KMS__PUBLIC_KEY": Y,
+        **extra,
+    }
+
+
+def test_nox_v06_names() -> None:
+    config = load_gateway_config(
+        v06_env(
+            11155111,
+            NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID="11155111",
+            NOX_HANDLE_GATEWAY_RUNNER_ADDRESS=SIGNER,
+            NOX_HANDLE_GATEWAY_SERVER__CORS_ALLOWED_HEADERS="content-type, authorization,x-a",
+            NOX_HANDLE_GATEWAY_CHAINS__11155111__S3__BUCKET="b",
+            NOX_HANDLE_GATEWAY_CHAINS__11155111__S3__MAX_HANDLES_PER_REQUEST="1000",
+        )
+    )
+    assert config.chain.id == 11155111 and config.chain.linked and config.chain_acl
+    assert config.chain.nox_compute_contract == SIGNER
+    assert config.chain.rpc_url == "http://127.0.0.1:8545"
+    assert config.signer.wallet_key.get_secret_value() == KEY
+    assert config.runner_address == SIGNER
+    assert config.server.cors_allowed_headers == ["content-type", "authorization", "x-a"]
+    assert config.unsupported() == [
+        "CHAINS__11155111__S3__BUCKET",
+        "CHAINS__11155111__S3__MAX_HANDLES_PER_REQUEST",
+    ]
+
+
+def test_embedded_acl_is_an_explicit_choice() -> None:
+    assert not load_gateway_config(v06_env(TKMS_GATEWAY_ACL="embedded")).chain_acl
+    unlinked = {k: v for k, v in v06_env().items() if "RPC_URL" not in k}
+    assert not load_gateway_config(unlinked).chain_acl
+    with pytest.raises(ConfigError, match="TKMS_GATEWAY_ACL: chain needs RPC_URL"):
+        load_gateway_config({**unlinked, "TKMS_GATEWAY_ACL": "chain"})
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"NOX_HANDLE_GATEWAY_CHAINS__1__RPC_URL": "http://x:1"},
+            "this gateway serves one chain, 1, 421614 are configured",
+        ),
+        (
+            {"NOX_HANDLE_GATEWAY_CHAINS__421614__NOX_COMPUTE_CONTRACT_ADDRESS": "0x" + "00" * 20},
+            "NOX_HANDLE_GATEWAY_CHAINS__421614__RPC_URL needs",
+        ),
+        (
+            {"NOX_HANDLE_GATEWAY_CHAINS__421614__WALLET_KEY": "0x12"},
+            "NOX_HANDLE_GATEWAY_CHAINS__421614__WALLET_KEY",
+        ),
+        ({"NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID": "1"}, "DEFAULT_CHAIN_ID: 1 is not"),
+        ({"NOX_HANDLE_GATEWAY_RUNNER_ADDRESS": "0x12"}, "NOX_HANDLE_GATEWAY_RUNNER_ADDRESS"),
+    ],
+)
+def test_v06_errors_are_one_line(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config({**v06_env(), **env})
+    assert named in str(err.value)
+    assert "\n" not in str(err.value) and KEY[2:] not in str(err.value)
+
+
+def test_the_older_single_chain_names_still_work() -> None:
+    config = load_gateway_config(
+        {
+            "NOX_HANDLE_GATEWAY_SIGNER__WALLET_KEY": KEY,
+            "NOX_HANDLE_GATEWAY_CHAIN__ID": "31337",
+            "NOX_HANDLE_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": SIGNER,
+            "NOX_HANDLE_GATEWAY_CHAIN__RPC_URL": "http://127.0.0.1:8545",
+            "TKMS_GATEWAY_NODES": json.dumps(NODES),
+        }
+    )
+    assert config.chain.id == 31337 and config.chain_acl
+
+
+def test_a_single_node_on_a_chain_takes_its_key_from_the_chain() -> None:
+    env = {k: v for k, v in v06_env().items() if k != "TKMS_GATEWAY_KMS__PUBLIC_KEY"}
+    assert load_gateway_config(env).kms.public_key is None  # chain_start reads kmsPublicKey()
+    unlinked = {k: v for k, v in env.items() if "RPC_URL" not in k}
+    with pytest.raises(ConfigError, match="KMS__PUBLIC_KEY"):
+        load_gateway_config(unlinked)

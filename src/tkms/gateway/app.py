@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from tkms.envconfig import ConfigError
 from tkms.gateway.assembly import build_gateway_service
+from tkms.gateway.chain_start import check_chain_at_start
 from tkms.gateway.config import GatewayConfig, load_gateway_config
 from tkms.gateway.health import StoreHealth
 from tkms.gateway.keysets import KeysetUnavailable
@@ -181,12 +182,20 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     )
     mode = "threshold" if config.threshold_mode else "single-node"
     log.info(
-        "gateway signer 0x%s, chain %d, %s mode, nodes %s",
+        "gateway signer 0x%s, chain %d, %s mode, nodes %s, ACL %s",
         service.wallet.address.hex(),
         config.chain.id,
         mode,
         sorted(config.nodes) or "a single v0 node",  # never its URL: it may hold credentials
+        f"on chain (NoxCompute {config.chain.nox_compute_contract})"
+        if service.chain_acl is not None
+        else "embedded",
     )
+    if config.unsupported():
+        log.warning(
+            "not supported, ignored (records live in the gateway's database): %s",
+            ", ".join(config.unsupported()),
+        )
     return app
 
 
@@ -206,4 +215,4 @@ async def _warm_up(service: GatewayService) -> None:
 
 def create_app_from_env() -> FastAPI:
     """The uvicorn factory: each worker process reads the same environment."""
-    return create_app(load_gateway_config())
+    return create_app(check_chain_at_start(load_gateway_config()))

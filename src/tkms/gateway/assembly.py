@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.acl import AccessControl, EmbeddedAcl
+from tkms.gateway.chain_acl import ChainAcl
 from tkms.gateway.config import GatewayConfig
 from tkms.gateway.fanout import Fanout, NodeRef
 from tkms.gateway.keysets import KeysetSource
@@ -66,11 +67,24 @@ def build_gateway_service(
     clock: Callable[[], float] = time.time,
     access: AccessControl | None = None,
 ) -> GatewayService:
-    """The service of ``config`` over ``store``; ``access`` replaces the embedded ACL."""
+    """The service of ``config`` over ``store``; ``access`` replaces the embedded ACL.
+
+    On a linked chain (``config.chain_acl``) the ACL is NoxCompute's, by ``eth_call``.
+    """
     registry = registry or CollectorRegistry()
     wallet = Wallet(parse_hex(config.signer.wallet_key.get_secret_value(), length=32))
     acl = None
-    if access is None:
+    chain_acl = None
+    if access is None and config.chain_acl:
+        assert config.chain.rpc_url is not None
+        chain_acl = ChainAcl(
+            config.chain.rpc_url,
+            parse_address(config.chain.nox_compute_contract),
+            config.chain.id,
+            timeout=config.chain.call_timeout,
+            connect_timeout=config.chain.connect_timeout,
+        )
+    elif access is None:
         acl = access = EmbeddedAcl(store, clock=lambda: int(clock()))
     return GatewayService(
         wallet=wallet,
@@ -79,6 +93,7 @@ def build_gateway_service(
         store=store,
         access=access,
         acl=acl,
+        chain_acl=chain_acl,
         kms=kms_side(config, wallet, registry),
         max_record_bytes=config.max_record_bytes,
         registry=registry,

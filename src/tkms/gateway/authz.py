@@ -17,7 +17,7 @@ from typing import Any
 
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_address, parse_hex
-from tkms.crypto.wallet import SignatureError
+from tkms.crypto.wallet import SignatureError, recover_address
 from tkms.gateway.acl import Role
 from tkms.protocol.handle import HandleError, parse_handle
 from tkms.web import jsonbody
@@ -97,10 +97,38 @@ def _token(header: str | None) -> Mapping[str, Any]:
     return data
 
 
-def check_data_access(
+MAX_CONTRACT_SIGNATURE = 4096  # bytes: an ERC-1271 signature may be longer than 65
+
+
+@dataclass(frozen=True, slots=True)
+class SignedDataAccess:
+    """A decoded ``DataAccessAuthorization`` whose window is valid, before its signer is.
+
+    ``ecdsa_signer`` is who the signature recovers to (None if it is not an ECDSA
+    signature); when that is not ``userAddress``, the user may still be a contract
+    that accepts ``signature`` over ``digest`` by ERC-1271.
+    """
+
+    access: DataAccess
+    digest: bytes
+    signature: bytes
+    ecdsa_signer: bytes | None
+
+    @property
+    def ecdsa_valid(self) -> bool:
+        return self.ecdsa_signer == self.access.user
+
+
+def not_signed_by_user(signed: SignedDataAccess) -> ApiError:
+    if signed.ecdsa_signer is None:
+        return _unauthorized("invalid_signature", "authorization signature is invalid")
+    return _unauthorized("invalid_signature", "authorization is not signed by userAddress")
+
+
+def decode_data_access(
     header: str | None, *, chain_id: int, verifying_contract: bytes, now: int
-) -> DataAccess:
-    """Parse and verify ``Authorization: EIP712 <base64(JSON {payload, signature})>``."""
+) -> SignedDataAccess:
+    """Parse ``Authorization: EIP712 <base64(JSON {payload, signature})>`` and its window."""
     data = _token(header)
     payload = data["payload"]
     try:
@@ -119,10 +147,34 @@ def check_data_access(
         "expiresAt": expires_at,
     }
     domain = eip712.gateway_domain(chain_id, verifying_contract=verifying_contract)
-    signer = _recover(domain, eip712.DATA_ACCESS_AUTHORIZATION, message, data.get("signature"))
-    if signer != user:
-        raise _unauthorized("invalid_signature", "authorization is not signed by userAddress")
-    return DataAccess(user, key, not_before, expires_at)
+    try:
+        signature = parse_hex(data.get("signature"), name="signature")
+        digest = eip712.digest(domain, eip712.DATA_ACCESS_AUTHORIZATION, message)
+    except (EncodingError, eip712.Eip712Error):
+        raise _unauthorized("invalid_signature", "authorization signature is invalid") from None
+    if not 0 < len(signature) <= MAX_CONTRACT_SIGNATURE:
+        raise _unauthorized("invalid_signature", "authorization signature is invalid")
+    signer = None
+    if len(signature) == 65:
+        try:
+            signer = recover_address(digest, signature)
+        except SignatureError:
+            signer = None
+    return SignedDataAccess(
+        DataAccess(user, key, not_before, expires_at), digest, signature, signer
+    )
+
+
+def check_data_access(
+    header: str | None, *, chain_id: int, verifying_contract: bytes, now: int
+) -> DataAccess:
+    """The authorization, signed by ``userAddress`` with ECDSA (no chain: no ERC-1271)."""
+    signed = decode_data_access(
+        header, chain_id=chain_id, verifying_contract=verifying_contract, now=now
+    )
+    if not signed.ecdsa_valid:
+        raise not_signed_by_user(signed)
+    return signed.access
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,20 @@
 """Gateway configuration from the environment (nox gateway names, or ``TKMS_GATEWAY_``).
 
 Names the Nox Handle Gateway already has keep their meaning under
-``NOX_HANDLE_GATEWAY_``: ``SERVER__HOST``, ``SERVER__PORT``,
-``SERVER__CORS_ALLOWED_HEADERS`` (JSON array), ``CHAIN__ID``,
-``CHAIN__NOX_COMPUTE_CONTRACT``, ``CHAIN__RPC_URL``, ``KMS__URL``,
-``KMS__SIGNER_ADDRESS`` and ``SIGNER__WALLET_KEY``. Every variable also exists
+``NOX_HANDLE_GATEWAY_``: v0.6's ``CHAINS__<id>__{NOX_COMPUTE_CONTRACT_ADDRESS,
+RPC_URL, WALLET_KEY}`` (one chain per gateway for now; ``CHAINS__<id>__S3__…``
+is accepted and reported as not supported), ``DEFAULT_CHAIN_ID``,
+``RUNNER_ADDRESS`` (kept, unused: there is no runner route yet),
+``SERVER__HOST``, ``SERVER__PORT``, ``SERVER__CORS_ALLOWED_HEADERS`` (a comma
+list, or a JSON array), ``KMS__URL``, ``KMS__SIGNER_ADDRESS``; and the older
+single-chain names ``CHAIN__ID``, ``CHAIN__NOX_COMPUTE_CONTRACT``,
+``CHAIN__RPC_URL`` and ``SIGNER__WALLET_KEY``. Every variable also exists
 with the ``TKMS_GATEWAY_`` prefix, which wins, and as ``<VAR>_FILE``.
+
+A chain with both ``RPC_URL`` and a non-zero NoxCompute address is *linked*:
+the ACL is the contract's (``gateway/chain_acl.py``) and the start-up checks
+of ``gateway/chain_start.py`` run. ``ACL`` (``chain`` or ``embedded``) says
+it explicitly; ``chain`` without a linked chain is a configuration error.
 
 tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``), ``NODES`` (the threshold
 committee: JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/
@@ -22,7 +31,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,6 +50,15 @@ from tkms.web.server_config import ServerConfig
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
 ZERO_ADDRESS = "0x" + "00" * 20
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*")
+
+
+def _header_list(value: object) -> object:
+    """nox's comma list (``content-type,authorization``), or a JSON array."""
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            return _json_if_text(value)
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
 def _json_if_text(value: object) -> object:
@@ -72,7 +90,7 @@ class GatewayServerConfig(ServerConfig):
         default_factory=lambda: ["content-type", "authorization"]
     )
 
-    _cors = field_validator("cors_allowed_headers", mode="before")(_json_if_text)
+    _cors = field_validator("cors_allowed_headers", mode="before")(_header_list)
 
     @field_validator("cors_allowed_headers")
     @classmethod
@@ -84,13 +102,46 @@ class GatewayServerConfig(ServerConfig):
 
 
 class ChainConfig(BaseModel):
+    """The one chain the gateway serves (``CHAIN__…``, or filled from ``CHAINS__<id>__…``)."""
+
     model_config = ConfigDict(extra="forbid")
     id: int = Field(421614, gt=0, lt=2**32)
     nox_compute_contract: str = ZERO_ADDRESS
-    # Read for compatibility; the embedded ACL does not call a chain.
-    rpc_url: str | None = None
+    rpc_url: str | None = None  # with a non-zero contract: the on-chain ACL
+    call_timeout: float = Field(8.0, gt=0, le=600)  # one whole RPC exchange
+    connect_timeout: float = Field(5.0, gt=0, le=600)
 
     _contract = field_validator("nox_compute_contract")(check_address)
+    _durations = field_validator("call_timeout", "connect_timeout", mode="before")(_seconds)
+
+    @property
+    def linked(self) -> bool:
+        return self.rpc_url is not None and self.nox_compute_contract.lower() != ZERO_ADDRESS
+
+
+def _check_key(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        try:
+            curve.parse_scalar(parse_hex(value.get_secret_value(), length=32))
+        except (EncodingError, curve.CurveError):
+            raise ValueError("must be a 32-byte hex secp256k1 private key in [1, n-1]") from None
+    return value
+
+
+class ChainEntry(BaseModel):
+    """nox v0.6's ``CHAINS__<id>__…``."""
+
+    model_config = ConfigDict(extra="forbid")
+    nox_compute_contract_address: str | None = None
+    rpc_url: str | None = None
+    wallet_key: SecretStr | None = None
+    call_timeout: float | None = Field(None, gt=0, le=600)
+    connect_timeout: float | None = Field(None, gt=0, le=600)
+    s3: dict[str, Any] | None = None  # accepted; records live in the gateway's database
+
+    _contract = field_validator("nox_compute_contract_address")(check_address)
+    _key = field_validator("wallet_key")(_check_key)
+    _durations = field_validator("call_timeout", "connect_timeout", mode="before")(_seconds)
 
 
 class KmsConfig(BaseModel):
@@ -116,14 +167,7 @@ class SignerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     wallet_key: SecretStr
 
-    @field_validator("wallet_key")
-    @classmethod
-    def _key(cls, value: SecretStr) -> SecretStr:
-        try:
-            curve.parse_scalar(parse_hex(value.get_secret_value(), length=32))
-        except (EncodingError, curve.CurveError):
-            raise ValueError("must be a 32-byte hex secp256k1 private key in [1, n-1]") from None
-        return value
+    _key = field_validator("wallet_key")(_check_key)
 
 
 class NodeEntry(BaseModel):
@@ -162,6 +206,11 @@ class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service_name: str = "tkms-gateway"
     server: GatewayServerConfig = GatewayServerConfig()
+    # Before ``signer``: a bad CHAINS__<id>__WALLET_KEY is named by its own variable.
+    chains: dict[int, ChainEntry] = Field(default_factory=dict)
+    default_chain_id: int | None = Field(None, gt=0, lt=2**32)
+    runner_address: str | None = None
+    acl: Literal["chain", "embedded"] | None = None
     chain: ChainConfig = ChainConfig()
     kms: KmsConfig = KmsConfig()
     signer: SignerConfig
@@ -179,6 +228,7 @@ class GatewayConfig(BaseModel):
 
     _durations = field_validator("deadline", "node_timeout", mode="before")(_seconds)
     _state_dir = field_validator("state_dir")(check_directory)
+    _runner = field_validator("runner_address")(check_address)
 
     @model_validator(mode="before")
     @classmethod
@@ -188,7 +238,38 @@ class GatewayConfig(BaseModel):
             chain = dict(data.get("chain") or {})
             chain.setdefault("nox_compute_contract", data.pop("verifying_contract"))
             data["chain"] = chain
+        if isinstance(data, dict) and isinstance(data.get("chains"), dict) and data["chains"]:
+            # v0.6 keeps the wallet per chain; the (older) SIGNER__WALLET_KEY wins if both.
+            keys = [
+                entry["wallet_key"]
+                for _, entry in sorted(data["chains"].items(), key=lambda item: str(item[0]))
+                if isinstance(entry, dict) and entry.get("wallet_key")
+            ]
+            if keys and "signer" not in data:
+                data = {**data, "signer": {"wallet_key": keys[0]}}
         return data
+
+    @model_validator(mode="after")
+    def _one_chain(self) -> GatewayConfig:
+        """The single ``CHAINS__<id>`` entry becomes ``chain`` (load_gateway_config refuses two)."""
+        if len(self.chains) == 1:
+            ((chain_id, entry),) = self.chains.items()
+            old = self.chain
+            self.chain = ChainConfig(
+                id=chain_id,
+                nox_compute_contract=entry.nox_compute_contract_address or old.nox_compute_contract,
+                rpc_url=entry.rpc_url or old.rpc_url,
+                call_timeout=entry.call_timeout or old.call_timeout,
+                connect_timeout=entry.connect_timeout or old.connect_timeout,
+            )
+        elif not self.chains and self.default_chain_id and "id" not in self.chain.model_fields_set:
+            self.chain = self.chain.model_copy(update={"id": self.default_chain_id})
+        return self
+
+    @property
+    def chain_acl(self) -> bool:
+        """Whether reads ask NoxCompute (a linked chain, unless ``ACL=embedded``)."""
+        return self.acl != "embedded" and self.chain.linked
 
     @field_validator("nodes", mode="before")
     @classmethod
@@ -214,6 +295,14 @@ class GatewayConfig(BaseModel):
                 raise ValueError(f"node index {index} is not in 1..255")
         return dict(sorted(nodes.items()))
 
+    def unsupported(self) -> list[str]:
+        """Accepted nox settings this gateway does not act on (logged once at start)."""
+        return [
+            f"CHAINS__{chain_id}__S3__{name.upper()}"
+            for chain_id, entry in sorted(self.chains.items())
+            for name in sorted(entry.s3 or {})
+        ]
+
     @property
     def threshold_mode(self) -> bool:
         return bool(self.nodes)
@@ -236,6 +325,31 @@ class GatewayConfig(BaseModel):
 def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Read and validate; raises ConfigError with one line naming the variable."""
     config = validate(GatewayConfig, PREFIXES, environ, _missing_kms)
+    if len(config.chains) > 1:
+        ids = ", ".join(str(i) for i in sorted(config.chains))
+        raise ConfigError(
+            f"NOX_HANDLE_GATEWAY_CHAINS__<id>: this gateway serves one chain, {ids} are"
+            " configured (run one gateway per chain)"
+        )
+    chain_id = config.chain.id
+    if config.default_chain_id is not None and config.default_chain_id != chain_id:
+        raise ConfigError(
+            f"NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID: {config.default_chain_id} is not the"
+            f" configured chain {chain_id}"
+        )
+    chain_var = (
+        f"NOX_HANDLE_GATEWAY_CHAINS__{chain_id}__"
+        if config.chains
+        else "NOX_HANDLE_GATEWAY_CHAIN__"
+    )
+    if config.chain.rpc_url is not None and not config.chain.linked:
+        name = "NOX_COMPUTE_CONTRACT_ADDRESS" if config.chains else "NOX_COMPUTE_CONTRACT"
+        raise ConfigError(f"{chain_var}RPC_URL needs {chain_var}{name} (a non-zero address)")
+    if config.acl == "chain" and not config.chain.linked:
+        raise ConfigError(
+            "TKMS_GATEWAY_ACL: chain needs RPC_URL and NOX_COMPUTE_CONTRACT_ADDRESS of"
+            f" chain {chain_id}"
+        )
     if not config.threshold_mode and not config.single_node_mode:
         raise ConfigError(
             "TKMS_GATEWAY_NODES: configure the threshold committee, "
@@ -245,7 +359,9 @@ def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConf
         names = [
             f"NOX_HANDLE_GATEWAY_KMS__{name.upper()}"
             for name in ("signer_address", "public_key")
+            # On a chain the key is kmsPublicKey() (read by chain_start at start).
             if getattr(config.kms, name) is None
+            and not (name == "public_key" and config.chain.linked)
         ]
         if names:
             raise ConfigError(f"missing {', '.join(names)} (required with KMS__URL)")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from tkms.gateway.app import create_app
+from tkms.gateway.chain_start import check_chain_at_start
 from tkms.gateway.config import load_gateway_config
 from tkms.web.serve import run
 
 
 def serve() -> None:
     """Validate the configuration here, once, so a bad one is one clear line."""
-    config = load_gateway_config()
+    config = check_chain_at_start(load_gateway_config())  # nox v0.6's checks on a chain
     app = create_app(config)  # also opens the database: a bad URL fails here
     server = config.server
     if server.workers > 1:

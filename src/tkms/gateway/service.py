@@ -3,9 +3,12 @@
 Each method takes the raw parts of a request (query values, the Authorization
 header, body bytes) and returns an :class:`Answer` or raises ``ApiError``.
 Reads run the checks in this order: chain, salt, the user's signed
-authorization (401), the handle (400), the RSA key it names (400), the record
-(404), the ACL (403) — and only then is any node asked. The database is
-called from a worker thread so a slow query never stalls the event loop.
+authorization (401), the handle (400), the RSA key it names (400), then with
+the embedded ACL the record (404) and the ACL (403); on a chain, as nox v0.6,
+the ACL first (``isViewer`` of NoxCompute, 403, or 503 ``chain_unavailable``)
+and the record after (404), so that a stranger learns nothing of a handle's
+existence — and only then is any node asked. The database is called from a
+worker thread so a slow query never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ from tkms.gateway.acl import (
     NotAuthorized,
     UnknownHandle,
 )
-from tkms.gateway.authz import DataAccess, check_acl_read, check_data_access, check_grant
+from tkms.gateway.authz import (
+    DataAccess,
+    SignedDataAccess,
+    check_acl_read,
+    check_grant,
+    decode_data_access,
+    not_signed_by_user,
+)
+from tkms.gateway.chain_acl import ChainAcl
 from tkms.gateway.exclude import check_enough_left, parse_exclude
 from tkms.gateway.fanout import Fanout, NotEnoughAnswers
 from tkms.gateway.keysets import KeysetSource, KeysetUnavailable, LoadedKeyset
@@ -76,6 +87,10 @@ class NotEnoughNodes(ApiError):
         }
 
 
+def _not_a_viewer(user: bytes) -> ApiError:
+    return ApiError(403, "access_denied", f"0x{user.hex()} is not a viewer of this handle")
+
+
 def _not_configured(what: str) -> ApiError:
     return ApiError(501, "not_configured", what)
 
@@ -104,9 +119,10 @@ class GatewayService:
         chain_id: int,
         contract: bytes,
         store: SqlRecordStore,
-        access: AccessControl,
+        access: AccessControl | None,
         acl: EmbeddedAcl | None,
         kms: KmsSide,
+        chain_acl: ChainAcl | None = None,
         max_record_bytes: int,
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
@@ -121,6 +137,10 @@ class GatewayService:
         # listing endpoints answer 501 (grants would be transactions).
         self.access = access
         self.acl = acl
+        # On a chain: NoxCompute answers isViewer (and ERC-1271); there is no owner row.
+        self.chain_acl = chain_acl
+        if (access is None) == (chain_acl is None):
+            raise ValueError("give exactly one of access (embedded) and chain_acl")
         self.fanout = kms.fanout
         self.keysets = kms.keysets
         self.single = kms.single
@@ -138,7 +158,7 @@ class GatewayService:
         return f"GatewayService(signer=0x{self.wallet.address.hex()}, chain={self.chain_id})"
 
     async def aclose(self) -> None:
-        for closable in (self.fanout, self.single):
+        for closable in (self.fanout, self.single, self.chain_acl):
             if closable is not None:
                 await closable.aclose()
 
@@ -182,11 +202,16 @@ class GatewayService:
         try:
             kind = SolidityType.parse(data.get("solidityType"))
         except HandleError as exc:
+            # nox v0.6 answers an unknown type 422 invalid_type; the embedded mode keeps 400.
+            if self.chain_acl is not None:
+                raise ApiError(422, "invalid_type", str(exc)) from None
             raise ApiError(400, "invalid_solidity_type", str(exc)) from None
         try:
             plaintext = parse_encoded_value(data.get("value"), kind)
         except ValueEncodingError as exc:
             raise ApiError(400, "invalid_value", str(exc)) from None
+        if self.chain_acl is not None and not plaintext:
+            raise ApiError(400, "invalid_value", "value is empty (nox refuses it for every type)")
         if len(plaintext) > self.max_record_bytes:
             raise ApiError(
                 413,
@@ -226,25 +251,56 @@ class GatewayService:
 
     # --- GET /v0|v1/secrets/{handle} ------------------------------------------------
 
-    def _authorize_read(
+    def _who(
         self, handle_raw: str, chain_id: int, authorization: str | None
-    ) -> tuple[StoredRecord, DataAccess]:
-        access = check_data_access(
+    ) -> tuple[bytes, SignedDataAccess]:
+        """The handle and the decoded authorization.
+
+        Without a chain the ECDSA signer must be ``userAddress`` (else 401); on a chain
+        another signer is left to ERC-1271 (:meth:`_chain_read`).
+        """
+        signed = decode_data_access(
             authorization, chain_id=chain_id, verifying_contract=self.contract, now=self._now()
         )
+        if not signed.ecdsa_valid and self.chain_acl is None:
+            raise not_signed_by_user(signed)
         handle = parse_handle_param(handle_raw, chain_id)
         try:
-            rsa.load_public_key(parse_hex(access.encryption_pubkey, name="encryptionPubKey"))
+            key = signed.access.encryption_pubkey
+            rsa.load_public_key(parse_hex(key, name="encryptionPubKey"))
         except (EncodingError, rsa.RsaKeyError) as exc:
             raise ApiError(400, "invalid_encryption_pubkey", f"encryptionPubKey: {exc}") from None
+        return handle, signed
+
+    def _embedded_read(self, handle: bytes, user: bytes) -> StoredRecord:
+        """Today's order without a chain: the record (404), then the embedded ACL (403)."""
+        assert self.access is not None
         record = self.store.get(handle)
         if record is None:
             raise ApiError(404, "not_found", "no secret is stored under this handle")
-        if not self.access.is_viewer(handle, access.user):
+        if not self.access.is_viewer(handle, user):
+            raise _not_a_viewer(user)
+        return record
+
+    async def _chain_read(
+        self, chain_acl: ChainAcl, handle: bytes, signed: SignedDataAccess
+    ) -> StoredRecord:
+        """nox v0.6's order: ERC-1271 (401), isViewer (403), then the record (404)."""
+        access = signed.access
+        if not signed.ecdsa_valid and not await chain_acl.contract_signed(
+            access.user, signed.digest, signed.signature
+        ):
             raise ApiError(
-                403, "access_denied", f"0x{access.user.hex()} is not a viewer of this handle"
+                401,
+                "invalid_signature",
+                "authorization is not signed by userAddress (by ECDSA or ERC-1271)",
             )
-        return record, access
+        if not await chain_acl.is_viewer(handle, access.user):
+            raise _not_a_viewer(access.user)
+        record = await self._db(self.store.get, handle)
+        if record is None:
+            raise ApiError(404, "not_found", "no secret is stored under this handle")
+        return record
 
     async def _read(
         self,
@@ -256,8 +312,12 @@ class GatewayService:
         """What both reads start with: chain, salt, then who asks and may they."""
         chain_id = check_served_chain(chain_id_raw, self.chain_id)
         salt = parse_salt(salt_raw)
-        record, access = await self._db(self._authorize_read, handle_raw, chain_id, authorization)
-        return chain_id, salt, record, access
+        handle, signed = await asyncio.to_thread(self._who, handle_raw, chain_id, authorization)
+        if self.chain_acl is not None:
+            record = await self._chain_read(self.chain_acl, handle, signed)
+        else:
+            record = await self._db(self._embedded_read, handle, signed.access.user)
+        return chain_id, salt, record, signed.access
 
     async def secret_v0(
         self,
