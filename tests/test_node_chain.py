@@ -22,7 +22,7 @@ from tests.chainnet import CHAIN_ID, ChainNet, start_chain
 from tests.cluster import Cluster, NodeSpec
 from tests.procs import Service, free_port, running, wait_healthy
 from tkms.chain.anvil import Anvil
-from tkms.chain.contract import NoxCompute, deploy_nox_compute
+from tkms.chain.contract import NoxCompute, decode_kms_public_key, deploy_nox_compute
 from tkms.chain.tx import TxSigner
 from tkms.client.delegation import delegate_v0, open_shared_secret
 from tkms.client.errors import ServiceError
@@ -34,7 +34,7 @@ from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.dkg.keyset import verify_keyset
 from tkms.envconfig import ConfigError
-from tkms.node.chain import ChainWatch, StartView, decode_kms_key, kms_key_hex
+from tkms.node.chain import ChainWatch, StartView, kms_key_hex
 from tkms.node.config import ChainConfig, load_node_config
 from tkms.protocol.delegation import sign_delegate_request
 from tkms.web.errors import ApiError
@@ -189,7 +189,7 @@ def test_the_on_chain_key_is_compared_as_a_point() -> None:
     compressed = curve.encode_point(point)
     uncompressed = point.format(compressed=False)
     assert kms_key_hex(compressed) == kms_key_hex(uncompressed) == to_hex(compressed)
-    assert curve.points_equal(decode_kms_key(uncompressed), point)
+    assert curve.points_equal(decode_kms_public_key(uncompressed), point)
     for bad in (b"", compressed[:32], b"\x02" + b"\xff" * 32, b"\x05" + compressed[1:]):
         assert kms_key_hex(bad) is None
 

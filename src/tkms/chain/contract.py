@@ -13,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from coincurve import PublicKey
+
 from tkms.chain.abi import ContractAbi, Function
 from tkms.chain.artifacts import NAMES, Artifact, load
 from tkms.chain.errors import ChainUnavailable, Reverted
 from tkms.chain.rpc import AsyncRpcClient, BlockTag, Log, Receipt, RpcClient
 from tkms.chain.tx import TxSigner
+from tkms.crypto import curve
 from tkms.protocol.handle import SolidityType, as_solidity_type
 
 
@@ -95,6 +98,24 @@ def _decode(function: Function, raw: bytes) -> tuple[Any, ...]:
     if not raw and function.outputs:
         raise ChainUnavailable(f"{function.name}: empty answer (no contract at the address?)")
     return function.decode(raw)
+
+
+def decode_kms_public_key(raw: bytes) -> curve.Point:
+    """``kmsPublicKey()`` as a point: compressed SEC1 (what Nox stores) or uncompressed."""
+    if not (len(raw) == 33 and raw[0] in (2, 3)) and not (len(raw) == 65 and raw[0] == 4):
+        raise curve.CurveError(f"{len(raw)} bytes, not a SEC1 point")
+    try:
+        return PublicKey(raw)
+    except Exception:
+        raise curve.CurveError("not a point on secp256k1") from None
+
+
+def compressed_kms_public_key(raw: bytes) -> bytes | None:
+    """``kmsPublicKey()`` in the keyset's form (33 bytes), or None if it is no point."""
+    try:
+        return curve.encode_point(decode_kms_public_key(raw))
+    except curve.CurveError:
+        return None
 
 
 class NoxCompute(Contract):

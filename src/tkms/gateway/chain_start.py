@@ -16,12 +16,10 @@ from __future__ import annotations
 import logging
 
 import httpx
-from coincurve import PublicKey
 
-from tkms.chain.contract import NoxCompute
+from tkms.chain.contract import NoxCompute, compressed_kms_public_key
 from tkms.chain.errors import ChainUnavailable, Reverted
 from tkms.chain.rpc import RpcClient
-from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.envconfig import ConfigError
@@ -41,16 +39,6 @@ def variable(config: GatewayConfig, name: str) -> str:
         "WALLET_KEY": "SIGNER__WALLET_KEY",
     }
     return PREFIX + older[name]
-
-
-def kms_key(raw: bytes) -> bytes | None:
-    """``kmsPublicKey()`` compressed (33 bytes), or None if it is no SEC1 point."""
-    if not (len(raw) == 33 and raw[0] in (2, 3)) and not (len(raw) == 65 and raw[0] == 4):
-        return None
-    try:
-        return curve.encode_point(PublicKey(raw))
-    except Exception:
-        return None
 
 
 def check_chain_at_start(config: GatewayConfig) -> GatewayConfig:
@@ -92,7 +80,7 @@ def check_chain_at_start(config: GatewayConfig) -> GatewayConfig:
             f"{variable(config, 'WALLET_KEY')}: the gateway wallet {to_hex(wallet.address)}"
             f" is not gateway() {to_hex(gateway)} of {where}"
         )
-    on_chain = kms_key(raw_key)
+    on_chain = compressed_kms_public_key(raw_key)
     if on_chain is None:
         raise ConfigError(
             f"{contract_var}: kmsPublicKey() of {where} is not a secp256k1 point"

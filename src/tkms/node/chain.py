@@ -30,11 +30,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-from coincurve import PublicKey
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from tkms.chain.contract import AsyncNoxCompute, NoxCompute
+from tkms.chain.contract import AsyncNoxCompute, NoxCompute, compressed_kms_public_key
 from tkms.chain.errors import ChainUnavailable, Reverted
 from tkms.chain.rpc import AsyncRpcClient, RpcClient
 from tkms.crypto import curve
@@ -53,22 +52,10 @@ RETRY = 1.0
 """A mismatching or failed read is tried again on a request at most this often (s)."""
 
 
-def decode_kms_key(raw: bytes) -> curve.Point:
-    """``kmsPublicKey()`` as a point: compressed SEC1 (what Nox stores) or uncompressed."""
-    if not (len(raw) == 33 and raw[0] in (2, 3)) and not (len(raw) == 65 and raw[0] == 4):
-        raise curve.CurveError(f"{len(raw)} bytes, not a SEC1 point")
-    try:
-        return PublicKey(raw)
-    except Exception:
-        raise curve.CurveError("not a point on secp256k1") from None
-
-
 def kms_key_hex(raw: bytes) -> str | None:
     """The on-chain key in the keyset's form (compressed, 0x hex), or None if it is none."""
-    try:
-        return to_hex(curve.encode_point(decode_kms_key(raw)))
-    except curve.CurveError:
-        return None
+    key = compressed_kms_public_key(raw)
+    return None if key is None else to_hex(key)
 
 
 @dataclass(frozen=True)
