@@ -52,12 +52,26 @@ from pydantic import (
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.envconfig import ConfigError, check_address, check_directory, validate
-from tkms.gateway.config_chains import ZERO_ADDRESS, ChainSettings, default_chain_id, served_chains
+from tkms.gateway.config_chains import (
+    ZERO_ADDRESS,
+    ChainConfig,
+    ChainEntry,
+    ChainSettings,
+    default_chain_id,
+    served_chains,
+)
+from tkms.gateway.config_chains import seconds as _seconds
 from tkms.web.server_config import ServerConfig
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
-__all__ = ["ZERO_ADDRESS", "ChainSettings", "GatewayConfig", "load_gateway_config"]
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*")
+__all__ = [
+    "ZERO_ADDRESS",
+    "ChainConfig",
+    "ChainEntry",
+    "ChainSettings",
+    "GatewayConfig",
+    "load_gateway_config",
+]
 
 
 def _header_list(value: object) -> object:
@@ -76,17 +90,6 @@ def _json_if_text(value: object) -> object:
             return json.loads(value)
         except ValueError:
             raise ValueError("must be JSON") from None
-    return value
-
-
-def _seconds(value: object) -> object:
-    """``2``, ``2.5``, ``"2s"`` and ``"1500ms"`` are all accepted (nox writes ``"8s"``)."""
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value)
-        if match is None:
-            raise ValueError("must be a duration such as 2, 2.5s or 1500ms")
-        number = float(match.group(1))
-        return number / 1000 if match.group(2) == "ms" else number
     return value
 
 
@@ -109,24 +112,6 @@ class GatewayServerConfig(ServerConfig):
         return headers
 
 
-class ChainConfig(BaseModel):
-    """The older single chain (``CHAIN__…``), or filled from the one ``CHAINS__<id>__…``."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: int = Field(421614, gt=0, lt=2**32)
-    nox_compute_contract: str = ZERO_ADDRESS
-    rpc_url: str | None = None  # with a non-zero contract: the on-chain ACL
-    call_timeout: float = Field(8.0, gt=0, le=600)  # one whole RPC exchange
-    connect_timeout: float = Field(5.0, gt=0, le=600)
-
-    _contract = field_validator("nox_compute_contract")(check_address)
-    _durations = field_validator("call_timeout", "connect_timeout", mode="before")(_seconds)
-
-    @property
-    def linked(self) -> bool:
-        return self.rpc_url is not None and self.nox_compute_contract.lower() != ZERO_ADDRESS
-
-
 def _check_key(value: SecretStr | None) -> SecretStr | None:
     if value is not None:
         try:
@@ -134,22 +119,6 @@ def _check_key(value: SecretStr | None) -> SecretStr | None:
         except (EncodingError, curve.CurveError):
             raise ValueError("must be a 32-byte hex secp256k1 private key in [1, n-1]") from None
     return value
-
-
-class ChainEntry(BaseModel):
-    """nox v0.6's ``CHAINS__<id>__…``."""
-
-    model_config = ConfigDict(extra="forbid")
-    nox_compute_contract_address: str | None = None
-    rpc_url: str | None = None
-    wallet_key: SecretStr | None = None
-    call_timeout: float | None = Field(None, gt=0, le=600)
-    connect_timeout: float | None = Field(None, gt=0, le=600)
-    s3: dict[str, Any] | None = None  # accepted; records live in the gateway's database
-
-    _contract = field_validator("nox_compute_contract_address")(check_address)
-    _key = field_validator("wallet_key")(_check_key)
-    _durations = field_validator("call_timeout", "connect_timeout", mode="before")(_seconds)
 
 
 class KmsConfig(BaseModel):
@@ -276,11 +245,17 @@ class GatewayConfig(BaseModel):
 
     def served(self) -> dict[int, ChainSettings]:
         """Chain id → its settings (load_gateway_config has checked they resolve)."""
-        return served_chains(self)
+        return served_chains(
+            self.chains,
+            self.chain,
+            self.signer.wallet_key if self.signer is not None else None,
+            acl=self.acl,
+            older_names="chain" in self.model_fields_set,
+        )
 
     @property
     def default_chain(self) -> int:
-        return default_chain_id(self, self.served())
+        return default_chain_id(self.default_chain_id, self.served())
 
     @property
     def chain_acl(self) -> bool:

@@ -15,29 +15,76 @@ address, RPC, timeouts, wallet and whether reads ask its contract. The rules
   non-zero address), the embedded one otherwise; ``ACL=embedded`` makes every
   chain's embedded, ``ACL=chain`` needs every chain linked.
 - ``DEFAULT_CHAIN_ID`` (nox's default 421614 with several chains) must be served.
+
+The models the environment fills (``ChainConfig`` for ``CHAIN__…``, ``ChainEntry``
+for ``CHAINS__<id>__…``) live here too; ``config.py`` holds the rest.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Any
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from tkms.envconfig import ConfigError
-
-if TYPE_CHECKING:
-    from tkms.gateway.config import GatewayConfig
+from tkms.envconfig import ConfigError, check_address, check_private_key
 
 PREFIX = "NOX_HANDLE_GATEWAY_"
 ZERO_ADDRESS = "0x" + "00" * 20
 NOX_DEFAULT_CHAIN_ID = 421614
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*")
 _OLDER = {
     "RPC_URL": "CHAIN__RPC_URL",
     "NOX_COMPUTE_CONTRACT_ADDRESS": "CHAIN__NOX_COMPUTE_CONTRACT",
     "WALLET_KEY": "SIGNER__WALLET_KEY",
 }
+
+
+def seconds(value: object) -> object:
+    """``2``, ``2.5``, ``"2s"`` and ``"1500ms"`` are all accepted (nox writes ``"8s"``)."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if match is None:
+            raise ValueError("must be a duration such as 2, 2.5s or 1500ms")
+        number = float(match.group(1))
+        return number / 1000 if match.group(2) == "ms" else number
+    return value
+
+
+class ChainConfig(BaseModel):
+    """The older single chain (``CHAIN__…``), or filled from the one ``CHAINS__<id>__…``."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: int = Field(421614, gt=0, lt=2**32)
+    nox_compute_contract: str = ZERO_ADDRESS
+    rpc_url: str | None = None  # with a non-zero contract: the on-chain ACL
+    call_timeout: float = Field(8.0, gt=0, le=600)  # one whole RPC exchange
+    connect_timeout: float = Field(5.0, gt=0, le=600)
+
+    _contract = field_validator("nox_compute_contract")(check_address)
+    _durations = field_validator("call_timeout", "connect_timeout", mode="before")(seconds)
+
+    @property
+    def linked(self) -> bool:
+        return self.rpc_url is not None and self.nox_compute_contract.lower() != ZERO_ADDRESS
+
+
+class ChainEntry(BaseModel):
+    """nox v0.6's ``CHAINS__<id>__…``."""
+
+    model_config = ConfigDict(extra="forbid")
+    nox_compute_contract_address: str | None = None
+    rpc_url: str | None = None
+    wallet_key: SecretStr | None = None
+    call_timeout: float | None = Field(None, gt=0, le=600)
+    connect_timeout: float | None = Field(None, gt=0, le=600)
+    s3: dict[str, Any] | None = None  # accepted; records live in the gateway's database
+
+    _contract = field_validator("nox_compute_contract_address")(check_address)
+    _key = field_validator("wallet_key")(check_private_key)
+    _durations = field_validator("call_timeout", "connect_timeout", mode="before")(seconds)
 
 
 @dataclass(frozen=True)
@@ -68,12 +115,20 @@ def _ids(chain_ids: Mapping[int, object]) -> str:
     return ", ".join(str(i) for i in sorted(chain_ids))
 
 
-def served_chains(config: GatewayConfig) -> dict[int, ChainSettings]:
-    """Chain id → its settings, by the rules above; ConfigError on any refusal."""
-    signer = config.signer.wallet_key if config.signer is not None else None
+def served_chains(
+    entries: Mapping[int, ChainEntry],
+    old: ChainConfig,
+    signer: SecretStr | None,
+    *,
+    acl: str | None,
+    older_names: bool,
+) -> dict[int, ChainSettings]:
+    """Chain id → its settings, by the rules above; ConfigError on any refusal.
+
+    ``old``: the older names' chain; ``older_names``: whether any of them is set.
+    """
     chains: dict[int, ChainSettings] = {}
-    if not config.chains:
-        old = config.chain
+    if not entries:
         if signer is None:
             raise ConfigError(
                 f"missing {PREFIX}SIGNER__WALLET_KEY or TKMS_GATEWAY_SIGNER__WALLET_KEY"
@@ -83,14 +138,12 @@ def served_chains(config: GatewayConfig) -> dict[int, ChainSettings]:
             old.connect_timeout, signer, chain_acl=False, v06=False,
         )  # fmt: skip
     else:
-        several = len(config.chains) > 1
-        if several and "chain" in config.model_fields_set:
+        if len(entries) > 1 and older_names:
             raise ConfigError(
                 f"{PREFIX}CHAIN__…: the older single-chain names (or VERIFYING_CONTRACT) do not"
-                f" mix with several CHAINS__<id> entries ({_ids(config.chains)})"
+                f" mix with several CHAINS__<id> entries ({_ids(entries)})"
             )
-        old = config.chain  # the older names fill a single entry's gaps
-        for chain_id, entry in sorted(config.chains.items()):
+        for chain_id, entry in sorted(entries.items()):  # the older names fill the gaps
             key = entry.wallet_key or signer
             if key is None:
                 raise ConfigError(
@@ -111,18 +164,17 @@ def served_chains(config: GatewayConfig) -> dict[int, ChainSettings]:
         if chain.rpc_url is not None and not chain.linked:
             contract = chain.variable("NOX_COMPUTE_CONTRACT_ADDRESS")
             raise ConfigError(f"{chain.variable('RPC_URL')} needs {contract} (a non-zero address)")
-        if config.acl == "chain" and not chain.linked:
+        if acl == "chain" and not chain.linked:
             raise ConfigError(
                 "TKMS_GATEWAY_ACL: chain needs RPC_URL and NOX_COMPUTE_CONTRACT_ADDRESS of"
                 f" chain {chain.id}"
             )
-    embedded = config.acl == "embedded"
+    embedded = acl == "embedded"
     return {i: replace(c, chain_acl=c.linked and not embedded) for i, c in chains.items()}
 
 
-def default_chain_id(config: GatewayConfig, chains: Mapping[int, ChainSettings]) -> int:
+def default_chain_id(given: int | None, chains: Mapping[int, ChainSettings]) -> int:
     """The chain of ``POST /v0/secrets`` without ``chain_id`` (and of ``/v1/keyset``)."""
-    given = config.default_chain_id
     if len(chains) == 1:
         ((only, _),) = chains.items()
         if given is not None and given != only:
