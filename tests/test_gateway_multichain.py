@@ -272,6 +272,31 @@ def refused(env: dict[str, str]) -> str:
     return lines[0]
 
 
+def test_a_linked_and_an_unlinked_chain(cluster: Cluster, chains: dict[int, Chain]) -> None:
+    """Chain B without RPC_URL: its ACL is the embedded one (the owner reads, no transaction);
+    chain A's stays its contract's (a value never registered is refused to its owner)."""
+    a, b = chains[A], chains[B]
+    port = free_port()
+    env = gateway_env(cluster, chains, port)
+    del env[f"NOX_HANDLE_GATEWAY_CHAINS__{B}__RPC_URL"]
+    log = cluster.root / "gw-mixed.log"
+    service = start(["gateway"], env, log, port)
+    try:
+        wait_healthy(service)
+        line = next(line for line in log.read_text().splitlines() if "chains:" in line)
+        assert line.count("ACL on chain") == 1 and f"{B} (signer 0x" in line
+        assert line.endswith("ACL embedded)")
+        with client(service, b, b.alice) as owner:
+            secret = owner.encrypt(9, "uint256", application=b.app.address)
+            assert owner.decrypt(secret) == 9
+        with client(service, b, Wallet.generate()) as stranger, pytest.raises(AccessDenied):
+            stranger.decrypt(secret)
+        with client(service, a, a.alice) as owner, pytest.raises(AccessDenied):
+            owner.decrypt(owner.encrypt(9, "uint256", application=a.app.address))
+    finally:
+        service.stop()
+
+
 def single_node_env(
     keys: NodeKeys, chains: dict[int, Chain], node: Service, port: int
 ) -> dict[str, str]:
