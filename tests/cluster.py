@@ -39,6 +39,8 @@ class Cluster:
     nodes: dict[int, NodeSpec] = field(default_factory=dict)
     chain_ids: tuple[int, ...] = (CHAIN_ID,)
     """Each chain is a key of its own: a node never replaces one by a new DKG."""
+    chain_gateways: dict[int, Wallet] = field(default_factory=dict)
+    """A chain's own gateway wallet (one gateway serving several chains); else ``gateway``."""
 
     @classmethod
     def create(cls, root: Path, n: int, chain_ids: tuple[int, ...] = (CHAIN_ID,)) -> Cluster:
@@ -58,7 +60,9 @@ class Cluster:
         return {
             "TKMS_NODE_WALLET_KEY": to_hex(spec.wallet.private_key_bytes()),
             **{
-                f"TKMS_NODE_CHAINS__{chain_id}__GATEWAY_ADDRESS": to_hex(self.gateway.address)
+                f"TKMS_NODE_CHAINS__{chain_id}__GATEWAY_ADDRESS": to_hex(
+                    self.chain_gateways.get(chain_id, self.gateway).address
+                )
                 for chain_id in self.chain_ids
             },
             "TKMS_NODE_SERVER__HOST": "127.0.0.1",

@@ -263,7 +263,7 @@ def test_embedded_acl_is_an_explicit_choice() -> None:
     [
         (
             {"NOX_HANDLE_GATEWAY_CHAINS__1__RPC_URL": "http://x:1"},
-            "this gateway serves one chain, 1, 421614 are configured",
+            "missing NOX_HANDLE_GATEWAY_CHAINS__1__WALLET_KEY",  # a second chain, without a wallet
         ),
         (
             {"NOX_HANDLE_GATEWAY_CHAINS__421614__NOX_COMPUTE_CONTRACT_ADDRESS": "0x" + "00" * 20},
@@ -303,3 +303,103 @@ def test_a_single_node_on_a_chain_takes_its_key_from_the_chain() -> None:
     unlinked = {k: v for k, v in env.items() if "RPC_URL" not in k}
     with pytest.raises(ConfigError, match="KMS__PUBLIC_KEY"):
         load_gateway_config(unlinked)
+
+
+def two_chains(**extra: str) -> dict[str, str]:
+    """Chain 421614 linked with its own wallet, chain 7 linked with another."""
+    other = to_hex(Wallet.generate().private_key_bytes())
+    env = {k: v for k, v in v06_env().items() if k != "TKMS_GATEWAY_KMS__PUBLIC_KEY"}
+    env.update(
+        {
+            "NOX_HANDLE_GATEWAY_CHAINS__7__NOX_COMPUTE_CONTRACT_ADDRESS": SIGNER,
+            "NOX_HANDLE_GATEWAY_CHAINS__7__RPC_URL": "http://127.0.0.1:8546",
+            "NOX_HANDLE_GATEWAY_CHAINS__7__WALLET_KEY": other,
+            "NOX_HANDLE_GATEWAY_CHAINS__7__CALL_TIMEOUT": "3s",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def test_several_chains_each_with_its_settings() -> None:
+    env = two_chains()
+    config = load_gateway_config(env)
+    served = config.served()
+    assert sorted(served) == [7, 421614] and config.default_chain == 421614
+    assert served[7].rpc_url == "http://127.0.0.1:8546" and served[7].call_timeout == 3.0
+    assert served[421614].call_timeout == 8.0
+    assert (
+        served[7].wallet_key.get_secret_value() == env["NOX_HANDLE_GATEWAY_CHAINS__7__WALLET_KEY"]
+    )
+    assert served[421614].wallet_key.get_secret_value() == KEY
+    assert all(chain.chain_acl for chain in served.values())
+    assert served[7].variable("WALLET_KEY") == "NOX_HANDLE_GATEWAY_CHAINS__7__WALLET_KEY"
+    assert KEY[2:] not in repr(served) and KEY[2:] not in repr(config)
+    assert (
+        load_gateway_config(two_chains(NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID="7")).default_chain == 7
+    )
+
+
+def test_a_chain_without_its_wallet_takes_signer_wallet_key() -> None:
+    env = two_chains()
+    del env["NOX_HANDLE_GATEWAY_CHAINS__7__WALLET_KEY"]
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config(env)
+    assert str(err.value).startswith("missing NOX_HANDLE_GATEWAY_CHAINS__7__WALLET_KEY")
+    signer = to_hex(Wallet.generate().private_key_bytes())
+    served = load_gateway_config({**env, "TKMS_GATEWAY_SIGNER__WALLET_KEY": signer}).served()
+    assert served[7].wallet_key.get_secret_value() == signer
+    assert served[421614].wallet_key.get_secret_value() == KEY  # its own wins
+
+
+def test_mixed_linked_and_unlinked_chains() -> None:
+    """Each chain's ACL is its contract's if linked, else embedded; ACL= says it for all."""
+    single = {k: v for k, v in two_chains().items() if "CHAINS__7__RPC_URL" not in k}
+    env = {k: v for k, v in single.items() if "KMS__" not in k}
+    env["TKMS_GATEWAY_NODES"] = json.dumps(NODES)
+    served = load_gateway_config(env).served()
+    assert served[421614].chain_acl and not served[7].chain_acl and not served[7].linked
+    embedded = load_gateway_config({**env, "TKMS_GATEWAY_ACL": "embedded"}).served()
+    assert not any(chain.chain_acl for chain in embedded.values())
+    with pytest.raises(ConfigError, match=r"TKMS_GATEWAY_ACL: chain needs .* of chain 7"):
+        load_gateway_config({**env, "TKMS_GATEWAY_ACL": "chain"})
+    # A single node needs each chain's key from its chain.
+    with pytest.raises(ConfigError, match="missing NOX_HANDLE_GATEWAY_CHAINS__7__RPC_URL"):
+        load_gateway_config(single)
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (
+            {"NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID": "8"},
+            "NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID: 8 is not one of the configured chains 7, 421614",
+        ),
+        ({"TKMS_GATEWAY_KMS__PUBLIC_KEY": Y}, "TKMS_GATEWAY_KMS__PUBLIC_KEY: only with one chain"),
+        ({"NOX_HANDLE_GATEWAY_CHAIN__ID": "5"}, "NOX_HANDLE_GATEWAY_CHAIN__…: the older"),
+        ({"TKMS_GATEWAY_VERIFYING_CONTRACT": SIGNER}, "do not mix with several CHAINS__<id>"),
+        (
+            {"NOX_HANDLE_GATEWAY_CHAINS__7__NOX_COMPUTE_CONTRACT_ADDRESS": "0x" + "00" * 20},
+            "NOX_HANDLE_GATEWAY_CHAINS__7__RPC_URL needs"
+            " NOX_HANDLE_GATEWAY_CHAINS__7__NOX_COMPUTE_CONTRACT_ADDRESS",
+        ),
+        (
+            {"NOX_HANDLE_GATEWAY_CHAINS__7__WALLET_KEY": "0x12"},
+            "NOX_HANDLE_GATEWAY_CHAINS__7__WALLET_KEY",
+        ),
+    ],
+)
+def test_several_chains_errors_are_one_line(extra: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config(two_chains(**extra))
+    assert named in str(err.value)
+    assert "\n" not in str(err.value) and KEY[2:] not in str(err.value)
+
+
+def test_several_chains_without_nox_default_name_the_default() -> None:
+    env = {k.replace("__421614__", "__9__"): v for k, v in two_chains().items()}
+    with pytest.raises(ConfigError, match="DEFAULT_CHAIN_ID: set it to one of the configured"):
+        load_gateway_config(env)
+    assert (
+        load_gateway_config({**env, "NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID": "9"}).default_chain == 9
+    )

@@ -28,7 +28,7 @@ from tkms.gateway.health import StoreHealth
 from tkms.gateway.keysets import KeysetUnavailable
 from tkms.gateway.ratelimit import WriteRateLimit
 from tkms.gateway.records import StorageError
-from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes
+from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes, ServedChain
 from tkms.gateway.storage import SqlRecordStore, open_record_store
 from tkms.web import openapi
 from tkms.web.common import add_common_routes, require_json
@@ -69,6 +69,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Read the keyset early so the first user does not wait for it; a failure
         # here is retried on first use (the nodes may still be starting).
+        _log_start(config, service)  # here: logging is set up once the server runs
         warmup = asyncio.ensure_future(_warm_up(service))
         try:
             yield
@@ -180,17 +181,6 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         expose_headers=["Server-Timing"],
         max_age=600,
     )
-    mode = "threshold" if config.threshold_mode else "single-node"
-    log.info(
-        "gateway signer 0x%s, chain %d, %s mode, nodes %s, ACL %s",
-        service.wallet.address.hex(),
-        config.chain.id,
-        mode,
-        sorted(config.nodes) or "a single v0 node",  # never its URL: it may hold credentials
-        f"on chain (NoxCompute {config.chain.nox_compute_contract})"
-        if service.chain_acl is not None
-        else "embedded",
-    )
     if config.unsupported():
         log.warning(
             "not supported, ignored (records live in the gateway's database): %s",
@@ -199,18 +189,48 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     return app
 
 
+def _log_start(config: GatewayConfig, service: GatewayService) -> None:
+    mode = "threshold" if config.threshold_mode else "single-node"
+    log.info(
+        "gateway %s mode, nodes %s, default chain %d, chains: %s",
+        mode,
+        sorted(config.nodes) or "a single v0 node",  # never its URL: it may hold credentials
+        service.chains.default,
+        "; ".join(_describe(chain) for chain in service.chains),
+    )
+
+
+def _describe(chain: ServedChain) -> str:
+    """A chain in the start log line: its wallet and ACL (never its RPC URL: it may hold a key)."""
+    acl = (
+        f"ACL on chain (NoxCompute 0x{chain.contract.hex()})"
+        if chain.chain_acl is not None
+        else "ACL embedded"
+    )
+    return f"{chain.chain_id} (signer 0x{chain.wallet.address.hex()}, {acl})"
+
+
 async def _warm_up(service: GatewayService) -> None:
-    if service.keysets is None:
+    await asyncio.gather(*(_warm_up_chain(chain) for chain in service.chains))
+
+
+async def _warm_up_chain(chain: ServedChain) -> None:
+    if chain.kms.keysets is None:
         return
     try:
-        loaded = await service.keysets.get()
+        loaded = await chain.kms.keysets.get()
     except KeysetUnavailable as exc:  # says which node failed how; no secret in it
-        log.warning("keyset not loaded yet: %s", exc)
+        log.warning("chain %d: keyset not loaded yet: %s", chain.chain_id, exc)
         return
     except Exception as exc:
-        log.warning("keyset not loaded yet: %s", type(exc).__name__)
+        log.warning("chain %d: keyset not loaded yet: %s", chain.chain_id, type(exc).__name__)
         return
-    log.info("keyset epoch %d, threshold %d", loaded.keyset.epoch, loaded.keyset.threshold)
+    log.info(
+        "chain %d: keyset epoch %d, threshold %d",
+        chain.chain_id,
+        loaded.keyset.epoch,
+        loaded.keyset.threshold,
+    )
 
 
 def create_app_from_env() -> FastAPI:

@@ -2,7 +2,7 @@
 
 The service takes its storage, ACL and KMS side ready-made, so that a test or
 the benchmark can hand it others; this is the one place that reads the
-configuration to make them.
+configuration to make them: one :class:`ServedChain` per configured chain.
 """
 
 from __future__ import annotations
@@ -16,27 +16,29 @@ from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.acl import AccessControl, EmbeddedAcl
 from tkms.gateway.chain_acl import ChainAcl
-from tkms.gateway.config import GatewayConfig
-from tkms.gateway.fanout import Fanout, NodeRef
+from tkms.gateway.config import ChainSettings, GatewayConfig
+from tkms.gateway.fanout import Fanout, NodeRef, Outcome
 from tkms.gateway.keysets import KeysetSource
-from tkms.gateway.service import GatewayService, KmsSide
+from tkms.gateway.nodehttp import NodeConnections
+from tkms.gateway.routing import Chains
+from tkms.gateway.service import GatewayService, KmsSide, ServedChain
 from tkms.gateway.single import SingleNode
 from tkms.gateway.storage import SqlRecordStore
 
 
-def kms_side(config: GatewayConfig, wallet: Wallet, registry: CollectorRegistry) -> KmsSide:
-    """The committee's fan-out and keyset source (if nodes are configured), the single node."""
-    chain_id = config.chain.id
-    trusted = parse_hex(config.kms.public_key, length=33) if config.kms.public_key else None
+def kms_side(
+    config: GatewayConfig,
+    chain_id: int,
+    wallet: Wallet,
+    on_outcome: Outcome,
+    pools: dict[int, NodeConnections],
+) -> KmsSide:
+    """One chain's fan-out and keyset source (if nodes are configured), and single node."""
+    key = config.trusted_key(chain_id)
+    trusted = parse_hex(key, length=33) if key else None
     nodes = {i: NodeRef(i, n.url, parse_address(n.signer)) for i, n in config.nodes.items()}
     fanout = keysets = None
     if nodes:
-        node_outcomes = Counter(
-            "tkms_gateway_node_requests_total",
-            "Partial requests by node and outcome",
-            ["node", "outcome"],
-            registry=registry,
-        )
         fanout = Fanout(
             nodes,
             wallet,
@@ -44,7 +46,8 @@ def kms_side(config: GatewayConfig, wallet: Wallet, registry: CollectorRegistry)
             spare=config.spare,
             deadline=config.deadline,
             node_timeout=config.node_timeout,
-            on_outcome=lambda i, o: node_outcomes.labels(str(i), o).inc(),
+            on_outcome=on_outcome,
+            pools=pools,
         )
         keysets = KeysetSource(nodes, chain_id, trusted)
     single = None
@@ -59,6 +62,17 @@ def kms_side(config: GatewayConfig, wallet: Wallet, registry: CollectorRegistry)
     return KmsSide(fanout, keysets, single, trusted)
 
 
+def _chain_acl(chain: ChainSettings) -> ChainAcl:
+    assert chain.rpc_url is not None
+    return ChainAcl(
+        chain.rpc_url,
+        parse_address(chain.nox_compute_contract),
+        chain.id,
+        timeout=chain.call_timeout,
+        connect_timeout=chain.connect_timeout,
+    )
+
+
 def build_gateway_service(
     config: GatewayConfig,
     store: SqlRecordStore,
@@ -69,32 +83,39 @@ def build_gateway_service(
 ) -> GatewayService:
     """The service of ``config`` over ``store``; ``access`` replaces the embedded ACL.
 
-    On a linked chain (``config.chain_acl``) the ACL is NoxCompute's, by ``eth_call``.
+    On a linked chain (``ChainSettings.chain_acl``) the ACL is NoxCompute's, by
+    ``eth_call``; every other chain shares one embedded ACL (the shared store's).
     """
     registry = registry or CollectorRegistry()
-    wallet = Wallet(parse_hex(config.signer.wallet_key.get_secret_value(), length=32))
-    acl = None
-    chain_acl = None
-    if access is None and config.chain_acl:
-        assert config.chain.rpc_url is not None
-        chain_acl = ChainAcl(
-            config.chain.rpc_url,
-            parse_address(config.chain.nox_compute_contract),
-            config.chain.id,
-            timeout=config.chain.call_timeout,
-            connect_timeout=config.chain.connect_timeout,
-        )
-    elif access is None:
-        acl = access = EmbeddedAcl(store, clock=lambda: int(clock()))
+    node_outcomes = Counter(
+        "tkms_gateway_node_requests_total",
+        "Partial requests by node and outcome",
+        ["node", "outcome"],
+        registry=registry,
+    )
+
+    def on_outcome(index: int, outcome: str) -> None:
+        node_outcomes.labels(str(index), outcome).inc()
+
+    pools: dict[int, NodeConnections] = {}
+    embedded = EmbeddedAcl(store, clock=lambda: int(clock())) if access is None else None
+    served = {}
+    for chain_id, chain in config.served().items():
+        wallet = Wallet(parse_hex(chain.wallet_key.get_secret_value(), length=32))
+        kms = kms_side(config, chain_id, wallet, on_outcome, pools)
+        contract = parse_address(chain.nox_compute_contract)
+        if access is None and chain.chain_acl:
+            served[chain_id] = ServedChain(
+                chain_id, contract, wallet, kms, chain_acl=_chain_acl(chain)
+            )
+        else:
+            reads = access if access is not None else embedded
+            served[chain_id] = ServedChain(
+                chain_id, contract, wallet, kms, access=reads, acl=embedded
+            )
     return GatewayService(
-        wallet=wallet,
-        chain_id=config.chain.id,
-        contract=parse_address(config.chain.nox_compute_contract),
+        chains=Chains(served, config.default_chain),
         store=store,
-        access=access,
-        acl=acl,
-        chain_acl=chain_acl,
-        kms=kms_side(config, wallet, registry),
         max_record_bytes=config.max_record_bytes,
         registry=registry,
         clock=clock,

@@ -1,14 +1,15 @@
-"""The gateway's start-up checks against its chain's NoxCompute, as nox's gateway v0.6.
+"""The gateway's start-up checks against each linked chain's NoxCompute, as nox's gateway v0.6.
 
-With ``RPC_URL`` and the NoxCompute address set (a *linked* chain) the
-gateway refuses to start, with a :class:`ConfigError` (one line, exit 2),
-when the RPC cannot be read or serves another chain, the address has no
-code, its wallet is not ``gateway()``, ``kmsPublicKey()`` is not a point, the
-configured ``KMS__PUBLIC_KEY`` is another point, or (threshold mode) a node
-already serves a keyset whose ``Y`` is another point. Without a configured
-key the gateway encrypts to ``kmsPublicKey()``, and the committee's keyset is
-checked against it on every load. Runs with the blocking client, before the
-app is built (and in each worker process).
+For every *linked* chain (``RPC_URL`` and the NoxCompute address set) the
+gateway refuses to start, with a :class:`ConfigError` (one line naming that
+chain's variable, exit 2), when the RPC cannot be read or serves another
+chain, the address has no code, the chain's wallet is not ``gateway()``,
+``kmsPublicKey()`` is not a point, the configured ``KMS__PUBLIC_KEY`` (one
+chain only) is another point, or (threshold mode) a node already serves a
+keyset of that chain whose ``Y`` is another point. Without a configured key
+the gateway encrypts to each chain's ``kmsPublicKey()``, and the committee's
+keyset of the chain is checked against it on every load. Runs with the
+blocking client, before the app is built (and in each worker process).
 """
 
 from __future__ import annotations
@@ -23,43 +24,36 @@ from tkms.chain.rpc import RpcClient
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.envconfig import ConfigError
-from tkms.gateway.config import GatewayConfig
+from tkms.gateway.config import ChainSettings, GatewayConfig
 
 log = logging.getLogger("tkms.gateway.chain")
-PREFIX = "NOX_HANDLE_GATEWAY_"
-
-
-def variable(config: GatewayConfig, name: str) -> str:
-    """The variable of a chain setting, in the form (v0.6 or older) the config uses."""
-    if config.chains:
-        return f"{PREFIX}CHAINS__{config.chain.id}__{name}"
-    older = {
-        "RPC_URL": "CHAIN__RPC_URL",
-        "NOX_COMPUTE_CONTRACT_ADDRESS": "CHAIN__NOX_COMPUTE_CONTRACT",
-        "WALLET_KEY": "SIGNER__WALLET_KEY",
-    }
-    return PREFIX + older[name]
 
 
 def check_chain_at_start(config: GatewayConfig) -> GatewayConfig:
-    """The config with ``KMS__PUBLIC_KEY`` from the chain; ConfigError on any refusal."""
-    if not config.chain.linked:
-        return config
-    chain = config.chain
+    """The config with each linked chain's ``kmsPublicKey()``; ConfigError on any refusal."""
+    keys = {
+        chain_id: to_hex(_check_chain(config, chain))
+        for chain_id, chain in config.served().items()
+        if chain.linked
+    }
+    return config.with_chain_keys(keys) if keys else config
+
+
+def _check_chain(config: GatewayConfig, chain: ChainSettings) -> bytes:
+    """One linked chain's checks; its ``kmsPublicKey()``, compressed."""
     assert chain.rpc_url is not None
     chain_id = chain.id
     contract = parse_address(chain.nox_compute_contract)
     where = f"the NoxCompute contract {to_hex(contract)} on chain {chain_id}"
-    contract_var = variable(config, "NOX_COMPUTE_CONTRACT_ADDRESS")
+    contract_var = chain.variable("NOX_COMPUTE_CONTRACT_ADDRESS")
+    rpc_var = chain.variable("RPC_URL")
     with RpcClient(
         chain.rpc_url, timeout=chain.call_timeout, connect_timeout=chain.connect_timeout
     ) as rpc:
         try:
             served = rpc.chain_id()
             if served != chain_id:
-                raise ConfigError(
-                    f"{variable(config, 'RPC_URL')}: the RPC serves chain {served}, not {chain_id}"
-                )
+                raise ConfigError(f"{rpc_var}: the RPC serves chain {served}, not {chain_id}")
             if not rpc.get_code(contract):
                 raise ConfigError(f"{contract_var}: no contract at {to_hex(contract)}")
             nox = NoxCompute(rpc, contract)
@@ -72,12 +66,12 @@ def check_chain_at_start(config: GatewayConfig) -> GatewayConfig:
             ) from None
         except ChainUnavailable as exc:
             raise ConfigError(
-                f"{variable(config, 'RPC_URL')}: cannot read chain {chain_id}: {type(exc).__name__}"
+                f"{rpc_var}: cannot read chain {chain_id}: {type(exc).__name__}"
             ) from None
-    wallet = Wallet(parse_hex(config.signer.wallet_key.get_secret_value(), length=32))
+    wallet = Wallet(parse_hex(chain.wallet_key.get_secret_value(), length=32))
     if wallet.address != gateway:
         raise ConfigError(
-            f"{variable(config, 'WALLET_KEY')}: the gateway wallet {to_hex(wallet.address)}"
+            f"{chain.variable('WALLET_KEY')}: the gateway wallet {to_hex(wallet.address)}"
             f" is not gateway() {to_hex(gateway)} of {where}"
         )
     on_chain = compressed_kms_public_key(raw_key)
@@ -93,12 +87,11 @@ def check_chain_at_start(config: GatewayConfig) -> GatewayConfig:
                 f"TKMS_GATEWAY_KMS__PUBLIC_KEY: {to_hex(configured)} is not kmsPublicKey()"
                 f" {to_hex(on_chain)} of {where}"
             )
-    _check_served_keyset(config, on_chain, where)
-    kms = config.kms.model_copy(update={"public_key": to_hex(on_chain)})
-    return config.model_copy(update={"kms": kms})
+    _check_served_keyset(config, chain_id, on_chain, where)
+    return on_chain
 
 
-def _check_served_keyset(config: GatewayConfig, on_chain: bytes, where: str) -> None:
+def _check_served_keyset(config: GatewayConfig, chain_id: int, on_chain: bytes, where: str) -> None:
     """A committee whose served keyset has another ``Y`` is refused at start.
 
     The keyset is read unverified: only to refuse, never to trust (the gateway
@@ -109,7 +102,7 @@ def _check_served_keyset(config: GatewayConfig, on_chain: bytes, where: str) -> 
         try:
             response = httpx.get(
                 node.url + "/v1/keyset",
-                params={"chain_id": str(config.chain.id)},
+                params={"chain_id": str(chain_id)},
                 timeout=config.node_timeout,
                 trust_env=False,
             )
@@ -125,4 +118,8 @@ def _check_served_keyset(config: GatewayConfig, on_chain: bytes, where: str) -> 
             )
         return
     if config.nodes:
-        log.warning("no node served a keyset at start; it is checked against kmsPublicKey() on use")
+        log.warning(
+            "chain %d: no node served a keyset at start; it is checked against kmsPublicKey()"
+            " on use",
+            chain_id,
+        )

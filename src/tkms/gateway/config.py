@@ -2,8 +2,8 @@
 
 Names the Nox Handle Gateway already has keep their meaning under
 ``NOX_HANDLE_GATEWAY_``: v0.6's ``CHAINS__<id>__{NOX_COMPUTE_CONTRACT_ADDRESS,
-RPC_URL, WALLET_KEY}`` (one chain per gateway for now; ``CHAINS__<id>__S3__…``
-is accepted and reported as not supported), ``DEFAULT_CHAIN_ID``,
+RPC_URL, WALLET_KEY}`` (one entry per served chain; ``CHAINS__<id>__S3__…`` is
+accepted and reported as not supported), ``DEFAULT_CHAIN_ID``,
 ``RUNNER_ADDRESS`` (kept, unused: there is no runner route yet),
 ``SERVER__HOST``, ``SERVER__PORT``, ``SERVER__CORS_ALLOWED_HEADERS`` (a comma
 list, or a JSON array), ``KMS__URL``, ``KMS__SIGNER_ADDRESS``; and the older
@@ -11,18 +11,24 @@ single-chain names ``CHAIN__ID``, ``CHAIN__NOX_COMPUTE_CONTRACT``,
 ``CHAIN__RPC_URL`` and ``SIGNER__WALLET_KEY``. Every variable also exists
 with the ``TKMS_GATEWAY_`` prefix, which wins, and as ``<VAR>_FILE``.
 
-A chain with both ``RPC_URL`` and a non-zero NoxCompute address is *linked*:
-the ACL is the contract's (``gateway/chain_acl.py``) and the start-up checks
-of ``gateway/chain_start.py`` run. ``ACL`` (``chain`` or ``embedded``) says
-it explicitly; ``chain`` without a linked chain is a configuration error.
+One gateway serves every configured chain: :meth:`GatewayConfig.served` is the
+mapping chain id → :class:`~tkms.gateway.config_chains.ChainSettings` (the rules
+of resolution, wallets, per-chain ACL and the default chain are in
+``gateway/config_chains.py``). A chain with both ``RPC_URL`` and a non-zero
+NoxCompute address is *linked*: its ACL is the contract's
+(``gateway/chain_acl.py``) and the start-up checks of ``gateway/chain_start.py``
+run for it. ``ACL`` (``chain`` or ``embedded``) says it for every chain;
+``chain`` needs every chain linked.
 
-tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``), ``NODES`` (the threshold
-committee: JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/
-``…__SIGNER``), ``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``DATABASE_URL``,
-``STATE_DIR``, ``MAX_BODY_BYTES``, ``MAX_RECORD_BYTES``, ``RATE_LIMIT__…``
-(the anonymous writes' per-client token bucket), ``VERIFYING_CONTRACT`` (an
-alias of ``CHAIN__NOX_COMPUTE_CONTRACT``) and ``SERVER__HTTP__<NAME>`` (the
-connection limits of :class:`tkms.web.limits.HttpLimits`).
+tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``; only with one chain: with
+several, each chain's ``Y`` is its ``kmsPublicKey()``), ``NODES`` (the
+threshold committee, the same for every chain, which holds one key per chain:
+JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/``…__SIGNER``),
+``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``DATABASE_URL``, ``STATE_DIR``,
+``MAX_BODY_BYTES``, ``MAX_RECORD_BYTES``, ``RATE_LIMIT__…`` (the anonymous
+writes' per-client token bucket), ``VERIFYING_CONTRACT`` (an alias of
+``CHAIN__NOX_COMPUTE_CONTRACT``) and ``SERVER__HTTP__<NAME>`` (the connection
+limits of :class:`tkms.web.limits.HttpLimits`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -45,11 +52,26 @@ from pydantic import (
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.envconfig import ConfigError, check_address, check_directory, validate
+from tkms.gateway.config_chains import (
+    ZERO_ADDRESS,
+    ChainConfig,
+    ChainEntry,
+    ChainSettings,
+    default_chain_id,
+    served_chains,
+)
+from tkms.gateway.config_chains import seconds as _seconds
 from tkms.web.server_config import ServerConfig
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
-ZERO_ADDRESS = "0x" + "00" * 20
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*")
+__all__ = [
+    "ZERO_ADDRESS",
+    "ChainConfig",
+    "ChainEntry",
+    "ChainSettings",
+    "GatewayConfig",
+    "load_gateway_config",
+]
 
 
 def _header_list(value: object) -> object:
@@ -68,17 +90,6 @@ def _json_if_text(value: object) -> object:
             return json.loads(value)
         except ValueError:
             raise ValueError("must be JSON") from None
-    return value
-
-
-def _seconds(value: object) -> object:
-    """``2``, ``2.5``, ``"2s"`` and ``"1500ms"`` are all accepted (nox writes ``"8s"``)."""
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value)
-        if match is None:
-            raise ValueError("must be a duration such as 2, 2.5s or 1500ms")
-        number = float(match.group(1))
-        return number / 1000 if match.group(2) == "ms" else number
     return value
 
 
@@ -101,24 +112,6 @@ class GatewayServerConfig(ServerConfig):
         return headers
 
 
-class ChainConfig(BaseModel):
-    """The one chain the gateway serves (``CHAIN__…``, or filled from ``CHAINS__<id>__…``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: int = Field(421614, gt=0, lt=2**32)
-    nox_compute_contract: str = ZERO_ADDRESS
-    rpc_url: str | None = None  # with a non-zero contract: the on-chain ACL
-    call_timeout: float = Field(8.0, gt=0, le=600)  # one whole RPC exchange
-    connect_timeout: float = Field(5.0, gt=0, le=600)
-
-    _contract = field_validator("nox_compute_contract")(check_address)
-    _durations = field_validator("call_timeout", "connect_timeout", mode="before")(_seconds)
-
-    @property
-    def linked(self) -> bool:
-        return self.rpc_url is not None and self.nox_compute_contract.lower() != ZERO_ADDRESS
-
-
 def _check_key(value: SecretStr | None) -> SecretStr | None:
     if value is not None:
         try:
@@ -126,22 +119,6 @@ def _check_key(value: SecretStr | None) -> SecretStr | None:
         except (EncodingError, curve.CurveError):
             raise ValueError("must be a 32-byte hex secp256k1 private key in [1, n-1]") from None
     return value
-
-
-class ChainEntry(BaseModel):
-    """nox v0.6's ``CHAINS__<id>__…``."""
-
-    model_config = ConfigDict(extra="forbid")
-    nox_compute_contract_address: str | None = None
-    rpc_url: str | None = None
-    wallet_key: SecretStr | None = None
-    call_timeout: float | None = Field(None, gt=0, le=600)
-    connect_timeout: float | None = Field(None, gt=0, le=600)
-    s3: dict[str, Any] | None = None  # accepted; records live in the gateway's database
-
-    _contract = field_validator("nox_compute_contract_address")(check_address)
-    _key = field_validator("wallet_key")(_check_key)
-    _durations = field_validator("call_timeout", "connect_timeout", mode="before")(_seconds)
 
 
 class KmsConfig(BaseModel):
@@ -213,7 +190,8 @@ class GatewayConfig(BaseModel):
     acl: Literal["chain", "embedded"] | None = None
     chain: ChainConfig = ChainConfig()
     kms: KmsConfig = KmsConfig()
-    signer: SignerConfig
+    # Required unless every chain has its own CHAINS__<id>__WALLET_KEY (config_chains).
+    signer: SignerConfig | None = None
     nodes: dict[int, NodeEntry] = Field(default_factory=dict)
     spare: int = Field(1, ge=0, le=64)
     deadline: float = Field(2.0, gt=0, le=60)
@@ -225,6 +203,8 @@ class GatewayConfig(BaseModel):
     # every other type is at most 32 bytes). Its hex must also fit MAX_BODY_BYTES.
     max_record_bytes: int = Field(16 * 1024, ge=32, le=8 * 1024 * 1024)
     rate_limit: RateLimitConfig = RateLimitConfig()
+    # Each linked chain's kmsPublicKey(), set by chain_start (never from the environment).
+    _chain_keys: dict[int, str] = PrivateAttr(default_factory=dict)
 
     _durations = field_validator("deadline", "node_timeout", mode="before")(_seconds)
     _state_dir = field_validator("state_dir")(check_directory)
@@ -238,20 +218,17 @@ class GatewayConfig(BaseModel):
             chain = dict(data.get("chain") or {})
             chain.setdefault("nox_compute_contract", data.pop("verifying_contract"))
             data["chain"] = chain
-        if isinstance(data, dict) and isinstance(data.get("chains"), dict) and data["chains"]:
-            # v0.6 keeps the wallet per chain; the (older) SIGNER__WALLET_KEY wins if both.
-            keys = [
-                entry["wallet_key"]
-                for _, entry in sorted(data["chains"].items(), key=lambda item: str(item[0]))
-                if isinstance(entry, dict) and entry.get("wallet_key")
-            ]
-            if keys and "signer" not in data:
-                data = {**data, "signer": {"wallet_key": keys[0]}}
+        chains = data.get("chains") if isinstance(data, dict) else None
+        if isinstance(chains, dict) and len(chains) == 1 and "signer" not in data:
+            # v0.6 keeps the wallet per chain; one chain's is also ``signer`` (as before).
+            ((entry,),) = (chains.values(),)
+            if isinstance(entry, dict) and entry.get("wallet_key"):
+                data = {**data, "signer": {"wallet_key": entry["wallet_key"]}}
         return data
 
     @model_validator(mode="after")
     def _one_chain(self) -> GatewayConfig:
-        """The single ``CHAINS__<id>`` entry becomes ``chain`` (load_gateway_config refuses two)."""
+        """A single ``CHAINS__<id>`` entry is also ``chain`` (the older names' view of it)."""
         if len(self.chains) == 1:
             ((chain_id, entry),) = self.chains.items()
             old = self.chain
@@ -266,10 +243,33 @@ class GatewayConfig(BaseModel):
             self.chain = self.chain.model_copy(update={"id": self.default_chain_id})
         return self
 
+    def served(self) -> dict[int, ChainSettings]:
+        """Chain id → its settings (load_gateway_config has checked they resolve)."""
+        return served_chains(
+            self.chains,
+            self.chain,
+            self.signer.wallet_key if self.signer is not None else None,
+            acl=self.acl,
+            older_names="chain" in self.model_fields_set,
+        )
+
+    @property
+    def default_chain(self) -> int:
+        return default_chain_id(self.default_chain_id, self.served())
+
     @property
     def chain_acl(self) -> bool:
-        """Whether reads ask NoxCompute (a linked chain, unless ``ACL=embedded``)."""
-        return self.acl != "embedded" and self.chain.linked
+        """Whether some chain's reads ask its NoxCompute (linked, unless ``ACL=embedded``)."""
+        return any(chain.chain_acl for chain in self.served().values())
+
+    def trusted_key(self, chain_id: int) -> str | None:
+        """The ``Y`` of a chain: its ``kmsPublicKey()`` (after chain_start), else the configured."""
+        return self._chain_keys.get(chain_id) or self.kms.public_key
+
+    def with_chain_keys(self, keys: Mapping[int, str]) -> GatewayConfig:
+        copy = self.model_copy()
+        copy._chain_keys = {**self._chain_keys, **keys}
+        return copy
 
     @field_validator("nodes", mode="before")
     @classmethod
@@ -325,44 +325,35 @@ class GatewayConfig(BaseModel):
 def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Read and validate; raises ConfigError with one line naming the variable."""
     config = validate(GatewayConfig, PREFIXES, environ, _missing_kms)
-    if len(config.chains) > 1:
-        ids = ", ".join(str(i) for i in sorted(config.chains))
-        raise ConfigError(
-            f"NOX_HANDLE_GATEWAY_CHAINS__<id>: this gateway serves one chain, {ids} are"
-            " configured (run one gateway per chain)"
-        )
-    chain_id = config.chain.id
-    if config.default_chain_id is not None and config.default_chain_id != chain_id:
-        raise ConfigError(
-            f"NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID: {config.default_chain_id} is not the"
-            f" configured chain {chain_id}"
-        )
-    chain_var = (
-        f"NOX_HANDLE_GATEWAY_CHAINS__{chain_id}__"
-        if config.chains
-        else "NOX_HANDLE_GATEWAY_CHAIN__"
-    )
-    if config.chain.rpc_url is not None and not config.chain.linked:
-        name = "NOX_COMPUTE_CONTRACT_ADDRESS" if config.chains else "NOX_COMPUTE_CONTRACT"
-        raise ConfigError(f"{chain_var}RPC_URL needs {chain_var}{name} (a non-zero address)")
-    if config.acl == "chain" and not config.chain.linked:
-        raise ConfigError(
-            "TKMS_GATEWAY_ACL: chain needs RPC_URL and NOX_COMPUTE_CONTRACT_ADDRESS of"
-            f" chain {chain_id}"
-        )
-    if not config.threshold_mode and not config.single_node_mode:
+    no_kms = not config.threshold_mode and not config.single_node_mode
+    if config.signer is None and not config.chains:
+        missing = " or ".join(prefix + "SIGNER__WALLET_KEY" for prefix in PREFIXES)
+        kms = _missing_kms({}) if no_kms else []
+        raise ConfigError(f"missing {', '.join([missing, *kms])}")
+    chains = config.served()
+    config.default_chain  # noqa: B018 -- its refusal, now
+    if no_kms:
         raise ConfigError(
             "TKMS_GATEWAY_NODES: configure the threshold committee, "
             "or NOX_HANDLE_GATEWAY_KMS__URL for a single node"
         )
+    if config.kms.public_key is not None and len(chains) > 1:
+        raise ConfigError(
+            f"TKMS_GATEWAY_KMS__PUBLIC_KEY: only with one chain ({len(chains)} are configured:"
+            " each chain's Y is its kmsPublicKey())"
+        )
     if config.single_node_mode:
-        names = [
-            f"NOX_HANDLE_GATEWAY_KMS__{name.upper()}"
-            for name in ("signer_address", "public_key")
-            # On a chain the key is kmsPublicKey() (read by chain_start at start).
-            if getattr(config.kms, name) is None
-            and not (name == "public_key" and config.chain.linked)
-        ]
+        names = []
+        if config.kms.signer_address is None:
+            names.append("NOX_HANDLE_GATEWAY_KMS__SIGNER_ADDRESS")
+        # On a chain the key is kmsPublicKey() (read by chain_start at start).
+        unlinked = [chain for chain in chains.values() if not chain.linked]
+        if config.kms.public_key is None and unlinked:
+            names.append(
+                "NOX_HANDLE_GATEWAY_KMS__PUBLIC_KEY"
+                if len(chains) == 1
+                else f"{unlinked[0].variable('RPC_URL')} (each chain's key is its kmsPublicKey())"
+            )
         if names:
             raise ConfigError(f"missing {', '.join(names)} (required with KMS__URL)")
     return config

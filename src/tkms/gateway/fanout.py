@@ -88,6 +88,7 @@ class Fanout:
         deadline: float,
         node_timeout: float,
         on_outcome: Outcome | None = None,
+        pools: dict[int, NodeConnections] | None = None,
     ) -> None:
         self.nodes = dict(sorted(nodes.items()))
         self.gateway = gateway
@@ -96,7 +97,8 @@ class Fanout:
         self.deadline = deadline
         self.node_timeout = node_timeout
         self._on_outcome = on_outcome or (lambda _i, _o: None)
-        self._pools: dict[int, NodeConnections] = {}
+        # Keep-alive connections by node; one gateway's chains share them (``pools``).
+        self._pools: dict[int, NodeConnections] = {} if pools is None else pools
         # Stragglers finish in the background: cancelling them would drop their
         # keep-alive connection and make the next request reconnect.
         self._background: set[asyncio.Task[Any]] = set()

@@ -2,9 +2,13 @@
 
 Each method takes the raw parts of a request (query values, the Authorization
 header, body bytes) and returns an :class:`Answer` or raises ``ApiError``.
-Reads run the checks in this order: chain, salt, the user's signed
-authorization (401), the handle (400), the RSA key it names (400), then with
-the embedded ACL the record (404) and the ACL (403); on a chain, as nox v0.6,
+Every request is for one served chain (``gateway/routing.py``: the handle's,
+else ``chain_id`` or the default), whose wallet, domains, ACL and KMS side
+answer it (``gateway/served_chain.py``). Reads run the checks in this order:
+``chain_id`` (when given), salt, the handle (400) and its chain (400
+``unknown_chain``), the user's signed authorization (401), the RSA key it
+names (400), then with the embedded ACL the record (404) and the ACL (403);
+on a chain, as nox v0.6,
 the ACL first (``isViewer`` of NoxCompute, 403, or 503 ``chain_unavailable``)
 and the record after (404), so that a stranger learns nothing of a handle's
 existence — and only then is any node asked. The database is called from a
@@ -22,17 +26,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
-from tkms.crypto import curve, ecies, eip712, rsa
+from tkms.crypto import ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.crypto.wallet import Wallet
-from tkms.gateway.acl import (
-    AccessControl,
-    AclListing,
-    EmbeddedAcl,
-    InvalidGrant,
-    NotAuthorized,
-    UnknownHandle,
-)
+from tkms.gateway.acl import AclListing, EmbeddedAcl, InvalidGrant, NotAuthorized, UnknownHandle
 from tkms.gateway.authz import (
     DataAccess,
     SignedDataAccess,
@@ -43,23 +39,19 @@ from tkms.gateway.authz import (
 )
 from tkms.gateway.chain_acl import ChainAcl
 from tkms.gateway.exclude import check_enough_left, parse_exclude
-from tkms.gateway.fanout import Fanout, NotEnoughAnswers
-from tkms.gateway.keysets import KeysetSource, KeysetUnavailable, LoadedKeyset
+from tkms.gateway.fanout import NotEnoughAnswers
 from tkms.gateway.records import RecordExists, StorageError, StoredRecord
-from tkms.gateway.single import SingleNode
+from tkms.gateway.routing import Chains
+from tkms.gateway.served_chain import KmsSide, ServedChain, not_configured
 from tkms.gateway.storage import SqlRecordStore
-from tkms.gateway.wire import (
-    body_address,
-    check_served_chain,
-    parse_handle_param,
-    signed,
-)
-from tkms.protocol.handle import HandleError, SolidityType, new_handle
+from tkms.gateway.wire import body_address, signed
+from tkms.protocol.handle import HandleError, SolidityType, new_handle, parse_handle
 from tkms.protocol.solidity import ValueEncodingError, parse_encoded_value
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json_object
 from tkms.web.params import parse_salt
 
+__all__ = ["Answer", "GatewayService", "KmsSide", "NotEnoughNodes", "ServedChain"]
 log = logging.getLogger("tkms.gateway")
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -91,60 +83,25 @@ def _not_a_viewer(user: bytes) -> ApiError:
     return ApiError(403, "access_denied", f"0x{user.hex()} is not a viewer of this handle")
 
 
-def _not_configured(what: str) -> ApiError:
-    return ApiError(501, "not_configured", what)
-
-
-@dataclass(frozen=True)
-class KmsSide:
-    """How the gateway reaches the KMS: a committee (fan-out and its keyset), one node, or both.
-
-    ``trusted`` is the configured ``Y``: records are encrypted to it, and the
-    committee's keyset is checked against it.
-    """
-
-    fanout: Fanout | None = None
-    keysets: KeysetSource | None = None
-    single: SingleNode | None = None
-    trusted: bytes | None = None
-
-
 class GatewayService:
     """The request logic over collaborators it is given (``assembly.build_gateway_service``)."""
 
     def __init__(
         self,
         *,
-        wallet: Wallet,
-        chain_id: int,
-        contract: bytes,
+        chains: Chains,
         store: SqlRecordStore,
-        access: AccessControl | None,
-        acl: EmbeddedAcl | None,
-        kms: KmsSide,
-        chain_acl: ChainAcl | None = None,
         max_record_bytes: int,
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.wallet = wallet
-        self.chain_id = chain_id
-        self.contract = contract  # NoxCompute: the domain of handle proofs and user statements
-        self.store = store
+        self.chains = chains
+        self.store = store  # shared by every chain: a record carries its chain id
         self._clock = clock
-        # Reads depend only on the two questions an on-chain ACL answers too; with
-        # an adapter as ``access`` there is no embedded ``acl``, and its grant and
-        # listing endpoints answer 501 (grants would be transactions).
-        self.access = access
-        self.acl = acl
-        # On a chain: NoxCompute answers isViewer (and ERC-1271); there is no owner row.
-        self.chain_acl = chain_acl
-        if (access is None) == (chain_acl is None):
-            raise ValueError("give exactly one of access (embedded) and chain_acl")
-        self.fanout = kms.fanout
-        self.keysets = kms.keysets
-        self.single = kms.single
-        self.trusted = kms.trusted
+        # The committee is the same for every chain (a key per chain on each node).
+        self.committee = next(
+            (chain.kms.fanout.nodes for chain in chains if chain.kms.fanout is not None), {}
+        )
         self.max_record_bytes = max_record_bytes
         self._created = Counter(
             "tkms_gateway_secrets_created_total", "Secrets stored", registry=registry
@@ -155,12 +112,11 @@ class GatewayService:
         self._grants = Counter("tkms_gateway_grants_total", "Grants recorded", registry=registry)
 
     def __repr__(self) -> str:
-        return f"GatewayService(signer=0x{self.wallet.address.hex()}, chain={self.chain_id})"
+        return f"GatewayService(chains={list(self.chains.by_id.values())})"
 
     async def aclose(self) -> None:
-        for closable in (self.fanout, self.single, self.chain_acl):
-            if closable is not None:
-                await closable.aclose()
+        for chain in self.chains:
+            await chain.aclose()
 
     def _now(self) -> int:
         return int(self._clock())
@@ -176,41 +132,27 @@ class GatewayService:
             log.warning("storage error: %s", type(exc).__name__)
             raise ApiError(503, "storage_unavailable", "the database is unavailable") from None
 
-    async def keyset(self) -> LoadedKeyset:
-        if self.keysets is None:
-            raise _not_configured("this gateway fronts a single node: there is no keyset")
-        try:
-            return await self.keysets.get()
-        except KeysetUnavailable as exc:
-            log.warning("%s", exc)
-            raise ApiError(503, "keyset_unavailable", str(exc)) from None
-
-    async def public_key(self) -> curve.Point:
-        """``Y`` to encrypt to: the configured one, else the committee's checked keyset."""
-        if self.trusted is not None:
-            return curve.parse_point(self.trusted)
-        return (await self.keyset()).keyset.public_key
-
     # --- POST /v0/secrets ---------------------------------------------------------
 
     async def create_secret(
         self, chain_id_raw: str | None, salt_raw: str | None, body: bytes
     ) -> Answer:
-        chain_id = check_served_chain(chain_id_raw, self.chain_id)
+        chain = self.chains.for_query(chain_id_raw)
+        chain_id = chain.chain_id
         salt = parse_salt(salt_raw)
         data = parse_json_object(body)
         try:
             kind = SolidityType.parse(data.get("solidityType"))
         except HandleError as exc:
             # nox v0.6 answers an unknown type 422 invalid_type; the embedded mode keeps 400.
-            if self.chain_acl is not None:
+            if chain.chain_acl is not None:
                 raise ApiError(422, "invalid_type", str(exc)) from None
             raise ApiError(400, "invalid_solidity_type", str(exc)) from None
         try:
             plaintext = parse_encoded_value(data.get("value"), kind)
         except ValueEncodingError as exc:
             raise ApiError(400, "invalid_value", str(exc)) from None
-        if self.chain_acl is not None and not plaintext:
+        if chain.chain_acl is not None and not plaintext:
             raise ApiError(400, "invalid_value", "value is empty (nox refuses it for every type)")
         if len(plaintext) > self.max_record_bytes:
             raise ApiError(
@@ -220,7 +162,7 @@ class GatewayService:
             )
         owner = body_address(data, "owner")
         app = body_address(data, "applicationContract")
-        encrypted = ecies.encrypt(await self.public_key(), plaintext)
+        encrypted = ecies.encrypt(await chain.public_key(), plaintext)
         handle = new_handle(chain_id, kind)
         created_at = self._now()
         record = StoredRecord(
@@ -239,46 +181,46 @@ class GatewayService:
         except RecordExists:
             raise ApiError(409, "handle_exists", "this handle is already stored") from None
         proof_sig = eip712.sign(
-            self.wallet,
-            eip712.nox_compute_domain(chain_id, self.contract),
+            chain.wallet,
+            eip712.nox_compute_domain(chain_id, chain.contract),
             eip712.HANDLE_PROOF,
             {"handle": handle, "owner": owner, "app": app, "createdAt": created_at},
         )
         proof = owner + app + created_at.to_bytes(32, "big") + proof_sig
         self._created.inc()
         payload = {"handle": to_hex(handle), "proof": to_hex(proof)}
-        return Answer(signed(self.wallet, chain_id, salt, eip712.HANDLE_WITH_PROOF, payload))
+        return Answer(signed(chain.wallet, chain_id, salt, eip712.HANDLE_WITH_PROOF, payload))
 
     # --- GET /v0|v1/secrets/{handle} ------------------------------------------------
 
-    def _who(
-        self, handle_raw: str, chain_id: int, authorization: str | None
-    ) -> tuple[bytes, SignedDataAccess]:
-        """The handle and the decoded authorization.
+    def _who(self, chain: ServedChain, authorization: str | None) -> SignedDataAccess:
+        """The decoded authorization, in ``chain``'s domain.
 
         Without a chain the ECDSA signer must be ``userAddress`` (else 401); on a chain
         another signer is left to ERC-1271 (:meth:`_chain_read`).
         """
         signed = decode_data_access(
-            authorization, chain_id=chain_id, verifying_contract=self.contract, now=self._now()
+            authorization,
+            chain_id=chain.chain_id,
+            verifying_contract=chain.contract,
+            now=self._now(),
         )
-        if not signed.ecdsa_valid and self.chain_acl is None:
+        if not signed.ecdsa_valid and chain.chain_acl is None:
             raise not_signed_by_user(signed)
-        handle = parse_handle_param(handle_raw, chain_id)
         try:
             key = signed.access.encryption_pubkey
             rsa.load_public_key(parse_hex(key, name="encryptionPubKey"))
         except (EncodingError, rsa.RsaKeyError) as exc:
             raise ApiError(400, "invalid_encryption_pubkey", f"encryptionPubKey: {exc}") from None
-        return handle, signed
+        return signed
 
-    def _embedded_read(self, handle: bytes, user: bytes) -> StoredRecord:
+    def _embedded_read(self, chain: ServedChain, handle: bytes, user: bytes) -> StoredRecord:
         """Today's order without a chain: the record (404), then the embedded ACL (403)."""
-        assert self.access is not None
+        assert chain.access is not None
         record = self.store.get(handle)
         if record is None:
             raise ApiError(404, "not_found", "no secret is stored under this handle")
-        if not self.access.is_viewer(handle, user):
+        if not chain.access.is_viewer(handle, user):
             raise _not_a_viewer(user)
         return record
 
@@ -308,16 +250,17 @@ class GatewayService:
         chain_id_raw: str | None,
         salt_raw: str | None,
         authorization: str | None,
-    ) -> tuple[int, bytes, StoredRecord, DataAccess]:
-        """What both reads start with: chain, salt, then who asks and may they."""
-        chain_id = check_served_chain(chain_id_raw, self.chain_id)
+    ) -> tuple[ServedChain, bytes, StoredRecord, DataAccess]:
+        """What both reads start with: chain, salt, the handle's chain, who asks and may they."""
+        query = self.chains.query_chain(chain_id_raw)
         salt = parse_salt(salt_raw)
-        handle, signed = await asyncio.to_thread(self._who, handle_raw, chain_id, authorization)
-        if self.chain_acl is not None:
-            record = await self._chain_read(self.chain_acl, handle, signed)
+        chain, handle = self.chains.for_handle(handle_raw, query)
+        signed = await asyncio.to_thread(self._who, chain, authorization)
+        if chain.chain_acl is not None:
+            record = await self._chain_read(chain.chain_acl, handle, signed)
         else:
-            record = await self._db(self._embedded_read, handle, signed.access.user)
-        return chain_id, salt, record, signed.access
+            record = await self._db(self._embedded_read, chain, handle, signed.access.user)
+        return chain, salt, record, signed.access
 
     async def secret_v0(
         self,
@@ -326,15 +269,16 @@ class GatewayService:
         salt_raw: str | None,
         authorization: str | None,
     ) -> Answer:
-        chain_id, salt, record, access = await self._read(
+        chain, salt, record, access = await self._read(
             handle_raw, chain_id_raw, salt_raw, authorization
         )
-        if self.single is None:
-            raise _not_configured(
+        single = chain.kms.single
+        if single is None:
+            raise not_configured(
                 "this gateway fronts a threshold KMS: use GET /v1/secrets/{handle}"
             )
         start = time.perf_counter()
-        sealed = await self.single.delegate(
+        sealed = await single.delegate(
             to_hex(record.ephemeral_pubkey), access.encryption_pubkey, salt
         )
         self._served.labels("v0").inc()
@@ -344,7 +288,7 @@ class GatewayService:
             "encryptedSharedSecret": sealed,
             "iv": to_hex(record.iv),
         }
-        body = signed(self.wallet, chain_id, salt, eip712.HANDLE_CRYPTO_MATERIAL, payload)
+        body = signed(chain.wallet, chain.chain_id, salt, eip712.HANDLE_CRYPTO_MATERIAL, payload)
         return Answer(body, {"kms": time.perf_counter() - start})
 
     async def secret_v1(
@@ -357,16 +301,17 @@ class GatewayService:
     ) -> Answer:
         """Threshold material; ``exclude_raw``: the ``exclude`` query values (docs/gateway.md)."""
         # The syntax of exclude is checked first, as chain and salt are.
-        exclude = parse_exclude(exclude_raw, self.fanout.nodes if self.fanout else ())
-        chain_id, salt, record, access = await self._read(
+        exclude = parse_exclude(exclude_raw, self.committee)
+        chain, salt, record, access = await self._read(
             handle_raw, chain_id_raw, salt_raw, authorization
         )
-        if self.fanout is None:
-            raise _not_configured("this gateway fronts a single node: use GET /v0/secrets")
-        keyset = (await self.keyset()).keyset
-        check_enough_left(exclude, self.fanout.nodes, keyset.threshold)
+        fanout = chain.kms.fanout
+        if fanout is None:
+            raise not_configured("this gateway fronts a single node: use GET /v0/secrets")
+        keyset = (await chain.keyset()).keyset
+        check_enough_left(exclude, fanout.nodes, keyset.threshold)
         try:
-            result = await self.fanout.gather(
+            result = await fanout.gather(
                 to_hex(record.ephemeral_pubkey),
                 access.encryption_pubkey,
                 salt,
@@ -375,10 +320,12 @@ class GatewayService:
             )
         except NotEnoughAnswers as exc:
             failures = {i: str(why) for i, why in exc.result.failures.items()}
-            log.warning("not enough partials: %s", sorted(failures.items()))
+            log.warning(
+                "chain %d: not enough partials: %s", chain.chain_id, sorted(failures.items())
+            )
             stale = any(f.other_epoch is not None for f in exc.result.failures.values())
-            if self.keysets is not None and stale:
-                self.keysets.invalidate()  # a reshare: the next request reads the new keyset
+            if chain.kms.keysets is not None and stale:
+                chain.kms.keysets.invalidate()  # a reshare: the next request reads the new keyset
             raise NotEnoughNodes(exc.threshold, len(exc.result.partials), failures) from None
         self._served.labels("v1").inc()
         payload = {
@@ -394,12 +341,12 @@ class GatewayService:
         if exclude:  # signed in, so that a client sees a stripped or altered exclude
             payload["exclude"] = sorted(exclude)
             statement = eip712.HANDLE_THRESHOLD_MATERIAL_EXCLUDING
-        body = signed(self.wallet, chain_id, salt, statement, payload)
+        body = signed(chain.wallet, chain.chain_id, salt, statement, payload)
         return Answer(body, {"kms": result.seconds})
 
     async def keyset_body(self, chain_id_raw: str | None) -> Answer:
-        check_served_chain(chain_id_raw, self.chain_id)
-        return Answer(dict((await self.keyset()).body))
+        chain = self.chains.for_query(chain_id_raw)
+        return Answer(dict((await chain.keyset()).body))
 
     # --- ACL -------------------------------------------------------------------------
 
@@ -410,18 +357,16 @@ class GatewayService:
             entries.append({"role": "public", "account": to_hex(ZERO_ADDRESS)})
         return {"handle": to_hex(handle), "owner": to_hex(listing.owner), "entries": entries}
 
-    def _embedded(self) -> EmbeddedAcl:
-        if self.acl is None:
-            raise _not_configured("the ACL is on-chain: grant access there")
-        return self.acl
+    @staticmethod
+    def _embedded(chain: ServedChain) -> EmbeddedAcl:
+        if chain.acl is None:
+            raise not_configured("the ACL is on-chain: grant access there")
+        return chain.acl
 
-    def _grant(self, body: bytes, chain_id: int) -> tuple[bytes, AclListing]:
-        acl = self._embedded()
+    def _grant(self, chain: ServedChain, data: dict[str, Any]) -> tuple[bytes, AclListing]:
+        acl = self._embedded(chain)
         request = check_grant(
-            parse_json_object(body),
-            chain_id=chain_id,
-            verifying_contract=self.contract,
-            now=self._now(),
+            data, chain_id=chain.chain_id, verifying_contract=chain.contract, now=self._now()
         )
         try:
             if acl.grant(request.handle, request.account, request.role, request.granted_by):
@@ -437,11 +382,17 @@ class GatewayService:
         return request.handle, listing
 
     async def grant(self, chain_id_raw: str | None, salt_raw: str | None, body: bytes) -> Answer:
-        chain_id = check_served_chain(chain_id_raw, self.chain_id)
+        """The chain is the handle's in the payload (when it parses; check_grant says if not)."""
+        query = self.chains.query_chain(chain_id_raw)
         salt = parse_salt(salt_raw)
-        handle, listing = await self._db(self._grant, body, chain_id)
-        payload = self._acl_payload(handle, listing)
-        return Answer(signed(self.wallet, chain_id, salt, eip712.HANDLE_ACL, payload))
+        data = parse_json_object(body)
+        chain = query or self.chains.served(self.chains.default)
+        payload = data.get("payload")
+        if isinstance(payload, dict) and _looks_like_handle(payload.get("handle")):
+            chain, _ = self.chains.for_handle(payload["handle"], query)
+        handle, listing = await self._db(self._grant, chain, data)
+        answer = self._acl_payload(handle, listing)
+        return Answer(signed(chain.wallet, chain.chain_id, salt, eip712.HANDLE_ACL, answer))
 
     async def acl_listing(
         self,
@@ -452,18 +403,19 @@ class GatewayService:
     ) -> Answer:
         """Who may read a handle, for its owner or an admin only (an ``AclRead`` statement).
 
-        Order: chain, salt, handle (400), the signed statement (401), record (404),
-        owner or admin (403): a viewer or a stranger learns nothing of the others.
+        Order: chain, salt, handle and its chain (400), the signed statement (401),
+        record (404), owner or admin (403): a viewer or a stranger learns nothing of the
+        others.
         """
-        chain_id = check_served_chain(chain_id_raw, self.chain_id)
+        query = self.chains.query_chain(chain_id_raw)
         salt = parse_salt(salt_raw)
-        handle = parse_handle_param(handle_raw, chain_id)
-        acl = self._embedded()
+        chain, handle = self.chains.for_handle(handle_raw, query)
+        acl = self._embedded(chain)
         request = check_acl_read(
             authorization,
             handle,
-            chain_id=chain_id,
-            verifying_contract=self.contract,
+            chain_id=chain.chain_id,
+            verifying_contract=chain.contract,
             now=self._now(),
         )
         listing = await self._db(acl.list, handle)
@@ -476,4 +428,13 @@ class GatewayService:
                 f"0x{request.reader.hex()} is neither the owner nor an admin of this handle",
             )
         payload = self._acl_payload(handle, listing)
-        return Answer(signed(self.wallet, chain_id, salt, eip712.HANDLE_ACL, payload))
+        return Answer(signed(chain.wallet, chain.chain_id, salt, eip712.HANDLE_ACL, payload))
+
+
+def _looks_like_handle(value: object) -> bool:
+    """A handle the router can read the chain of (else check_grant names what is wrong)."""
+    try:
+        parse_handle(value)
+    except HandleError:
+        return False
+    return True

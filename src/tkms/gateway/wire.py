@@ -14,25 +14,7 @@ from typing import Any
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, parse_address, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.protocol.handle import HandleError, parse_handle
 from tkms.web.errors import ApiError
-from tkms.web.params import parse_chain_id
-
-
-def check_served_chain(raw: str | None, chain_id: int) -> int:
-    """The gateway serves one chain: ``chain_id`` may be omitted, never another one."""
-    if raw is None:
-        return chain_id
-    if parse_chain_id(raw) != chain_id:
-        raise ApiError(400, "unknown_chain", f"chain {int(raw)} is not served by this gateway")
-    return chain_id
-
-
-def parse_handle_param(raw: str, chain_id: int) -> bytes:
-    try:
-        return parse_handle(raw, chain_id=chain_id).to_bytes()
-    except HandleError as exc:
-        raise ApiError(400, "invalid_handle", str(exc)) from None
 
 
 def body_address(data: dict[str, Any], name: str) -> bytes:
