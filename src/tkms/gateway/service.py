@@ -54,7 +54,8 @@ from tkms.gateway.wire import (
     parse_handle_param,
     signed,
 )
-from tkms.protocol.handle import HandleError, SolidityType, new_handle
+from tkms.protocol.binding import bound_input_handle
+from tkms.protocol.handle import HandleError, SolidityType
 from tkms.protocol.solidity import ValueEncodingError, parse_encoded_value
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json_object
@@ -221,7 +222,7 @@ class GatewayService:
         owner = body_address(data, "owner")
         app = body_address(data, "applicationContract")
         encrypted = ecies.encrypt(await self.public_key(), plaintext)
-        handle = new_handle(chain_id, kind)
+        handle = bound_input_handle(chain_id, kind, encrypted)  # docs/binding.md
         created_at = self._now()
         record = StoredRecord(
             handle,
@@ -343,6 +344,8 @@ class GatewayService:
             "ciphertext": to_hex(record.ciphertext),
             "encryptedSharedSecret": sealed,
             "iv": to_hex(record.iv),
+            # Not signed (not in nox's statement): the handle's binding vouches for it.
+            "ephemeralPubKey": to_hex(record.ephemeral_pubkey),
         }
         body = signed(self.wallet, chain_id, salt, eip712.HANDLE_CRYPTO_MATERIAL, payload)
         return Answer(body, {"kms": time.perf_counter() - start})
