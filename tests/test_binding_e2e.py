@@ -10,6 +10,8 @@ handle names another user's record, or a record the gateway made itself.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -25,8 +27,10 @@ from tests.procs import Service
 from tests.tamper import read_record, rewrite_record
 from tkms.client import AsyncClient, Client, UntrustedResponse
 from tkms.crypto import curve, ecies
-from tkms.crypto.encoding import parse_hex
+from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.node.audit_format import chain_files
+from tkms.node.audit_verify import verify
 
 
 @dataclass
@@ -140,3 +144,24 @@ def test_without_require_binding_the_swap_goes_unseen(stack: Stack) -> None:
         victim = alice.encrypt(1000, "uint256")
         forged(stack, victim.handle, "own", victim.handle)
         assert alice.decrypt(victim) == 666
+
+
+def test_the_committee_logs_each_partial_it_serves(net: GatewayNet, tmp_path: Path) -> None:
+    """The audit log of v1 (docs/audit.md), on the committee's real nodes: epoch and requester."""
+    with (
+        net.gateway(str(tmp_path / "g.sqlite3"), tmp_path / "g.log") as gateway,
+        net.client(gateway.url) as alice,
+    ):
+        assert alice.decrypt(alice.encrypt(7, "uint8")) == 7
+    time.sleep(0.6)  # the writers fsync every 200 ms
+    served = 0
+    for spec in net.cluster.nodes.values():
+        files = chain_files(spec.state_dir / "audit", 0)
+        verdict = verify(files)
+        assert verdict.ok, verdict.broken
+        entries = [json.loads(x) for f in files for x in f.read_text().splitlines()]
+        mine = [e for e in entries if e["version"] == "v1" and e["decision"] == "served"]
+        assert all(e["epoch"] == net.keyset["epoch"] for e in mine)
+        assert all(e["requester"] == to_hex(net.cluster.gateway.address) for e in mine)
+        served += bool(mine)
+    assert served >= 2  # t = 2 of 3

@@ -20,6 +20,7 @@ lines of one chain, and a restarted worker takes a free slot up again.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -36,7 +37,6 @@ from tkms.node.audit_format import (
     FORMAT,
     GENESIS,
     chain_files,
-    entry_hash,
     file_name,
     fingerprint,
 )
@@ -147,25 +147,31 @@ class AuditLog:
     def record(self, note: AuditNote, decision: str, reason: str | None) -> None:
         """Chain one entry and buffer it; the writer thread does the I/O."""
         requester = None if note.requester is None else to_hex(note.requester)
-        entry: dict[str, Any] = {
-            "v": FORMAT,
-            "time": round(self._clock(), 3),
-            "version": note.version,
-            "chain": note.chain_id,
-            "epoch": note.epoch,
-            "handle": note.handle,
-            "requester": requester,
-            "target": fingerprint(_raw(note.target_pubkey)),
-            "k": fingerprint(_raw(note.ephemeral_pubkey)),
-            "decision": decision,
-            "reason": reason,
-        }
+        # Keys in sorted order, so that this dict's JSON *is* the canonical form
+        # (audit_format.canonical) without a sort: one json.dumps per entry.
+        target = fingerprint(_raw(note.target_pubkey))
+        k = fingerprint(_raw(note.ephemeral_pubkey))
+        at = round(self._clock(), 3)
         with self._lock:
             self._seq += 1
-            entry["seq"] = self._seq
-            entry["prev"] = self._prev
-            entry["hash"] = self._prev = entry_hash(self._prev, entry)
-            self._pending.append(json.dumps(entry, separators=(",", ":")).encode() + b"\n")
+            entry = {
+                "chain": note.chain_id,
+                "decision": decision,
+                "epoch": note.epoch,
+                "handle": note.handle,
+                "k": k,
+                "prev": self._prev,
+                "reason": reason,
+                "requester": requester,
+                "seq": self._seq,
+                "target": target,
+                "time": at,
+                "v": FORMAT,
+                "version": note.version,
+            }
+            body = json.dumps(entry, separators=(",", ":")).encode()
+            self._prev = hashlib.sha256(bytes.fromhex(self._prev) + body).hexdigest()
+            self._pending.append(body[:-1] + b',"hash":"' + self._prev.encode() + b'"}\n')
             if len(self._pending) >= self.flush_entries:
                 self._wake.set()
 
