@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import resource
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -267,3 +269,30 @@ def test_two_logs_in_one_directory_take_two_slots(tmp_path: Path) -> None:
         second.close()
     for slot in (0, 1):
         assert verify(chain_files(tmp_path, slot)).entries == 1
+
+
+def test_a_failed_write_is_cut_off_and_retried(tmp_path: Path) -> None:
+    """A full disk (here: RLIMIT_FSIZE) in the middle of a batch leaves no torn line."""
+    log = AuditLog(tmp_path, max_bytes=2**20, flush_entries=10**6, flush_seconds=3600)
+    log.open()
+    path = tmp_path / "audit-0-000001.jsonl"
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        for _ in range(3):
+            log.record(AuditNote("v0"), "served", None)
+        log.flush()
+        size = path.stat().st_size
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, hard))
+        for _ in range(3):
+            log.record(AuditNote("v0"), "refused", "invalid_signature")
+        log.flush()  # fails after 100 bytes: cut back to the 3 entries on disk
+        assert path.stat().st_size == size
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        log.flush()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+        log.close()
+    verdict = verify([path])
+    assert verdict.ok and verdict.entries == 6

@@ -19,6 +19,7 @@ lines of one chain, and a restarted worker takes a free slot up again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -86,12 +87,13 @@ class AuditLog:
         self.flush_entries = flush_entries
         self.flush_seconds = flush_seconds
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the chain and the buffer (the event loop's side)
+        self._io = threading.Lock()  # the file: one flush at a time (writer thread, close)
         self._pending: list[bytes] = []
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
-        self._file: IO[bytes] | None = None
+        self._fd: int | None = None
         self._slot_lock: IO[bytes] | None = None
         self.slot = -1
         self._number = 0
@@ -119,7 +121,8 @@ class AuditLog:
 
     def _take_slot(self) -> tuple[int, IO[bytes]]:
         for slot in range(MAX_SLOTS):
-            handle = (self.directory / f"slot-{slot}.lock").open("ab")
+            fd = os.open(self.directory / f"slot-{slot}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+            handle = os.fdopen(fd, "wb")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -135,9 +138,9 @@ class AuditLog:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.flush()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._slot_lock is not None:
             self._slot_lock.close()
             self._slot_lock = None
@@ -184,48 +187,70 @@ class AuditLog:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            lines, self._pending = self._pending, []
-        if not lines:
-            return
-        try:
-            self._write(lines)
-        except OSError as exc:
-            # Keep the lines (the chain stays whole) and say so once; the next flush retries.
+        with self._io:
             with self._lock:
-                self._pending[:0] = lines
-            if not self._failing:
-                log.error("audit log write failed: %s", exc.strerror or type(exc).__name__)
-            self._failing = True
-            return
-        self._failing = False
+                lines, self._pending = self._pending, []
+            if not lines:
+                return
+            try:
+                self._write(lines)
+            except _WriteFailed as failed:
+                # Keep what is not on disk (the chain stays whole) and say so once; the
+                # next flush retries from there.
+                with self._lock:
+                    self._pending[:0] = lines[failed.durable :]
+                if not self._failing:
+                    log.error("audit log write failed: %s", failed.reason)
+                self._failing = True
+                return
+            self._failing = False
 
     def _write(self, lines: list[bytes]) -> None:
-        for line in lines:
-            target = self._current()
-            target.write(line)
-            if target.tell() >= self.max_bytes:
-                self._sync(target)
-                target.close()
-                self._file = None
+        """Append and fsync, one file at a time; a batch that fails is cut off again."""
+        done = 0
+        while done < len(lines):
+            try:
+                fd, size = self._current()
+            except OSError as exc:
+                raise _WriteFailed(done, exc) from None
+            end = done
+            while end < len(lines) and size < self.max_bytes:
+                size += len(lines[end])
+                end += 1
+            data = b"".join(lines[done:end])
+            start = size - len(data)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)  # no torn line for the retry to follow
+                raise _WriteFailed(done, exc) from None
+            done = end
+            if size >= self.max_bytes:  # full: the next line starts the next file
+                os.close(fd)
+                self._fd = None
                 self._number += 1
-        if self._file is not None:
-            self._sync(self._file)
 
-    def _current(self) -> IO[bytes]:
-        if self._file is None:
-            path = self.directory / file_name(self.slot, self._number)
-            if path.exists() and path.stat().st_size >= self.max_bytes:
-                self._number += 1
+    def _current(self) -> tuple[int, int]:
+        """The open file's descriptor and size; a full file is left for the next number."""
+        if self._fd is None:
+            while True:
                 path = self.directory / file_name(self.slot, self._number)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._file = os.fdopen(fd, "ab")
-        return self._file
+                if not path.exists() or path.stat().st_size < self.max_bytes:
+                    break
+                self._number += 1
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return self._fd, os.fstat(self._fd).st_size
 
-    @staticmethod
-    def _sync(target: IO[bytes]) -> None:
-        target.flush()
-        os.fsync(target.fileno())
+
+class _WriteFailed(Exception):
+    def __init__(self, durable: int, exc: OSError) -> None:
+        super().__init__()
+        self.durable = durable  # lines of the batch that are on disk
+        self.reason = exc.strerror or type(exc).__name__
 
 
 class Decisions:
