@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tkms.crypto import curve, ecies
+from tkms.client import UntrustedResponse
+from tkms.client.gateway_open import open_single
+from tkms.client.trust import GatewayTrust
+from tkms.crypto import curve, ecies, rsa
+from tkms.crypto.encoding import to_hex
 from tkms.protocol.binding import (
     DOMAIN,
     binding,
@@ -91,3 +97,27 @@ def test_any_change_of_an_input_changes_the_binding(
     else:
         other = data.draw(ciphertexts.filter(lambda c: c != ciphertext))
         assert not is_bound(handle, k_enc, iv, ciphertext_digest(other))
+
+
+def test_v0_material_without_k_is_refused_unless_binding_is_off() -> None:
+    """A Nox gateway's v0 material: no K, so no binding to check (docs/binding.md)."""
+    key = rsa.generate_private_key()
+    y = curve.random_scalar()
+    record = ecies.encrypt(curve.base_mul(y), b"\x07")
+    handle = parse_handle(new_handle(421614, "uint8"))  # random, as nox makes them
+    shared_x = curve.mul_secret_x(curve.parse_point(record.ephemeral_pubkey), y)
+    payload = {
+        "handle": handle.hex,
+        "ciphertext": to_hex(record.ciphertext),
+        "iv": to_hex(record.iv),
+        "encryptedSharedSecret": to_hex(rsa.encrypt(rsa.load_public_key(
+            rsa.public_key_der(key)), shared_x)),
+    }  # fmt: skip
+    trust = GatewayTrust(421614, bytes(20), bytes(20))
+    with pytest.raises(UntrustedResponse, match="binding cannot be checked"):
+        open_single(payload, handle, key, trust)
+    with pytest.raises(UntrustedResponse, match="does not belong to this handle"):
+        open_single(
+            {**payload, "ephemeralPubKey": to_hex(record.ephemeral_pubkey)}, handle, key, trust
+        )
+    assert open_single(payload, handle, key, replace(trust, require_binding=False)) == b"\x07"

@@ -101,6 +101,11 @@ def _record(
     if not isinstance(payload.get("handle"), str) or payload["handle"].lower() != handle.hex:
         raise UntrustedResponse("the gateway answered for another handle")
     ephemeral = b""
+    if not threshold and trust.require_binding and payload.get("ephemeralPubKey") is None:
+        raise UntrustedResponse(
+            "the answer carries no ephemeralPubKey, so the handle's binding cannot be checked"
+            " (a Nox gateway's records are unbound: require_binding=False)"
+        )
     if threshold or trust.require_binding or payload.get("ephemeralPubKey") is not None:
         ephemeral = _hex(payload, "ephemeralPubKey", 33)
         try:
