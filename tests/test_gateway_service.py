@@ -92,7 +92,7 @@ def test_a_handle_is_written_once(
 ) -> None:
     """Creating an existing handle is a 409 (forced here: real handles are random)."""
     fixed = new_handle(CHAIN_ID, "uint8")
-    monkeypatch.setattr("tkms.gateway.service.new_handle", lambda *_: fixed)
+    monkeypatch.setattr("tkms.gateway.service.bound_input_handle", lambda *_: fixed)
 
     async def twice(service: GatewayService) -> None:
         first = await service.create_secret(None, None, body())

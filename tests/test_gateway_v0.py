@@ -58,14 +58,25 @@ def typed(domain: dict[str, Any], primary: str, fields: list[tuple[str, str]], m
     }
 
 
-def attest(answer: httpx.Response, salt: str, primary: str, fields: list[str], gateway: str) -> Any:
-    """The SDK's check: signed by the gateway it trusts, for this request's salt."""
+def attest(
+    answer: httpx.Response,
+    salt: str,
+    primary: str,
+    fields: list[str],
+    gateway: str,
+    unsigned: tuple[str, ...] = (),
+) -> Any:
+    """The SDK's check: signed by the gateway it trusts, for this request's salt.
+
+    ``unsigned``: tkms's extra payload fields outside nox's statement (docs/binding.md).
+    """
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert set(body) == {"payload", "signature"}
-    assert set(body["payload"]) == set(fields)
+    assert set(body["payload"]) == set(fields) | set(unsigned)
     domain = {"name": "Handle Gateway", "version": "1", "chainId": CHAIN_ID, "salt": salt}
-    data = typed(domain, primary, [(f, "string") for f in fields], body["payload"])
+    message = {f: body["payload"][f] for f in fields}
+    data = typed(domain, primary, [(f, "string") for f in fields], message)
     signer = Account.recover_message(
         encode_typed_data(full_message=data), signature=body["signature"]
     )
@@ -147,7 +158,9 @@ def nox_decrypt(url: str, gateway: str, user: Any, handle: str, *, salted: bool)
         headers={"Authorization": nox_authorization(user, rsa_key)},
     )
     fields = ["handle", "ciphertext", "encryptedSharedSecret", "iv"]
-    payload = attest(answer, salt, "HandleCryptoMaterial", fields, gateway)
+    payload = attest(
+        answer, salt, "HandleCryptoMaterial", fields, gateway, unsigned=("ephemeralPubKey",)
+    )
     assert payload["handle"] == handle
     shared_x = rsa_key.decrypt(bytes.fromhex(payload["encryptedSharedSecret"][2:]), OAEP)
     key = HKDF(hashes.SHA256(), 32, bytes(32), b"ECIES:AES_GCM:v1").derive(shared_x)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tkms.cli_audit import audit_app
 from tkms.cli_devnet import devnet_app
 from tkms.cli_output import console, exit_code, fail
 from tkms.cli_values import parse_cli_value, resolve_account, show_value
@@ -384,6 +385,7 @@ def decrypt(
 
 
 app.add_typer(devnet_app)
+app.add_typer(audit_app)
 
 
 def main() -> None:

@@ -264,7 +264,7 @@ class GatewayCore:
             response, salt, material, fresh = yield from self._read(path, material, fresh)
             start = time.perf_counter()
             payload = self.payload(response, eip712.HANDLE_CRYPTO_MATERIAL, salt)
-            plaintext = open_single(payload, parsed, material.rsa_key)
+            plaintext = open_single(payload, parsed, material.rsa_key, self.trust)
         else:
             plaintext, response, start = yield from self._threshold_flow(parsed, material, fresh)
         value = decode_value(plaintext, parsed.solidity_type)

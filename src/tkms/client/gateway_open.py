@@ -14,6 +14,7 @@ from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.shamir import combine_points
 from tkms.crypto.wallet import SignatureError
 from tkms.dkg.keyset import VerifiedKeyset
+from tkms.protocol.binding import ciphertext_digest, is_bound
 from tkms.protocol.delegation import DelegationAnswerError, check_partial_answer
 from tkms.protocol.handle import Handle, HandleError, SolidityType, parse_handle
 
@@ -87,17 +88,36 @@ def check_created(
     return Encrypted(handle.hex, to_hex(proof), kind)
 
 
-def _record(payload: Mapping[str, Any], handle: Handle, *, threshold: bool) -> ecies.EciesRecord:
+def _record(
+    payload: Mapping[str, Any], handle: Handle, trust: GatewayTrust, *, threshold: bool
+) -> ecies.EciesRecord:
+    """The record of an answer, once it is known to be the record the handle names.
+
+    The binding (docs/binding.md) is checked before anything is decrypted: a
+    gateway that serves another record under a handle is caught here. v0
+    material carries K as an extra field outside nox's signed statement (the
+    binding vouches for it); without it the binding cannot be checked.
+    """
     if not isinstance(payload.get("handle"), str) or payload["handle"].lower() != handle.hex:
         raise UntrustedResponse("the gateway answered for another handle")
-    ephemeral = b""  # v0 material carries the sealed x(S) instead
-    if threshold:
+    ephemeral = b""
+    if not threshold and trust.require_binding and payload.get("ephemeralPubKey") is None:
+        raise UntrustedResponse(
+            "the answer carries no ephemeralPubKey, so the handle's binding cannot be checked"
+            " (a Nox gateway's records are unbound: require_binding=False)"
+        )
+    if threshold or trust.require_binding or payload.get("ephemeralPubKey") is not None:
         ephemeral = _hex(payload, "ephemeralPubKey", 33)
         try:
             curve.parse_point(ephemeral)
         except curve.CurveError:
             raise UntrustedResponse("gateway answer: ephemeralPubKey is not a point") from None
-    return ecies.EciesRecord(ephemeral, _hex(payload, "iv", 12), _hex(payload, "ciphertext"))
+    record = ecies.EciesRecord(ephemeral, _hex(payload, "iv", 12), _hex(payload, "ciphertext"))
+    if trust.require_binding and not is_bound(
+        handle.to_bytes(), record.ephemeral_pubkey, record.iv, ciphertext_digest(record.ciphertext)
+    ):
+        raise UntrustedResponse("the record the gateway served does not belong to this handle")
+    return record
 
 
 @dataclass
@@ -136,7 +156,7 @@ def open_threshold_round(
     do what it signed: the whole answer is untrusted.
     """
     _signed_exclude(payload, exclude)
-    result = ThresholdRound(_record(payload, handle, threshold=True))
+    result = ThresholdRound(_record(payload, handle, trust, threshold=True))
     ephemeral = curve.parse_point(result.record.ephemeral_pubkey)
     partials = payload.get("partials")
     epoch = payload.get("epoch")
@@ -182,10 +202,13 @@ def decrypt_threshold(
 
 
 def open_single(
-    payload: Mapping[str, Any], handle: Handle, private_key: rsa.RSAPrivateKey
+    payload: Mapping[str, Any],
+    handle: Handle,
+    private_key: rsa.RSAPrivateKey,
+    trust: GatewayTrust,
 ) -> bytes:
     """The v0 material: RSA-open ``x(S)``, then AES-GCM (nox-compat.md)."""
-    record = _record(payload, handle, threshold=False)
+    record = _record(payload, handle, trust, threshold=False)
     try:
         shared_x = rsa.decrypt(private_key, _hex(payload, "encryptedSharedSecret"))
         if len(shared_x) != 32:

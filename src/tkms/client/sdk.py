@@ -111,12 +111,14 @@ class _Base:
         authorization_ttl: int = 3600,
         rpc_url: str | None = None,
         nox_compute: str | bytes | None = None,
+        require_binding: bool = True,
     ) -> None:
         trust = GatewayTrust(
             chain_id,
             _bytes(gateway_signer, "gateway_signer", 20),
             _bytes(verifying_contract, "verifying_contract", 20),
             None if kms_public_key is None else _bytes(kms_public_key, "kms_public_key", 33),
+            require_binding=require_binding,
         )
         app = bytes(20) if application is None else _bytes(application, "application", 20)
         self.url = gateway_url.rstrip("/")

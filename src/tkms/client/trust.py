@@ -7,9 +7,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GatewayTrust:
-    """What the client trusts: the gateway's signer, and the KMS key ``Y`` if it knows it."""
+    """What the client trusts: the gateway's signer, and the KMS key ``Y`` if it knows it.
+
+    ``require_binding``: every record opened must be bound to its handle
+    (docs/binding.md). True against tkms; False only for records whose
+    handles are not bound (a Nox gateway's, a runner's results): the client
+    then trusts the gateway's signature alone, as the Nox SDK does.
+    """
 
     chain_id: int
     gateway_signer: bytes
     verifying_contract: bytes
     kms_public_key: bytes | None = None
+    require_binding: bool = True

@@ -45,7 +45,8 @@ from tkms.gateway.routing import Chains
 from tkms.gateway.served_chain import KmsSide, ServedChain, not_configured
 from tkms.gateway.storage import SqlRecordStore
 from tkms.gateway.wire import body_address, signed
-from tkms.protocol.handle import HandleError, SolidityType, new_handle, parse_handle
+from tkms.protocol.binding import bound_input_handle
+from tkms.protocol.handle import HandleError, SolidityType, parse_handle
 from tkms.protocol.solidity import ValueEncodingError, parse_encoded_value
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json_object
@@ -163,7 +164,7 @@ class GatewayService:
         owner = body_address(data, "owner")
         app = body_address(data, "applicationContract")
         encrypted = ecies.encrypt(await chain.public_key(), plaintext)
-        handle = new_handle(chain_id, kind)
+        handle = bound_input_handle(chain_id, kind, encrypted)  # docs/binding.md
         created_at = self._now()
         record = StoredRecord(
             handle,
@@ -287,6 +288,8 @@ class GatewayService:
             "ciphertext": to_hex(record.ciphertext),
             "encryptedSharedSecret": sealed,
             "iv": to_hex(record.iv),
+            # Not signed (not in nox's statement): the handle's binding vouches for it.
+            "ephemeralPubKey": to_hex(record.ephemeral_pubkey),
         }
         body = signed(chain.wallet, chain.chain_id, salt, eip712.HANDLE_CRYPTO_MATERIAL, payload)
         return Answer(body, {"kms": time.perf_counter() - start})

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
 from tkms.crypto.encoding import parse_hex
 from tkms.crypto.wallet import Wallet
+from tkms.envconfig import ConfigError
+from tkms.node.audit import AuditLog, Decisions
 from tkms.node.chain import NodeChains, check_chains_at_start
 from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegate_route import add_delegate_route
@@ -32,6 +36,19 @@ def build_delegator(config: NodeConfig) -> Delegator:
     return Delegator(wallet, chains)
 
 
+def build_audit_log(config: NodeConfig) -> AuditLog | None:
+    """The log, checked now (a directory that cannot be made is a config error); opened later."""
+    directory = config.audit_directory()
+    if directory is None:
+        log.warning("no audit log: set TKMS_NODE_AUDIT_DIR or TKMS_NODE_STATE_DIR")
+        return None
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"TKMS_NODE_AUDIT_DIR: {directory}: {exc.strerror}") from None
+    return AuditLog(directory, max_bytes=config.audit_max_bytes)
+
+
 def create_app(config: NodeConfig) -> FastAPI:
     registry = CollectorRegistry()
     delegations = Counter(
@@ -50,25 +67,46 @@ def create_app(config: NodeConfig) -> FastAPI:
     threshold = build_threshold_runtime(config, delegator.wallet)
     chains = NodeChains(config, views, delegator, threshold.partials)
     linked = bool(chains.watches)
+    audit = build_audit_log(config)
+    decisions = Decisions(registry, audit)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Opened here, in the serving process (each worker takes its own slot),
+        # and closed after the last request: its buffer is written and fsynced.
+        if audit is not None:
+            audit.open()
+        try:
+            if linked:
+                async with chains.lifespan(app):
+                    yield
+            else:
+                yield
+        finally:
+            if audit is not None:
+                audit.close()
 
     app = FastAPI(
         title="tkms node",
         version="0.1.0",
         docs_url=None,
         redoc_url=None,
-        lifespan=chains.lifespan if linked else None,
+        lifespan=lifespan,
     )
     install_error_handlers(app, on_error=lambda code: errors.labels(code).inc())
     add_common_routes(
         app, config.service_name, registry, health_check=chains.health if linked else None
     )
 
-    add_delegate_route(app, "v0", delegator.delegate_v0, delegator.chains, delegations)
-    add_threshold_routes(app, threshold, delegations, ready=chains.require_v1 if linked else None)
+    add_delegate_route(app, "v0", delegator.delegate_v0, delegator.chains, delegations, decisions)
+    add_threshold_routes(
+        app, threshold, delegations, decisions, ready=chains.require_v1 if linked else None
+    )
 
     app.state.delegator = delegator
     app.state.threshold = threshold
     app.state.chains = chains
+    app.state.audit = audit
     app.add_middleware(
         BodyLimit,
         limit=config.max_body_bytes,

@@ -6,6 +6,8 @@ A node configured with nothing but ``NOX_KMS_WALLET_KEY``,
 ``SecretStr`` so they never print. ``TKMS_NODE_SERVER__HTTP__<NAME>`` sets
 the connection limits (:class:`tkms.web.limits.HttpLimits`),
 ``TKMS_NODE_DKG_MAX_MEMBERS`` the largest committee (it sizes the DKG body limit).
+``TKMS_NODE_AUDIT_DIR`` (default ``<state dir>/audit``) holds the audit log and
+``TKMS_NODE_AUDIT_MAX_BYTES`` (64 MiB) the size at which it rotates (docs/audit.md).
 
 A chain with ``…__RPC_URL`` and ``…__NOX_COMPUTE_CONTRACT_ADDRESS`` is *linked*:
 its gateway comes from the contract's ``gateway()`` and its key is checked
@@ -126,10 +128,19 @@ class NodeConfig(BaseModel):
     dkg_max_members: int = Field(64, ge=1, le=1024)
     # An explicit DKG body limit instead of the one computed from dkg_max_members.
     dkg_max_body_bytes: int | None = Field(None, ge=1024, le=256 * 1024 * 1024)
+    # The audit log (docs/audit.md): its directory, by default the state dir's audit/,
+    # and the size at which it starts a new file. No directory: no log (a warning).
+    audit_dir: Path | None = None
+    audit_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, le=2**40)
 
     _check_wallet = field_validator("wallet_key")(check_private_key)
     _check_admin = field_validator("dkg_admin_address")(check_address)
-    _check_state_dir = field_validator("state_dir")(check_directory)
+    _check_state_dir = field_validator("state_dir", "audit_dir")(check_directory)
+
+    def audit_directory(self) -> Path | None:
+        if self.audit_dir is not None:
+            return self.audit_dir
+        return None if self.state_dir is None else self.state_dir / "audit"
 
     def dkg_body_limit(self) -> int:
         return self.dkg_max_body_bytes or dkg_round_bytes(self.dkg_max_members)

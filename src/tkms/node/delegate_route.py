@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.responses import Response
 
+from tkms.node.audit import AuditNote, Decisions
 from tkms.node.request_checks import chain_of_request
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
+from tkms.web.errors import ApiError
 
-Delegate = Callable[[str | None, str | None, str | None, bytes], Mapping[str, Any]]
-"""(chain_id, salt, Authorization header, body) → the answer; raises ApiError."""
+
+class Delegate(Protocol):
+    """(chain_id, salt, Authorization header, body, note) → the answer; raises ApiError.
+
+    ``note`` is filled in as the checks pass, for the audit log.
+    """
+
+    def __call__(
+        self,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+        body: bytes,
+        note: AuditNote | None = None,
+    ) -> Mapping[str, Any]: ...
+
 
 Ready = Callable[[str | None], Awaitable[None]]
 """(chain_id) → None when the chain may be served now; raises ApiError (e.g. a 503)."""
@@ -43,19 +59,32 @@ def add_delegate_route(
     delegate: Delegate,
     chains: Mapping[int, Any],
     delegations: Counter,
+    decisions: Decisions,
     ready: Ready | None = None,
 ) -> None:
     async def endpoint(request: Request) -> Response:
-        require_json(request)
         query = request.query_params
-        if ready is not None:
-            await ready(query.get("chain_id"))
-        answer = delegate(
-            query.get("chain_id"),
-            query.get("salt"),
-            request.headers.get("authorization"),
-            await request.body(),
-        )
+        note = AuditNote(version)
+        # Every request that reaches the route is one decision, served or refused
+        # (docs/audit.md); a body over the limit is refused before it, by BodyLimit.
+        try:
+            require_json(request)
+            if ready is not None:
+                await ready(query.get("chain_id"))
+            answer = delegate(
+                query.get("chain_id"),
+                query.get("salt"),
+                request.headers.get("authorization"),
+                await request.body(),
+                note,
+            )
+        except ApiError as exc:
+            decisions.record(note, "refused", exc.code)
+            raise
+        except Exception:
+            decisions.record(note, "refused", "internal_error")
+            raise
+        decisions.record(note, "served", None)
         # Label by the resolved id: the raw value is the caller's to vary.
         delegations.labels(str(chain_of_request(query.get("chain_id"), chains)), version).inc()
         return json_response(answer)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.node.audit import AuditNote
 from tkms.node.request_checks import (
     chain_of_request,
     check_authorization,
@@ -54,13 +55,18 @@ class Delegator:
         salt_raw: str | None,
         authorization: str | None,
         body: bytes,
+        note: AuditNote | None = None,
     ) -> dict[str, str]:
-        chain_id = chain_of_request(chain_id_raw, self.chains)
+        note = note or AuditNote("v0")
+        chain_id = note.chain_id = chain_of_request(chain_id_raw, self.chains)
         salt = parse_salt(salt_raw)
         signature = parse_bearer(authorization)
         request = parse_delegate_body(body)
+        # What the audit log fingerprints (docs/audit.md): public values, as sent.
+        note.ephemeral_pubkey = request.ephemeral_pubkey
+        note.target_pubkey = request.target_pubkey
         key = self.chains[chain_id]
-        check_authorization(chain_id, request, signature, key.gateway)
+        check_authorization(chain_id, request, signature, key.gateway, note)
         ephemeral = parse_ephemeral(request.ephemeral_pubkey)
         target = parse_target(request.target_pubkey)
         shared_x = curve.mul_secret_x(ephemeral, int.from_bytes(key.secret, "big"))

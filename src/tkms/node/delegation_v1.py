@@ -14,6 +14,7 @@ from typing import Any
 from tkms.crypto import dleq, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
+from tkms.node.audit import AuditNote
 from tkms.node.request_checks import (
     chain_of_request,
     check_authorization,
@@ -64,13 +65,19 @@ class PartialDelegator:
         salt_raw: str | None,
         authorization: str | None,
         body: bytes,
+        note: AuditNote | None = None,
     ) -> dict[str, Any]:
-        chain_id = chain_of_request(chain_id_raw, self.gateways)
+        note = note or AuditNote("v1")
+        chain_id = note.chain_id = chain_of_request(chain_id_raw, self.gateways)
         held = self.holding(chain_id)
+        note.epoch = held.epoch
         salt = parse_salt(salt_raw)
         signature = parse_bearer(authorization)
         request = parse_delegate_body(body)
-        check_authorization(chain_id, request, signature, self.gateways[chain_id])
+        # What the audit log fingerprints (docs/audit.md): public values, as sent.
+        note.ephemeral_pubkey = request.ephemeral_pubkey
+        note.target_pubkey = request.target_pubkey
+        check_authorization(chain_id, request, signature, self.gateways[chain_id], note)
         ephemeral = parse_ephemeral(request.ephemeral_pubkey)
         target = parse_target(request.target_pubkey)
         s_enc, proof = held.prover.partial(ephemeral)

@@ -15,6 +15,7 @@ from typing import Any
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.crypto.wallet import SignatureError, recover_address
+from tkms.node.audit import AuditNote
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json_object
 from tkms.web.params import parse_chain_id
@@ -73,15 +74,25 @@ def _request_domain(chain_id: int) -> eip712.Domain:
 
 
 def check_authorization(
-    chain_id: int, body: DelegateBody, signature: bytes, gateway: bytes
+    chain_id: int,
+    body: DelegateBody,
+    signature: bytes,
+    gateway: bytes,
+    note: AuditNote | None = None,
 ) -> None:
-    """The gateway signed these exact strings (prefix and case included)."""
+    """The gateway signed these exact strings (prefix and case included).
+
+    ``note`` learns the recovered signer (the audit log's requester), also when
+    it is not the gateway.
+    """
     message = {"ephemeralPubKey": body.ephemeral_pubkey, "targetPubKey": body.target_pubkey}
     try:
         digest = eip712.digest(_request_domain(chain_id), _AUTH_STATEMENT, message)
         signer = recover_address(digest, signature)
     except (SignatureError, eip712.Eip712Error):
         raise ApiError(401, "invalid_signature", "authorization signature is invalid") from None
+    if note is not None:
+        note.requester = signer
     if signer != gateway:
         raise ApiError(401, "unauthorized_signer", "authorization is not signed by the gateway")
 

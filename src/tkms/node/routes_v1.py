@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import Counter
 from starlette.responses import Response
 
+from tkms.node.audit import Decisions
 from tkms.node.delegate_route import Ready, add_delegate_route
 from tkms.node.dkg_service import DkgService
 from tkms.node.runtime import ThresholdRuntime
@@ -25,7 +26,11 @@ async def _json_body(request: Request) -> Any:
 
 
 def add_threshold_routes(
-    app: FastAPI, runtime: ThresholdRuntime, delegations: Counter, ready: Ready | None = None
+    app: FastAPI,
+    runtime: ThresholdRuntime,
+    delegations: Counter,
+    decisions: Decisions,
+    ready: Ready | None = None,
 ) -> None:
     """``ready`` gates ``/v1/delegate`` per chain (the on-chain key check, node/chain.py)."""
     partials = runtime.partials
@@ -34,7 +39,9 @@ def add_threshold_routes(
     async def keyset(request: Request) -> Response:
         return json_response(partials.keyset(request.query_params.get("chain_id")))
 
-    add_delegate_route(app, "v1", partials.delegate_v1, partials.gateways, delegations, ready)
+    add_delegate_route(
+        app, "v1", partials.delegate_v1, partials.gateways, delegations, decisions, ready
+    )
 
     def dkg() -> DkgService:
         if runtime.dkg is None:

@@ -175,14 +175,24 @@ class Handle:
 
 
 def new_handle(chain_id: int, solidity_type: SolidityType | str) -> bytes:
-    """A fresh gateway-input handle: unique attribute set, 25 bytes from ``secrets``."""
+    """A fresh gateway-input handle: unique attribute set, 25 bytes from ``secrets``.
+
+    The gateway binds its handles to their records instead
+    (:func:`tkms.protocol.binding.bound_input_handle`); a random one is what
+    Nox makes, and what tests use for a handle that names nothing.
+    """
+    return input_handle_prefix(chain_id, solidity_type) + secrets.token_bytes(RANDOM_LENGTH)
+
+
+def input_handle_prefix(chain_id: int, solidity_type: SolidityType | str) -> bytes:
+    """The first 7 bytes of a gateway-input handle: version, chain, type, unique attribute."""
     handle = Handle(
         chain_id=chain_id,
         solidity_type=as_solidity_type(solidity_type),
         attributes=ATTR_UNIQUE,
-        random=secrets.token_bytes(RANDOM_LENGTH),
+        random=bytes(RANDOM_LENGTH),
     )
-    return handle.to_bytes()
+    return handle.to_bytes()[: HANDLE_LENGTH - RANDOM_LENGTH]
 
 
 def parse_handle(value: object, *, chain_id: int | None = None) -> Handle:
