@@ -19,6 +19,7 @@ from tkms.node.delegate_route import add_delegate_route
 from tkms.node.delegation_v0 import ChainKey, Delegator
 from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes
 from tkms.node.runtime import build_threshold_runtime
+from tkms.node.user_checks import build_user_checks, user_mode_delegate
 from tkms.web.common import add_common_routes
 from tkms.web.errors import ApiError, install_error_handlers
 from tkms.web.middleware import BodyLimit, Metrics
@@ -69,6 +70,8 @@ def create_app(config: NodeConfig) -> FastAPI:
     linked = bool(chains.watches)
     audit = build_audit_log(config)
     decisions = Decisions(registry, audit)
+    # user mode (docs/node-authorization.md): this node checks the user on its own chain reads.
+    user_checks = build_user_checks(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +86,7 @@ def create_app(config: NodeConfig) -> FastAPI:
             else:
                 yield
         finally:
+            await user_checks.aclose()
             if audit is not None:
                 audit.close()
 
@@ -100,7 +104,14 @@ def create_app(config: NodeConfig) -> FastAPI:
 
     add_delegate_route(app, "v0", delegator.delegate_v0, delegator.chains, delegations, decisions)
     add_threshold_routes(
-        app, threshold, delegations, decisions, ready=chains.require_v1 if linked else None
+        app,
+        threshold,
+        delegations,
+        decisions,
+        ready=chains.require_v1 if linked else None,
+        delegate=user_mode_delegate(threshold.partials, user_checks)
+        if user_checks.readers
+        else None,
     )
 
     app.state.delegator = delegator
@@ -114,7 +125,10 @@ def create_app(config: NodeConfig) -> FastAPI:
     )
     app.add_middleware(Metrics, registry=registry, prefix="tkms_node")
     log.info(
-        "node signer 0x%s, chains %s", delegator.wallet.address.hex(), sorted(delegator.chains)
+        "node signer 0x%s, chains %s, user mode on %s",
+        delegator.wallet.address.hex(),
+        sorted(delegator.chains),
+        sorted(user_checks.readers) or "none",
     )
     return app
 
