@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from tests.cluster import Cluster, NodeSpec
 from tests.gatewaynet import GatewayNet
 from tests.procs import Service, free_port, start, wait_healthy
 from tkms.chain import proofs
+from tkms.chain.contract import deploy_contract_wallet, type_code
 from tkms.chain.tx import TxSigner
 from tkms.client import Client
 from tkms.client.recombine import decrypt_record
@@ -406,6 +408,41 @@ def test_v1_secrets_refuses_a_record_that_is_not_its_handles(net: Net) -> None:
     ):
         answer = httpx.post(net.gateway.url + "/v1/secrets", json=body | over, timeout=10)
         assert (answer.status_code, answer.json()["error"]) == (400, code), (over, answer.text)
+
+
+def test_a_contract_wallet_user_is_checked_by_erc1271_at_every_node(net: Net) -> None:
+    chain = net.chain
+    contract_wallet = deploy_contract_wallet(chain.carol, chain.carol.address)
+    user = net.wallet(chain.carol)
+    user.address = contract_wallet.address  # the user is the contract; its owner's key signs
+    with net.gnet.client(net.gateway.url, user) as c:
+        secret = c.encrypt(42, "uint256", application=chain.app.address)
+        calldata = chain.app.abi.function("register").encode(
+            parse_hex(secret.handle), parse_hex(secret.proof), type_code("uint256")
+        )
+        contract_wallet.execute(chain.carol, chain.app.address, calldata)
+        assert c.decrypt(secret) == 42  # each node asked isValidSignature itself
+    # The malicious gateway signs in the contract's name with a key of its own: ERC-1271 says no.
+    impostor = Wallet.generate()
+    impostor.address = contract_wallet.address
+    sealed = rsa.generate_private_key()
+    key = to_hex(rsa.public_key_der(sealed))
+    record = net_record(net, secret.handle)
+    fields = record.fields(authorization=authorization(impostor, key, chain.nox.address))
+    answers = ask_every_node(net, record.sealed.ephemeral_pubkey, key, fields)
+    assert_refused(net, answers, 401, "invalid_signature", record.handle, contract_wallet.address)
+
+
+def net_record(net: Net, handle: str) -> Record:
+    """A record as the gateway stored it (the malicious gateway holds its database)."""
+    db = next((net.gnet.root / "gateway-state").rglob("*.sqlite3"))
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT ephemeral_pubkey, iv, ciphertext FROM gateway_records WHERE handle = ?",
+            (parse_hex(handle),),
+        ).fetchone()
+    assert row is not None
+    return Record(parse_hex(handle), ecies.EciesRecord(*map(bytes, row)), 0)
 
 
 def test_an_honest_decryption_works_with_two_nodes_down(net: Net) -> None:
