@@ -271,3 +271,21 @@ def test_an_honest_decryption_works_with_two_nodes_down(net: Net) -> None:
     for i in (1, 2, 3):
         spec = net.cluster.nodes[i]
         wait_for(lambda spec=spec: served(spec, secret.handle, net.chain.alice.address), 5)
+
+
+def test_without_the_chain_every_node_answers_503_never_an_allow(net: Net) -> None:
+    """Very last: it stops anvil. A request every check of which passed a moment ago."""
+    chain = net.chain
+    record = registered_record(net, chain.alice, 99)
+    key = rsa.generate_private_key()
+    target = to_hex(rsa.public_key_der(key))
+    fields = record.fields(
+        authorization=authorization(net.wallet(chain.alice), target, chain.nox.address)
+    )
+    k = record.sealed.ephemeral_pubkey
+    live = ask_every_node(net, k, target, fields, only=(1, 2, 3))
+    assert {a.status_code for a in live.values()} == {200}
+    chain.anvil.stop()
+    time.sleep(1.0)  # past the key check's trust of two refresh intervals
+    for answer in ask_every_node(net, k, target, fields, only=(1, 2, 3)).values():
+        assert (answer.status_code, answer.json()["error"]) == (503, "chain_unavailable")

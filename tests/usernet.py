@@ -147,7 +147,7 @@ def registered_record(net: Net, owner: TxSigner, value: int) -> Record:
 
 
 def ask_every_node(
-    net: Net, k: bytes, target: str, fields: dict[str, Any]
+    net: Net, k: bytes, target: str, fields: dict[str, Any], only: tuple[int, ...] | None = None
 ) -> dict[int, httpx.Response]:
     """The malicious gateway: its real wallet signs, the body says what it likes."""
     ephemeral = to_hex(k)
@@ -162,6 +162,7 @@ def ask_every_node(
             timeout=10,
         )
         for i, spec in net.cluster.nodes.items()
+        if only is None or i in only
     }
 
 
