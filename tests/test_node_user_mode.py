@@ -11,6 +11,7 @@ through ``POST /v1/secrets`` never reaches the gateway in the clear.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -39,6 +40,7 @@ from tests.usernet import (
     wait_for,
 )
 from tkms.chain.contract import deploy_contract_wallet, type_code
+from tkms.client import AsyncClient
 from tkms.client.relay import run_ceremony
 from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
@@ -185,12 +187,14 @@ def test_a_replayed_authorization_is_refused_until_a_grant_on_chain(net: Net) ->
 def test_a_value_sent_by_v1_secrets_never_reaches_the_gateway(net: Net) -> None:
     value = int.from_bytes(secrets.token_bytes(32), "big") | 1 << 255
     plaintext = value.to_bytes(32, "big")
+    before = v1_writes(net)
     with net.client(net.chain.alice) as alice:
         secret = alice.encrypt(value, "uint256", application=net.chain.app.address)
         net.chain.app.register(
             net.chain.alice, parse_hex(secret.handle), parse_hex(secret.proof), "uint256"
         )
         assert alice.decrypt(secret) == value
+    assert v1_writes(net) == before + 1  # the SDK's default in threshold mode
     state = net.gnet.root / "gateway-state"
     files = [p for p in state.rglob("*") if p.is_file()] + [net.gnet.root / "gw.log"]
     assert any(p.name.startswith("gateway") for p in files), files
@@ -256,6 +260,58 @@ def test_a_contract_wallet_user_is_checked_by_erc1271_at_every_node(net: Net) ->
     fields = record.fields(authorization=authorization(impostor, key, chain.nox.address))
     answers = ask_every_node(net, record.sealed.ephemeral_pubkey, key, fields)
     assert_refused(net, answers, 401, "invalid_signature", record.handle, contract_wallet.address)
+
+
+def test_public_purpose_reads_is_publicly_decryptable_at_every_node(net: Net) -> None:
+    chain = net.chain
+    record = registered_record(net, chain.alice, 5)
+    key = rsa.generate_private_key()
+    target = to_hex(rsa.public_key_der(key))
+    k = record.sealed.ephemeral_pubkey
+    answers = ask_every_node(net, k, target, record.fields(purpose="public"))
+    gw = chain.gateway.address
+    assert_refused(net, answers, 403, "not_publicly_decryptable", record.handle, gw)
+    chain.nox.allow_public_decryption(chain.alice, record.handle)
+    answers = ask_every_node(net, k, target, record.fields(purpose="public"))
+    assert {a.status_code for a in answers.values()} == {200}
+    assert open_value(net, key, record, answers) == 5
+
+
+def v1_writes(net: Net) -> float:
+    """Answers 200 of POST /v1/secrets, from the gateway's request counter."""
+    text = httpx.get(net.gateway.url + "/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tkms_gateway_http_requests_total{")
+        and 'route="/v1/secrets"' in line and 'method="POST"' in line and 'status="200"' in line
+    )  # fmt: skip
+
+
+def test_the_async_client_encrypts_to_kms_public_key_read_on_chain(net: Net) -> None:
+    """No trusted key configured: the client reads kmsPublicKey() from the chain itself."""
+    chain = net.chain
+    before = v1_writes(net)
+
+    async def round_trip() -> int:
+        async with AsyncClient(
+            net.gateway.url,
+            net.wallet(chain.bob),
+            chain_id=CHAIN_ID,
+            gateway_signer=chain.gateway.address,
+            verifying_contract=chain.nox.address,
+            rpc_url=chain.anvil.url,
+            nox_compute=chain.nox.address,
+            application=chain.app.address,
+        ) as bob:
+            secret = await bob.encrypt(77, "uint256")
+            await bob.register_on_chain(secret)
+            value = await bob.decrypt(secret)
+            assert isinstance(value, int)
+            return value
+
+    assert asyncio.run(round_trip()) == 77
+    assert v1_writes(net) == before + 1
 
 
 def test_an_honest_decryption_works_with_two_nodes_down(net: Net) -> None:
