@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import httpx
-from eth_abi import decode, encode
+from eth_abi.abi import decode, encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
