@@ -319,8 +319,9 @@ def encrypt(
     """Encrypt a value through the gateway; prints the new handle (your wallet owns it).
 
     On a devnet with a chain it then registers the handle through the demo app (one
-    transaction from your wallet, waited for), so that you are its admin on chain;
-    with --application (another app) it does not: that app registers its handles."""
+    transaction from your wallet, waited for), so that you are its admin on chain: on
+    the chain's ACL (the devnet's default) that is what lets you decrypt it. With
+    --application (another app) it does not: that app registers its handles."""
     from tkms.client import TkmsError
 
     with _sdk(devnet_file, key_file) as client:
