@@ -94,6 +94,12 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
         assert stranger.returncode == 1
         assert stranger.stdout.strip() == "for bob only"
         assert "403 access_denied" in stranger.stderr and "Traceback" not in stranger.stderr
+        # allowPublicDecryption above: the chain now lets anyone read the first handle.
+        public_read = _sh(
+            f"{TKMS} decrypt 0x{handle.hex()} --key-file devnet-state/stranger.key", tmp_path
+        )
+        assert public_read.returncode == 0, public_read.stderr
+        assert public_read.stdout.strip() == "1000"
 
         # The README's Python story, as printed.
         readme = (Path(__file__).parent.parent / "README.md").read_text()
