@@ -9,12 +9,16 @@ for: :func:`tkms.devnet.run.run_devnet` refuses to reuse it for another.
      "nodes": [{"index", "url", "signer"}],
      "gateway": {"url", "signer"}, "verifyingContract",
      "users": {"<name>": {"address", "keyFile"}},
-     "rpcUrl", "noxCompute", "app"}
+     "rpcUrl", "noxCompute", "app", "acl"}
 
 ``rpcUrl`` is the devnet's chain (anvil), ``noxCompute`` the NoxCompute contract's
 address (also the ``verifyingContract`` of the gateway's EIP-712 domains) and ``app``
 the demo app's, through which the CLI and the SDK register new handles. An older
 manifest without them still loads (no chain: the clients then skip the transactions).
+``acl`` says whose ACL the gateway reads: ``chain`` (NoxCompute's ``isViewer``, the
+default: grants are the owner's transactions only) or ``embedded`` (the gateway's
+database, ``tkms devnet --acl embedded``: the clients post the gateway's grant too).
+A manifest without it is an older devnet's, whose gateway was embedded.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 from tkms.keyfiles import write_private
 
 FILE_NAME = "devnet.json"
+ACL_MODES = ("chain", "embedded")
 DEFAULT_STATE_DIR = Path("devnet-state")
 DEFAULT_PATH = DEFAULT_STATE_DIR / FILE_NAME
 
@@ -76,6 +81,12 @@ class DevnetManifest:
     rpc_url: str | None = None
     nox_compute: str | None = None
     app: str | None = None
+    acl: str = "embedded"
+
+    @property
+    def acl_on_chain(self) -> bool:
+        """Whether the gateway reads NoxCompute (then it answers /v1/acl/* with 501)."""
+        return self.acl == "chain" and self.rpc_url is not None
 
     @property
     def shape(self) -> Shape:
@@ -111,6 +122,8 @@ class DevnetManifest:
             data["rpcUrl"] = self.rpc_url
             data["noxCompute"] = self.nox_compute
             data["app"] = self.app
+        if self.gateway_url is not None:
+            data["acl"] = self.acl
         return data
 
     @classmethod
@@ -136,6 +149,7 @@ class DevnetManifest:
             rpc_url=_optional_str(data.get("rpcUrl")),
             nox_compute=_optional_str(data.get("noxCompute")),
             app=_optional_str(data.get("app")),
+            acl=_acl(data.get("acl")),
         )
 
     def write(self, state_dir: Path) -> Path:
@@ -174,6 +188,14 @@ def _optional_str(value: Any) -> str | None:
     if not isinstance(value, str):
         raise TypeError("expected a string")
     return value
+
+
+def _acl(value: Any) -> str:
+    if value is None:
+        return "embedded"  # written before the devnet's gateway read the chain
+    if value not in ACL_MODES:
+        raise ValueError(f"acl must be one of {ACL_MODES}")
+    return str(value)
 
 
 def _start_hint(path: Path) -> str:
