@@ -232,6 +232,45 @@ ACL_READ = _statement(
 )
 """Signed by the owner or an admin to list a handle's ACL (``GET /v1/acl/{handle}``)."""
 
+# --- the runner (nox-compat.md "The runner"; docs/runner.md) ---------------------------
+
+OPERAND_ACCESS_AUTHORIZATION = _statement(
+    "OperandAccessAuthorization",
+    (
+        "OperandAccessAuthorization",
+        (
+            ("chainId", "uint256"),
+            ("blockNumber", "uint256"),
+            ("caller", "address"),
+            ("transactionHash", "string"),
+            ("operands", "string[]"),
+            ("rsaPublicKey", "string"),
+        ),
+    ),
+)
+"""The runner's ``GET /v0|v1/compute/operands``, domain ``Handle Gateway``/chainId (no salt)."""
+RESULT_PUBLISHING_AUTHORIZATION = _statement(
+    "ResultPublishingAuthorization",
+    (
+        "ResultPublishingAuthorization",
+        (
+            ("chainId", "uint256"),
+            ("blockNumber", "uint256"),
+            ("caller", "address"),
+            ("transactionHash", "string"),
+        ),
+    ),
+)
+"""The runner's ``POST /v0/compute/results``, in the same domain."""
+COMPUTE_OPERANDS = _statement(
+    "ComputeOperands",
+    ("ComputeOperands", (("operands", "HandleCryptoMaterial[]"),)),
+    ("HandleCryptoMaterial", HANDLE_CRYPTO_MATERIAL.structs["HandleCryptoMaterial"]),
+)
+RESULT_PUBLISHING_REPORT = _statement(
+    "ResultPublishingReport", ("ResultPublishingReport", (("message", "string"),))
+)
+
 STATEMENTS: Mapping[str, Statement] = {
     s.primary: s
     for s in (
@@ -250,6 +289,10 @@ STATEMENTS: Mapping[str, Statement] = {
         ACL_GRANT,
         HANDLE_ACL,
         ACL_READ,
+        OPERAND_ACCESS_AUTHORIZATION,
+        RESULT_PUBLISHING_AUTHORIZATION,
+        COMPUTE_OPERANDS,
+        RESULT_PUBLISHING_REPORT,
     )
 }
 
@@ -378,7 +421,7 @@ def _utf8(value: str) -> bytes:
         raise Eip712Error("string field is not valid Unicode") from None
 
 
-_ATOMIC = frozenset({"uint256", "address", "bytes32"})
+_ATOMIC = frozenset({"uint256", "address", "bytes32", "string"})
 
 
 def _encode_field(statement: Statement, typ: str, value: Any) -> bytes:
