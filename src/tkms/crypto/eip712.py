@@ -271,6 +271,48 @@ RESULT_PUBLISHING_REPORT = _statement(
     "ResultPublishingReport", ("ResultPublishingReport", (("message", "string"),))
 )
 
+# --- batch partial delegation (docs/batch-delegation.md, an extension of protocol.md §3) ---
+
+BATCH_DELEGATE_AUTHORIZATION = _statement(
+    "BatchDelegateAuthorization",
+    (
+        "BatchDelegateAuthorization",
+        (("ephemeralPubKeys", "string[]"), ("targetPubKey", "string")),
+    ),
+)
+"""The gateway's one signature over a whole batch, domain ``ProtocolDelegate`` (no salt)."""
+PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF = _statement(
+    "PartialBatchDelegateResponseProof",
+    (
+        "PartialBatchDelegateResponseProof",
+        (("index", "uint256"), ("epoch", "uint256"), ("encryptedPartials", "string[]")),
+    ),
+)
+"""A node's one signature over its whole batch answer, ``ProtocolDelegate`` + the salt."""
+COMPUTE_THRESHOLD_OPERANDS = _statement(
+    "ComputeThresholdOperands",
+    (
+        "ComputeThresholdOperands",
+        (
+            ("epoch", "uint256"),
+            ("threshold", "uint256"),
+            ("operands", "ThresholdOperand[]"),
+            ("batches", "NodeBatch[]"),
+        ),
+    ),
+    (
+        "ThresholdOperand",
+        (
+            ("handle", "string"),
+            ("ciphertext", "string"),
+            ("iv", "string"),
+            ("ephemeralPubKey", "string"),
+        ),
+    ),
+    ("NodeBatch", (("index", "uint256"), ("encryptedPartials", "string[]"), ("proof", "string"))),
+)
+"""The gateway's answer of ``GET /v1/compute/operands`` (docs/runner.md)."""
+
 STATEMENTS: Mapping[str, Statement] = {
     s.primary: s
     for s in (
@@ -293,6 +335,9 @@ STATEMENTS: Mapping[str, Statement] = {
         RESULT_PUBLISHING_AUTHORIZATION,
         COMPUTE_OPERANDS,
         RESULT_PUBLISHING_REPORT,
+        BATCH_DELEGATE_AUTHORIZATION,
+        PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
+        COMPUTE_THRESHOLD_OPERANDS,
     )
 }
 

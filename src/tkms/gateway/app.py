@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from tkms.crypto.encoding import parse_address
 from tkms.envconfig import ConfigError
+from tkms.gateway import compute_threshold
 from tkms.gateway.assembly import build_gateway_service
 from tkms.gateway.chain_start import check_chain_at_start
 from tkms.gateway.compute import Compute, RunnerPolicy
@@ -183,8 +184,14 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         auth = r.headers.get("authorization")
         return await compute.results(q(r, "salt"), auth, await r.body())
 
+    async def operands_v1(r: Request) -> Answer:
+        return await compute_threshold.operands_v1(
+            compute, q(r, "salt"), r.headers.get("authorization")
+        )
+
     runner_spec = openapi.operation(query=("salt",), authorization=True)
     route("/v0/compute/operands", "GET", operands_v0, body=False, spec=runner_spec)
+    route("/v1/compute/operands", "GET", operands_v1, body=False, spec=runner_spec)
     results_spec = openapi.operation(query=("salt",), authorization=True, body={"type": "array"})
     route("/v0/compute/results", "POST", results, body=True, spec=results_spec)
 
