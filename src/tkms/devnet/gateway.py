@@ -7,7 +7,8 @@ input proofs name the devnet's NoxCompute contract (:mod:`tkms.devnet.chain`), s
 the demo app accepts its proofs on chain. It still decides reads by its embedded
 ACL (the grants posted to ``/v1/acl/grant``), not by the chain's: the CLI and the
 SDK write both. Two dev users, ``user`` (the CLI's default) and ``bob``, let the
-README tell its story.
+README tell its story; the dev runner wallet ``runner`` is the gateway's
+``RUNNER_ADDRESS`` (docs/runner.md).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tkms.devnet.manifest import DEFAULT_STATE_DIR, FILE_NAME, DevnetManifest, M
 from tkms.keyfiles import private_dir
 
 USERS = ("user", "bob")
+RUNNER = "runner"
 
 
 def with_gateway(
@@ -43,6 +45,7 @@ def with_gateway(
             name: ManifestUser(address_hex(keys.wallet(name).address), keys.file(name))
             for name in USERS
         },
+        runner=ManifestUser(address_hex(keys.wallet(RUNNER).address), keys.file(RUNNER)),
     )
 
 
@@ -66,6 +69,7 @@ def gateway_env(
         "TKMS_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": manifest.verifying_contract,
         "TKMS_GATEWAY_KMS__PUBLIC_KEY": manifest.public_key,
         "TKMS_GATEWAY_STATE_DIR": str(private_gateway_dir(state_dir).resolve()),
+        "TKMS_GATEWAY_RUNNER_ADDRESS": address_hex(keys.wallet(RUNNER).address),
         "TKMS_GATEWAY_SERVER__HOST": "127.0.0.1",
         "TKMS_GATEWAY_SERVER__PORT": str(port),
         # Loopback only, and bench/e2e.py writes hundreds of records a second.
@@ -91,6 +95,10 @@ def print_gateway(state_dir: Path, manifest: DevnetManifest, console: Console) -
         label = "user (default)" if name == "user" else f"user {name}"
         key_file = state_dir / "keys" / f"{name}.key"
         console.print(f"  {label:<15} {user.address}  key {key_file}", highlight=False)
+    if manifest.runner is not None:
+        key_file = state_dir / "keys" / f"{RUNNER}.key"
+        runner = manifest.runner.address
+        console.print(f"  {'runner':<15} {runner}  key {key_file}", highlight=False)
     if manifest.rpc_url is not None:
         console.print(
             f"  chain           {manifest.rpc_url}  anvil, chain id {manifest.chain_id}, "
