@@ -276,3 +276,24 @@ def test_a_kms_failure_is_503_operands_never_500(
         assert error(runner.request_operands([handle], world.head(), SALT)) == (503, "operands")
     finally:
         service.stop()
+
+
+def test_the_sdk_runner_in_single_node_mode(world: World) -> None:
+    """tkms.client.Runner speaks /v0/compute/operands too (chosen as the SDK chooses)."""
+    from tkms.client import Runner
+
+    owner = world.user()
+    inputs = [owner.store(word(v), "uint256") for v in (6, 7)]
+    with Runner(
+        world.gateway.url,
+        Wallet(world.runner_key),
+        chain_id=CHAIN_ID,
+        gateway_signer=world.keys.gateway.address,
+        verifying_contract=world.nox.address,
+        rpc_url=world.anvil.url,
+        nox_compute=world.nox.address,
+    ) as runner:
+        assert [o.value for o in runner.operands(inputs)] == [6, 7]
+        result = world.result_handle(world.alice)
+        assert runner.publish([(result, 42)]).created == 1
+    assert read_v0(world.user(world.alice), result) == word(42)

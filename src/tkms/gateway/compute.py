@@ -29,7 +29,7 @@ from typing import Any
 
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.gateway.records import RecordExists, StoredRecord
+from tkms.gateway.records import InvalidRecord, RecordExists, StoredRecord
 from tkms.gateway.runner_auth import (
     RunnerStatement,
     check_fresh,
@@ -190,11 +190,13 @@ def _result_record(item: Any, chain_id: int, created_at: int, max_bytes: int) ->
     except ValueError:
         raise ApiError(400, "invalid_body", "result: publicKey is not a curve point") from None
     iv = _field(item, "nonce", 12)
-    raw = handle.to_bytes()
-    return StoredRecord(
-        raw, chain_id, handle.solidity_type, NO_ADDRESS, NO_ADDRESS, created_at,
-        ciphertext, key, iv, tag,
-    )  # fmt: skip
+    try:
+        return StoredRecord(
+            handle.to_bytes(), chain_id, handle.solidity_type, NO_ADDRESS, NO_ADDRESS,
+            created_at, ciphertext, key, iv, tag,
+        )  # fmt: skip
+    except InvalidRecord as exc:  # every field was checked above: a refusal, never a 500
+        raise ApiError(400, "invalid_body", f"result: {exc}") from None
 
 
 def _publish(service: GatewayService, records: list[StoredRecord]) -> tuple[int, int, int]:
