@@ -54,6 +54,10 @@ def cases(draw: st.DrawFn) -> tuple[eip712.Domain, eip712.Statement, dict[str, A
 def test_fast_path_is_byte_identical_to_eth_account(
     case: tuple[eip712.Domain, eip712.Statement, dict[str, Any]],
 ) -> None:
+    assert_identical(case)
+
+
+def assert_identical(case: tuple[eip712.Domain, eip712.Statement, dict[str, Any]]) -> None:
     domain, statement, message = case
     digest = eip712.digest(domain, statement, message)
     assert digest == eip712_reference.reference_digest(domain, statement, message)
@@ -67,3 +71,32 @@ def test_fast_path_is_byte_identical_to_eth_account(
 def test_every_statement_is_listed() -> None:
     names = {name for name in dir(eip712) if isinstance(getattr(eip712, name), eip712.Statement)}
     assert {getattr(eip712, n).primary for n in names} == set(eip712.STATEMENTS)
+
+
+RUNNER_STATEMENTS = (
+    eip712.OPERAND_ACCESS_AUTHORIZATION,
+    eip712.RESULT_PUBLISHING_AUTHORIZATION,
+    eip712.COMPUTE_OPERANDS,
+    eip712.RESULT_PUBLISHING_REPORT,
+    eip712.BATCH_DELEGATE_AUTHORIZATION,
+    eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
+    eip712.COMPUTE_THRESHOLD_OPERANDS,
+)
+
+
+@st.composite
+def runner_cases(draw: st.DrawFn) -> tuple[eip712.Domain, eip712.Statement, dict[str, Any]]:
+    """The runner's statements in their domains: unsalted (its own), salted (the answers)."""
+    statement = draw(st.sampled_from(RUNNER_STATEMENTS))
+    chain_id = draw(st.integers(min_value=1, max_value=2**32 - 1))
+    salt = draw(st.none() | st.binary(min_size=32, max_size=32))
+    domain = eip712.gateway_domain(chain_id, salt=salt)
+    return domain, statement, draw(message_of(statement, statement.primary))
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=runner_cases())
+def test_runner_statements_are_byte_identical_to_eth_account(
+    case: tuple[eip712.Domain, eip712.Statement, dict[str, Any]],
+) -> None:
+    assert_identical(case)

@@ -310,3 +310,38 @@ def test_record_repr_is_short() -> None:
     record = make_record()
     assert record.ciphertext.hex() not in repr(record)
     assert record.handle.hex() in repr(record)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_database_of_an_older_gateway_gains_the_value_tag_column(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Migration 1: its records read back without a tag; new ones keep theirs."""
+    from tkms.gateway import storage
+
+    old = make_record()
+    insert = (
+        "INSERT INTO gateway_records (handle, chain_id, solidity_type, owner, application,"
+        " created_at, ciphertext, ephemeral_pubkey, iv) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    )
+    row = (old.handle, old.chain_id, old.solidity_type.name, old.owner, old.application)
+    row += (old.created_at, old.ciphertext, old.ephemeral_pubkey, old.iv)
+    if backend == "sqlite":
+        path = tmp_path / "gateway.db"
+        conn: Any = sqlite3.connect(path, isolation_level=None)
+        conn.executescript(storage._SQLITE_SCHEMA)  # the schema before migration 1
+        conn.execute(insert.replace("%s", "?"), row)
+        conn.close()
+        target = str(path)
+    else:
+        target = request.getfixturevalue("postgres_url")
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(storage._POSTGRES_SCHEMA)
+            conn.execute(insert, row)
+    with open_record_store(target) as store:
+        assert store.get(old.handle) == old and old.value_tag is None
+        tagged = make_record(value_tag=secrets.token_bytes(32))
+        store.put(tagged)
+        assert store.get(tagged.handle) == tagged
+    with open_record_store(target) as store:  # and opening it again changes nothing
+        assert store.get(tagged.handle) == tagged

@@ -232,6 +232,87 @@ ACL_READ = _statement(
 )
 """Signed by the owner or an admin to list a handle's ACL (``GET /v1/acl/{handle}``)."""
 
+# --- the runner (nox-compat.md "The runner"; docs/runner.md) ---------------------------
+
+OPERAND_ACCESS_AUTHORIZATION = _statement(
+    "OperandAccessAuthorization",
+    (
+        "OperandAccessAuthorization",
+        (
+            ("chainId", "uint256"),
+            ("blockNumber", "uint256"),
+            ("caller", "address"),
+            ("transactionHash", "string"),
+            ("operands", "string[]"),
+            ("rsaPublicKey", "string"),
+        ),
+    ),
+)
+"""The runner's ``GET /v0|v1/compute/operands``, domain ``Handle Gateway``/chainId (no salt)."""
+RESULT_PUBLISHING_AUTHORIZATION = _statement(
+    "ResultPublishingAuthorization",
+    (
+        "ResultPublishingAuthorization",
+        (
+            ("chainId", "uint256"),
+            ("blockNumber", "uint256"),
+            ("caller", "address"),
+            ("transactionHash", "string"),
+        ),
+    ),
+)
+"""The runner's ``POST /v0/compute/results``, in the same domain."""
+COMPUTE_OPERANDS = _statement(
+    "ComputeOperands",
+    ("ComputeOperands", (("operands", "HandleCryptoMaterial[]"),)),
+    ("HandleCryptoMaterial", HANDLE_CRYPTO_MATERIAL.structs["HandleCryptoMaterial"]),
+)
+RESULT_PUBLISHING_REPORT = _statement(
+    "ResultPublishingReport", ("ResultPublishingReport", (("message", "string"),))
+)
+
+# --- batch partial delegation (docs/batch-delegation.md, an extension of protocol.md §3) ---
+
+BATCH_DELEGATE_AUTHORIZATION = _statement(
+    "BatchDelegateAuthorization",
+    (
+        "BatchDelegateAuthorization",
+        (("ephemeralPubKeys", "string[]"), ("targetPubKey", "string")),
+    ),
+)
+"""The gateway's one signature over a whole batch, domain ``ProtocolDelegate`` (no salt)."""
+PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF = _statement(
+    "PartialBatchDelegateResponseProof",
+    (
+        "PartialBatchDelegateResponseProof",
+        (("index", "uint256"), ("epoch", "uint256"), ("encryptedPartials", "string[]")),
+    ),
+)
+"""A node's one signature over its whole batch answer, ``ProtocolDelegate`` + the salt."""
+COMPUTE_THRESHOLD_OPERANDS = _statement(
+    "ComputeThresholdOperands",
+    (
+        "ComputeThresholdOperands",
+        (
+            ("epoch", "uint256"),
+            ("threshold", "uint256"),
+            ("operands", "ThresholdOperand[]"),
+            ("batches", "NodeBatch[]"),
+        ),
+    ),
+    (
+        "ThresholdOperand",
+        (
+            ("handle", "string"),
+            ("ciphertext", "string"),
+            ("iv", "string"),
+            ("ephemeralPubKey", "string"),
+        ),
+    ),
+    ("NodeBatch", (("index", "uint256"), ("encryptedPartials", "string[]"), ("proof", "string"))),
+)
+"""The gateway's answer of ``GET /v1/compute/operands`` (docs/runner.md)."""
+
 STATEMENTS: Mapping[str, Statement] = {
     s.primary: s
     for s in (
@@ -250,6 +331,13 @@ STATEMENTS: Mapping[str, Statement] = {
         ACL_GRANT,
         HANDLE_ACL,
         ACL_READ,
+        OPERAND_ACCESS_AUTHORIZATION,
+        RESULT_PUBLISHING_AUTHORIZATION,
+        COMPUTE_OPERANDS,
+        RESULT_PUBLISHING_REPORT,
+        BATCH_DELEGATE_AUTHORIZATION,
+        PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
+        COMPUTE_THRESHOLD_OPERANDS,
     )
 }
 
@@ -378,7 +466,7 @@ def _utf8(value: str) -> bytes:
         raise Eip712Error("string field is not valid Unicode") from None
 
 
-_ATOMIC = frozenset({"uint256", "address", "bytes32"})
+_ATOMIC = frozenset({"uint256", "address", "bytes32", "string"})
 
 
 def _encode_field(statement: Statement, typ: str, value: Any) -> bytes:

@@ -11,7 +11,8 @@ nox does, by ``isViewer`` on chain (``TKMS_GATEWAY_ACL=chain``): a grant is the
 owner's transaction, and ``/v1/acl/*`` answers 501. ``--acl embedded`` keeps the
 gateway's own ACL (the grants posted to ``/v1/acl/grant``) on the same chain, for
 the benchmark's comparison; the CLI and the SDK then write both. Two dev users,
-``user`` (the CLI's default) and ``bob``, let the README tell its story.
+``user`` (the CLI's default) and ``bob``, let the README tell its story;
+the dev runner wallet ``runner`` is the gateway's ``RUNNER_ADDRESS`` (docs/runner.md).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tkms.devnet.manifest import DEFAULT_STATE_DIR, FILE_NAME, DevnetManifest, M
 from tkms.keyfiles import private_dir
 
 USERS = ("user", "bob")
+RUNNER = "runner"
 
 
 def with_gateway(
@@ -48,6 +50,7 @@ def with_gateway(
             name: ManifestUser(address_hex(keys.wallet(name).address), keys.file(name))
             for name in USERS
         },
+        runner=ManifestUser(address_hex(keys.wallet(RUNNER).address), keys.file(RUNNER)),
     )
 
 
@@ -75,6 +78,7 @@ def gateway_env(
         # Also checked against kmsPublicKey() at start: a stale devnet.json is refused.
         "TKMS_GATEWAY_KMS__PUBLIC_KEY": manifest.public_key,
         "TKMS_GATEWAY_STATE_DIR": str(private_gateway_dir(state_dir).resolve()),
+        "TKMS_GATEWAY_RUNNER_ADDRESS": address_hex(keys.wallet(RUNNER).address),
         "TKMS_GATEWAY_SERVER__HOST": "127.0.0.1",
         "TKMS_GATEWAY_SERVER__PORT": str(port),
         # Loopback only, and bench/e2e.py writes hundreds of records a second.
@@ -100,6 +104,10 @@ def print_gateway(state_dir: Path, manifest: DevnetManifest, console: Console) -
         label = "user (default)" if name == "user" else f"user {name}"
         key_file = state_dir / "keys" / f"{name}.key"
         console.print(f"  {label:<15} {user.address}  key {key_file}", highlight=False)
+    if manifest.runner is not None:
+        key_file = state_dir / "keys" / f"{RUNNER}.key"
+        runner = manifest.runner.address
+        console.print(f"  {'runner':<15} {runner}  key {key_file}", highlight=False)
     if manifest.rpc_url is not None:
         console.print(
             f"  chain           {manifest.rpc_url}  anvil, chain id {manifest.chain_id}, "

@@ -9,7 +9,10 @@ for: :func:`tkms.devnet.run.run_devnet` refuses to reuse it for another.
      "nodes": [{"index", "url", "signer"}],
      "gateway": {"url", "signer"}, "verifyingContract",
      "users": {"<name>": {"address", "keyFile"}},
+     "runner": {"address", "keyFile"},
      "rpcUrl", "noxCompute", "app", "acl"}
+
+``runner`` is the dev runner wallet, the gateway's ``RUNNER_ADDRESS`` (docs/runner.md).
 
 ``rpcUrl`` is the devnet's chain (anvil), ``noxCompute`` the NoxCompute contract's
 address (also the ``verifyingContract`` of the gateway's EIP-712 domains) and ``app``
@@ -81,6 +84,7 @@ class DevnetManifest:
     rpc_url: str | None = None
     nox_compute: str | None = None
     app: str | None = None
+    runner: ManifestUser | None = None
     acl: str = "embedded"
 
     @property
@@ -118,6 +122,8 @@ class DevnetManifest:
                 name: {"address": u.address, "keyFile": str(u.key_file)}
                 for name, u in self.users.items()
             }
+        if self.runner is not None:
+            data["runner"] = {"address": self.runner.address, "keyFile": str(self.runner.key_file)}
         if self.rpc_url is not None:
             data["rpcUrl"] = self.rpc_url
             data["noxCompute"] = self.nox_compute
@@ -130,6 +136,7 @@ class DevnetManifest:
     def from_json(cls, data: Any) -> DevnetManifest:
         """Raises KeyError, TypeError or ValueError on anything that is not a manifest."""
         gateway = data.get("gateway")
+        runner = data.get("runner")
         return cls(
             chain_id=int(data["chainId"]),
             threshold=int(data["threshold"]),
@@ -150,6 +157,9 @@ class DevnetManifest:
             nox_compute=_optional_str(data.get("noxCompute")),
             app=_optional_str(data.get("app")),
             acl=_acl(data.get("acl")),
+            runner=None
+            if runner is None
+            else ManifestUser(str(runner["address"]), Path(runner["keyFile"])),
         )
 
     def write(self, state_dir: Path) -> Path:

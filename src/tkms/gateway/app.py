@@ -20,9 +20,12 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter
 from starlette.responses import Response
 
+from tkms.crypto.encoding import parse_address
 from tkms.envconfig import ConfigError
+from tkms.gateway import compute_threshold
 from tkms.gateway.assembly import build_gateway_service
 from tkms.gateway.chain_start import check_chain_at_start
+from tkms.gateway.compute import Compute, RunnerPolicy
 from tkms.gateway.config import GatewayConfig, load_gateway_config
 from tkms.gateway.health import StoreHealth
 from tkms.gateway.keysets import KeysetUnavailable
@@ -162,6 +165,35 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         body=False,
         spec=openapi.operation(path=("handle",), query=params, authorization=True),
     )
+
+    # --- the runner (gateway/compute.py, docs/runner.md) ---
+    runner = config.runner_address
+    compute = Compute(
+        service,
+        RunnerPolicy(
+            parse_address(runner) if runner else None,
+            config.max_compute_handles,
+            config.runner_max_block_age,
+        ),
+    )
+
+    async def operands_v0(r: Request) -> Answer:
+        return await compute.operands_v0(q(r, "salt"), r.headers.get("authorization"))
+
+    async def results(r: Request) -> Answer:
+        auth = r.headers.get("authorization")
+        return await compute.results(q(r, "salt"), auth, await r.body())
+
+    async def operands_v1(r: Request) -> Answer:
+        return await compute_threshold.operands_v1(
+            compute, q(r, "salt"), r.headers.get("authorization")
+        )
+
+    runner_spec = openapi.operation(query=("salt",), authorization=True)
+    route("/v0/compute/operands", "GET", operands_v0, body=False, spec=runner_spec)
+    route("/v1/compute/operands", "GET", operands_v1, body=False, spec=runner_spec)
+    results_spec = openapi.operation(query=("salt",), authorization=True, body={"type": "array"})
+    route("/v0/compute/results", "POST", results, body=True, spec=results_spec)
 
     app.state.service = service
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)

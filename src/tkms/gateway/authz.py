@@ -75,7 +75,7 @@ class DataAccess:
     expires_at: int
 
 
-def _token(header: str | None) -> Mapping[str, Any]:
+def _token(header: str | None, *, limit: int = MAX_TOKEN_LENGTH) -> Mapping[str, Any]:
     if header is None:
         raise _unauthorized(
             "missing_authorization", "Authorization: EIP712 <base64 token> required"
@@ -84,7 +84,7 @@ def _token(header: str | None) -> Mapping[str, Any]:
     if scheme.upper() != "EIP712" or not token:
         raise _unauthorized("invalid_authorization", "Authorization must be 'EIP712 <token>'")
     token = token.strip()
-    if len(token) > MAX_TOKEN_LENGTH:
+    if len(token) > limit:
         raise _unauthorized("invalid_authorization", "authorization token is too long")
     try:
         data = jsonbody.loads(base64.b64decode(token, validate=True))
@@ -95,6 +95,11 @@ def _token(header: str | None) -> Mapping[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
         raise _unauthorized("invalid_authorization", "token must be {payload, signature}")
     return data
+
+
+def read_token(header: str | None, *, limit: int = MAX_TOKEN_LENGTH) -> Mapping[str, Any]:
+    """``{payload, signature}`` of ``Authorization: EIP712 <base64 JSON>`` (401 if not)."""
+    return _token(header, limit=limit)
 
 
 MAX_CONTRACT_SIGNATURE = 4096  # bytes: an ERC-1271 signature may be longer than 65

@@ -4,7 +4,7 @@ Names the Nox Handle Gateway already has keep their meaning under
 ``NOX_HANDLE_GATEWAY_``: v0.6's ``CHAINS__<id>__{NOX_COMPUTE_CONTRACT_ADDRESS,
 RPC_URL, WALLET_KEY}`` (one entry per served chain; ``CHAINS__<id>__S3__…`` is
 accepted and reported as not supported), ``DEFAULT_CHAIN_ID``,
-``RUNNER_ADDRESS`` (kept, unused: there is no runner route yet),
+``RUNNER_ADDRESS`` (the runner's wallet: docs/runner.md),
 ``SERVER__HOST``, ``SERVER__PORT``, ``SERVER__CORS_ALLOWED_HEADERS`` (a comma
 list, or a JSON array), ``KMS__URL``, ``KMS__SIGNER_ADDRESS``; and the older
 single-chain names ``CHAIN__ID``, ``CHAIN__NOX_COMPUTE_CONTRACT``,
@@ -187,6 +187,10 @@ class GatewayConfig(BaseModel):
     chains: dict[int, ChainEntry] = Field(default_factory=dict)
     default_chain_id: int | None = Field(None, gt=0, lt=2**32)
     runner_address: str | None = None
+    # The runner's routes (docs/runner.md): operands per statement and results per
+    # request; how far a statement's blockNumber may be from a linked chain's head.
+    max_compute_handles: int = Field(128, ge=1, le=1024)
+    runner_max_block_age: int = Field(256, ge=1, le=10**6)
     acl: Literal["chain", "embedded"] | None = None
     chain: ChainConfig = ChainConfig()
     kms: KmsConfig = KmsConfig()

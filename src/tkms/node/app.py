@@ -16,6 +16,7 @@ from tkms.node.audit import AuditLog, Decisions
 from tkms.node.chain import NodeChains, check_chains_at_start
 from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegate_route import add_delegate_route
+from tkms.node.delegation_batch import add_batch_route
 from tkms.node.delegation_v0 import ChainKey, Delegator
 from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes
 from tkms.node.runtime import build_threshold_runtime
@@ -101,6 +102,14 @@ def create_app(config: NodeConfig) -> FastAPI:
     add_delegate_route(app, "v0", delegator.delegate_v0, delegator.chains, delegations, decisions)
     add_threshold_routes(
         app, threshold, delegations, decisions, ready=chains.require_v1 if linked else None
+    )
+    add_batch_route(  # docs/batch-delegation.md
+        app,
+        threshold.partials,
+        delegations,
+        decisions,
+        config.max_delegation_batch,
+        ready=chains.require_v1 if linked else None,
     )
 
     app.state.delegator = delegator
