@@ -106,7 +106,8 @@ def test_public_decryption_statements_match_eth_account(data: st.DataObject) -> 
 
 def test_public_statement_type_strings() -> None:
     assert eip712.HANDLE_STATUS_REPORT.encode_type == (
-        "HandleStatusReport(HandleResolution[] statuses)HandleResolution(string handle,bool resolved)"
+        "HandleStatusReport(HandleResolution[] statuses)"
+        "HandleResolution(string handle,bool resolved)"
     )
     assert (
         eip712.DECRYPTION_PROOF.encode_type

@@ -70,7 +70,8 @@ from tkms.web.server_config import ServerConfig
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
 NOX_SERVICE_NAME = "Handle Gateway"
-MAX_HANDLES_CEILING = 100_000
+# One bind parameter per handle in storage.existing: well under what SQLite and PostgreSQL take.
+MAX_HANDLES_CEILING = 10_000
 # Bytes one handle takes in a status batch: "0x" + 64 hex, quotes, comma and a space.
 STATUS_BYTES_PER_HANDLE = 72
 __all__ = [
@@ -322,7 +323,7 @@ class GatewayConfig(BaseModel):
         override = (entry.s3 or {}).get("max_handles_per_request") if entry else None
         if override is None:
             return self.max_handles_per_request
-        value = ascii_decimal(str(override), max_digits=6)
+        value = ascii_decimal(str(override), max_digits=5)
         if value is None or not 1 <= value <= MAX_HANDLES_CEILING:
             raise ConfigError(
                 f"NOX_HANDLE_GATEWAY_CHAINS__{chain_id}__S3__MAX_HANDLES_PER_REQUEST: "
