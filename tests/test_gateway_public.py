@@ -282,3 +282,21 @@ def test_single_node_mode_decrypts_a_public_handle(
         assert decrypt_and_validate(single, chain, chain.single, handle) == value
         private = public_handle(single, chain, chain.single, value, "int16", public=False)
         assert httpx.get(f"{single.url}/v0/public/{private}").status_code == 403
+
+
+def test_the_embedded_acl_public_role(gnet: GatewayNet, tmp_path: Path) -> None:
+    """Without a chain, a handle is public once its owner grants the ``public`` role."""
+    with gnet.gateway(str(tmp_path / "gw.sqlite3"), tmp_path / "gw.log") as embedded:
+        with gnet.client(embedded.url) as owner:
+            secret = owner.encrypt(9, "uint8")
+            private = httpx.get(f"{embedded.url}/v0/public/{secret.handle}")
+            assert private.status_code == 403
+            owner.make_public(secret)
+        proof = raw.public_decrypt(
+            embedded.url,
+            secret.handle,
+            chain_id=CHAIN_ID,
+            gateway=to_hex(gnet.cluster.gateway.address),
+            contract=to_hex(gnet.contract),
+        )
+        assert proof[65:] == b"\x09"
