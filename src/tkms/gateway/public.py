@@ -159,6 +159,12 @@ class PublicDecryption:
                 stale = any(f.other_epoch is not None for f in exc.result.failures.values())
                 if chain.kms.keysets is not None and stale:
                     chain.kms.keysets.invalidate()  # a reshare: the next request reads the new one
+                # The answers it did get may complete the valid partials of an earlier round.
+                await asyncio.to_thread(
+                    _open_all, keyset, self._key, ephemeral, exc.result.partials, valid, failures
+                )
+                if len(valid) >= keyset.threshold:
+                    return shared_x(keyset, valid)
                 break
             liars = await asyncio.to_thread(
                 _open_all, keyset, self._key, ephemeral, result.partials, valid, failures
