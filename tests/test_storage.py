@@ -98,6 +98,30 @@ def test_unknown_handle_is_none(store: SqlRecordStore) -> None:
     assert store.get(b"\x00" * 32) is None
 
 
+def test_existing_answers_a_batch_in_one_query(
+    store: SqlRecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /v0/public/handles/status: 1,000 handles, one SELECT, the stored ones named."""
+    stored = [make_record() for _ in range(300)]
+    for record in stored:
+        store.put(record)
+    unknown = [new_handle(11155111, "uint256") for _ in range(700)]
+    batch = [r.handle for r in stored] + unknown
+    secrets.SystemRandom().shuffle(batch)
+    queries: list[str] = []
+    real = store._query
+
+    def counted(sql: str, params: Any) -> list[tuple[Any, ...]]:
+        queries.append(sql)
+        return real(sql, params)
+
+    monkeypatch.setattr(store, "_query", counted)
+    assert store.existing(batch) == {r.handle for r in stored}
+    assert len(queries) == 1
+    assert store.existing([]) == set() and len(queries) == 1  # nothing to ask: no query
+    assert store.existing(unknown[:1] * 3) == set()
+
+
 def test_write_once(store: SqlRecordStore) -> None:
     record = make_record()
     store.put(record)

@@ -29,9 +29,11 @@ from tkms.gateway.compute import Compute, RunnerPolicy
 from tkms.gateway.config import GatewayConfig, load_gateway_config
 from tkms.gateway.health import StoreHealth
 from tkms.gateway.keysets import KeysetUnavailable
+from tkms.gateway.public import PublicDecryption
 from tkms.gateway.ratelimit import WriteRateLimit
 from tkms.gateway.records import StorageError
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes, ServedChain
+from tkms.gateway.status import HandleStatus
 from tkms.gateway.storage import SqlRecordStore, open_record_store
 from tkms.web import openapi
 from tkms.web.common import add_common_routes, require_json
@@ -39,6 +41,7 @@ from tkms.web.errors import install_error_handlers
 from tkms.web.middleware import BodyLimit, JsonCORS, Metrics
 
 log = logging.getLogger("tkms.gateway")
+STATUS_PATH = "/v0/public/handles/status"
 
 
 def _respond(answer: Answer, start: float) -> Response:
@@ -195,8 +198,26 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     results_spec = openapi.operation(query=("salt",), authorization=True, body={"type": "array"})
     route("/v0/compute/results", "POST", results, body=True, spec=results_spec)
 
+    # --- public decryption and readiness polling (gateway/public.py, gateway/status.py) ---
+    public = PublicDecryption(service)  # makes the gateway's own RSA key: one per process
+    status = HandleStatus(service, config.max_handles)
+
+    async def read_public(r: Request) -> Answer:
+        return await public.decrypt(r.path_params["handle"], q(r, "salt"))
+
+    async def handle_status(r: Request) -> Answer:
+        return await status.statuses(q(r, "salt"), await r.body())
+
+    public_spec = openapi.operation(path=("handle",), query=("salt",))
+    status_body = openapi.fields(handles={"type": "array", "items": openapi.HEX})
+    route("/v0/public/{handle}", "GET", read_public, body=False, spec=public_spec)
+    status_spec = openapi.operation(query=("salt",), body=status_body)
+    route(STATUS_PATH, "POST", handle_status, body=True, spec=status_spec)
+
     app.state.service = service
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    # A status batch of MAX_HANDLES_PER_REQUEST handles is larger than MAX_BODY_BYTES' 64 KiB.
+    limits = {STATUS_PATH: config.status_body_bytes()}
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes, prefix_limits=limits)
     # Outside the body limit: a client over its rate is refused before its body is read.
     app.add_middleware(
         WriteRateLimit,

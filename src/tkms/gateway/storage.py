@@ -143,6 +143,16 @@ class SqlRecordStore(ABC):
             raise InvalidRecord("stored solidity_type is unknown") from None
         return StoredRecord(handle_, chain_id, kind, *blobs)
 
+    def existing(self, handles: Sequence[bytes]) -> set[bytes]:
+        """Which of ``handles`` have a record: one SELECT, whatever the batch size."""
+        if not handles:
+            return set()
+        # Only placeholders are joined in (one per handle; the values travel as parameters).
+        # MAX_HANDLES_CEILING keeps their number under SQLite's 32,766 and PostgreSQL's 65,535.
+        marks = ",".join(["%s"] * len(handles))
+        sql = f"SELECT handle FROM gateway_records WHERE handle IN ({marks})"  # noqa: S608
+        return {bytes(row[0]) for row in self._query(sql, [bytes(h) for h in handles])}
+
     def add_grant(self, grant: Grant) -> bool:
         grantee = grant.grantee or b""
         params = (grant.handle, grant.role.value, grantee, grant.granted_by, grant.granted_at)
