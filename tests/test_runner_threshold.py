@@ -11,7 +11,9 @@ nodes down it all still works.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.dkg.keyset import verify_keyset
+from tkms.node.audit_format import chain_files
+from tkms.node.audit_verify import verify
 from tkms.protocol.batch_delegation import batch_request, check_batch_answer
 from tkms.protocol.delegation import DelegationAnswerError
 from tkms.protocol.handle import new_handle
@@ -96,6 +100,14 @@ class World:
     def user(self, wallet: Wallet | None = None) -> Client:
         return self.gnet.client(self.gateway.url, wallet, application=self.app.address)
 
+    def result_reader(self, wallet: Wallet) -> Client:
+        """A user reading a runner's result: its handle comes from the chain, so its record
+        carries no tkms binding (docs/runner.md, "Results and the binding"); the SDK must
+        be told to trust the gateway's signature alone for it."""
+        return self.gnet.client(
+            self.gateway.url, wallet, application=self.app.address, require_binding=False
+        )
+
     def result_handle(self) -> str:
         """A fresh handle the chain lets alice view, with no record yet (test_gateway_runner.py)."""
         handle = new_handle(CHAIN_ID, "uint256")
@@ -127,7 +139,7 @@ def test_the_runner_round_trip_with_all_nodes(world: World) -> None:
         again = runner.publish([(total, 12)])
         assert again.message == "0 created, 1 unchanged, 0 conflicted"
         assert runner.publish([(total, 13)]).conflicted == 1
-    with world.user(world.alice_wallet) as alice:
+    with world.result_reader(world.alice_wallet) as alice:
         assert alice.decrypt(total) == 12
 
 
@@ -140,6 +152,15 @@ def test_one_batch_request_per_node(world: World) -> None:
     world.gnet.delegations()  # let stragglers land
     after = _batch_requests(world)
     assert sum(after.values()) - sum(before.values()) == 5  # one per node, not 8 per node
+    # Each node's audit log has one `served` entry per partial of its batch (docs/audit.md).
+    time.sleep(0.6)  # the writers fsync every 200 ms
+    for spec in world.gnet.cluster.nodes.values():
+        files = chain_files(spec.state_dir / "audit", 0)
+        assert verify(files).ok
+        entries = [json.loads(x) for f in files for x in f.read_text().splitlines()]
+        last = [e for e in entries if e["version"] == "v1-batch" and e["decision"] == "served"][-8:]
+        assert len({e["k"] for e in last}) == 8
+        assert {e["requester"] for e in last} == {to_hex(world.gnet.cluster.gateway.address)}
 
 
 def _batch_requests(world: World) -> dict[int, float]:
@@ -174,7 +195,7 @@ def test_the_async_runner(world: World) -> None:
             return values, report.created
 
     assert asyncio.run(run()) == ([7, 8], 1)
-    with world.user(world.alice_wallet) as alice:
+    with world.result_reader(world.alice_wallet) as alice:
         assert alice.decrypt(result) == 15
 
 
@@ -258,5 +279,5 @@ def test_with_two_nodes_down(world: World) -> None:
         assert [o.value for o in operands] == [10, 20, 30]
         product = world.result_handle()
         assert runner.publish([(product, 6000)]).created == 1
-    with world.user(world.alice_wallet) as alice:
+    with world.result_reader(world.alice_wallet) as alice:
         assert alice.decrypt(product) == 6000
