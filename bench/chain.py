@@ -12,6 +12,9 @@ Cases: the ABI work alone (encode the call, decode the bool; no I/O), one plain
 ``httpx.Client.post`` of a prepared eth_call body (the transport floor), and the real
 readers, ``NoxCompute.is_viewer`` (sync ``RpcClient``) and ``AsyncNoxCompute.is_viewer``
 (``AsyncRpcClient``, awaited one at a time on one event loop).
+
+:func:`async_is_viewer_cost` is the last case alone, against any chain: bench/e2e.py
+calls it against the devnet's anvil, as the gateway's per-read cost.
 """
 
 from __future__ import annotations
@@ -36,14 +39,46 @@ from tkms.chain.contract import AsyncNoxCompute
 from tkms.chain.rpc import AsyncRpcClient
 
 
-def _run(fn: Callable[[], object], calls: int, anvil_pid: int) -> tuple[float, float, float]:
-    """(own CPU, wall, anvil CPU) per call, in microseconds."""
-    anvil_before = process_tree_cpu(anvil_pid) or 0.0
+def _run(fn: Callable[[], object], calls: int, anvil_pid: int | None) -> tuple[float, float, float]:
+    """(own CPU, wall, anvil CPU) per call, in microseconds (anvil 0 without its pid)."""
+    anvil_before = (process_tree_cpu(anvil_pid) or 0.0) if anvil_pid else 0.0
     cpu, wall = time.process_time(), time.perf_counter()
     fn()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    anvil = (process_tree_cpu(anvil_pid) or 0.0) - anvil_before
+    anvil = ((process_tree_cpu(anvil_pid) or 0.0) - anvil_before) if anvil_pid else 0.0
     return cpu / calls * 1e6, wall / calls * 1e6, anvil / calls * 1e6
+
+
+def async_is_viewer_cost(
+    url: str,
+    nox: bytes,
+    handle: bytes,
+    viewer: bytes,
+    *,
+    calls: int = 300,
+    runs: int = 3,
+    anvil_pid: int | None = None,
+) -> tuple[float, float, float]:
+    """Median over ``runs`` of (CPU, wall, anvil CPU) µs per ``AsyncNoxCompute.is_viewer``:
+    the read the gateway makes per decryption, with its client."""
+    loop = asyncio.new_event_loop()
+    rpc = AsyncRpcClient(url)
+    reader = AsyncNoxCompute(rpc, nox)
+
+    async def _calls() -> None:
+        for _ in range(calls):
+            assert await reader.is_viewer(handle, viewer)
+
+    try:
+        loop.run_until_complete(_calls())  # warm up: the connection
+        results = [
+            _run(lambda: loop.run_until_complete(_calls()), calls, anvil_pid) for _ in range(runs)
+        ]
+        loop.run_until_complete(rpc.aclose())
+    finally:
+        loop.close()
+    cpu, wall, anvil = (statistics.median(r[i] for r in results) for i in range(3))
+    return cpu, wall, anvil
 
 
 def main() -> None:

@@ -169,6 +169,21 @@ def process_tree_cpu(root: int) -> float | None:
     return total
 
 
+def child_pid(parent: int, word: str) -> int | None:
+    """The devnet's child process whose command line has ``word`` (gateway, anvil)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and any(Path(a.decode(errors="replace")).name == word for a in argv):
+            return int(entry.name)
+    return None
+
+
 def load_summary() -> str:
     """One line on the machine's load, for the header of a benchmark's output."""
     cores = os.cpu_count() or 1

@@ -9,13 +9,18 @@ Measures, in one run and against the primitive floor measured in the same run:
 - encrypt throughput, sequential and with 16 concurrent users;
 - the first call's extra cost (RSA-2048 key generation, the signed
   DataAccessAuthorization, the keyset fetch), reported apart: the SDK reuses
-  its key and authorization afterwards.
+  its key and authorization afterwards;
+- all of it on the chain's ACL (the devnet's default: the gateway asks
+  NoxCompute's isViewer by eth_call per read) and, on a second devnet run one
+  after the other, on the embedded ACL (``tkms devnet --acl embedded``): decrypt
+  p50 and 16-user throughput side by side, the gateway's CPU and its own time
+  per decrypt in each, and the cost of one isViewer read as the gateway makes it
+  (``bench.chain.async_is_viewer_cost`` against the devnet's anvil).
 
-Floors: client = t RSA-2048 opens + t DLEQ verifications + the Lagrange
-combination + HKDF + AES-GCM; node = one partial's primitives (S_i, the DLEQ
-nonce commitments, the RSA-OAEP seal, the ECDSA signature, the keccaks).
-The nodes work in parallel, so the critical-path floor of a decryption is
-client + node; on 2 cores the n partials also compete for the CPU.
+Floors (``bench/e2e_floors.py``): client = t RSA-2048 opens + t DLEQ verifications +
+the Lagrange combination + HKDF + AES-GCM; node = one partial's primitives. The nodes
+work in parallel, so the critical-path floor of a decryption is client + node; on 2
+cores the n partials also compete for the CPU.
 """
 
 from __future__ import annotations
@@ -30,25 +35,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from coincurve import PrivateKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_summary, measure, percentile, print_table, process_tree_cpu
+from bench.chain import async_is_viewer_cost
+from bench.common import child_pid, load_summary, percentile, print_table, process_tree_cpu
+from bench.e2e_floors import floors
 from tkms.client import AsyncClient, Client
 from tkms.client.sdk import devnet_settings
-from tkms.crypto import curve, eip712, rsa, shamir
 from tkms.crypto.wallet import Wallet
 from tkms.devnet.manifest import DevnetManifest
 from tkms.devnet.processes import free_port_block
@@ -62,15 +65,14 @@ USERS = 16
 
 
 @contextmanager
-def devnet() -> Iterator[tuple[Path, int]]:
+def devnet(acl: str) -> Iterator[tuple[Path, int]]:
     with tempfile.TemporaryDirectory(prefix="tkms-e2e-") as root:
         state = Path(root) / "state"
         log = Path(root) / "devnet.log"
         command = [sys.executable, "-m", "tkms", "devnet", "--state-dir", str(state)]
+        command += ["--acl", acl, "--base-port", str(free_port_block(6))]  # gateway…anvil
         with log.open("wb") as out:
-            process = subprocess.Popen(
-                [*command, "--base-port", str(free_port_block(5))], stdout=out, stderr=out
-            )
+            process = subprocess.Popen(command, stdout=out, stderr=out)
         try:
             deadline = time.monotonic() + 120
             while "Ctrl-C stops the devnet" not in log.read_text(errors="replace"):
@@ -97,85 +99,14 @@ def node_seconds(manifest: DevnetManifest) -> tuple[float, float]:
     return total, count
 
 
-# --- floors ------------------------------------------------------------------------------
-
-
-def floors(t: int) -> dict[str, float]:
-    """Seconds per call of the primitives a decryption cannot avoid (see the docstring)."""
-    key = rsa.generate_private_key()
-    public = key.public_key()
-    shares = shamir.deal_shares(curve.random_scalar(), t, t + 2)[:t]
-    k = curve.base_mul(curve.random_scalar())
-    points = [curve.mul(k, s.value) for s in shares]
-    vks = [curve.base_mul(s.value) for s in shares]
-    sealed = [public.encrypt(os.urandom(97), OAEP) for _ in shares]
-    lam = list(shamir.lagrange_coefficients([s.index for s in shares]).values())
-    c = curve.scalar_to_bytes(curve.random_scalar())
-    iv, plaintext = os.urandom(12), os.urandom(32)
-    aes_key = os.urandom(32)
-    ciphertext = AESGCM(aes_key).encrypt(iv, plaintext, None)
-    signer = PrivateKey()
-    digest = os.urandom(32)
-    x_b = curve.scalar_to_bytes(shares[0].value)
-
-    def client() -> object:
-        for blob in sealed:
-            key.decrypt(blob, OAEP)
-        for vk, s_i in zip(vks, points, strict=True):  # z·G, c·Y_i, z·K, c·S_i
-            curve.base_mul(int.from_bytes(c, "big"))
-            vk.multiply(c)
-            k.multiply(c)
-            s_i.multiply(c)
-        combined = curve.linear_combination(points, lam)
-        hkdf = HKDF(hashes.SHA256(), 32, bytes(32), b"ECIES:AES_GCM:v1")
-        hkdf.derive(curve.point_x(combined))
-        return AESGCM(aes_key).decrypt(iv, ciphertext, None)
-
-    def node() -> object:
-        k.multiply(x_b)  # S_i
-        r = curve.scalar_to_bytes(curve.random_scalar())
-        curve.base_mul(int.from_bytes(r, "big"))  # A1 = r·G
-        k.multiply(r)  # A2 = r·K
-        public.encrypt(os.urandom(97), OAEP)
-        signer.sign_recoverable(digest, hasher=None)
-        return None
-
-    def keygen() -> object:
-        return rsa.generate_private_key()
-
-    wallet = Wallet.generate()
-    domain = eip712.gateway_domain(421614, verifying_contract=os.urandom(20))
-    message = {
-        "userAddress": wallet.address,
-        "encryptionPubKey": "0x" + "ab" * 294,
-        "notBefore": 1,
-        "expiresAt": 2,
-    }
-
-    def authorization() -> object:
-        return eip712.sign(wallet, domain, eip712.DATA_ACCESS_AUTHORIZATION, message)
-
-    out = {
-        "client": measure(client).median_us / 1e6,
-        "node": measure(node).median_us / 1e6,
-        "authorization": measure(authorization).median_us / 1e6,
-    }
-    out["keygen"] = statistics.median(_timed(keygen) for _ in range(15))
-    return out
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 # --- measurements ---------------------------------------------------------------------------
 
 
 def sequential(manifest: Path, rounds: int, pid: int) -> dict[str, Any]:
+    gateway_pid = child_pid(pid, "gateway")
     with Client.from_devnet(manifest) as owner:
         handle = owner.encrypt(10**18, "uint256")
+        owner.register_on_chain(handle)  # a viewer on chain (the embedded ACL: its owner)
         cold = []
         for _ in range(10):  # fresh clients: keyset, then RSA key + authorization, then decrypt
             with Client.from_devnet(manifest) as fresh:
@@ -190,12 +121,15 @@ def sequential(manifest: Path, rounds: int, pid: int) -> dict[str, Any]:
         owner.decrypt(handle)  # warm: keyset, material, connections
         walls, parts = [], []
         cpu = (process_tree_cpu(pid) or 0.0) + time.process_time()
+        gateway_cpu = process_tree_cpu(gateway_pid) if gateway_pid else None
         for _ in range(rounds):
             start = time.perf_counter()
             assert owner.decrypt(handle) == 10**18
             walls.append(time.perf_counter() - start)
             parts.append(dict(owner.core.last_timings))
         cpu = (process_tree_cpu(pid) or 0.0) + time.process_time() - cpu
+        if gateway_cpu is not None and gateway_pid is not None:
+            gateway_cpu = ((process_tree_cpu(gateway_pid) or 0.0) - gateway_cpu) / rounds
         start = time.perf_counter()
         for i in range(rounds):
             owner.encrypt(i, "uint64")
@@ -205,7 +139,10 @@ def sequential(manifest: Path, rounds: int, pid: int) -> dict[str, Any]:
         "parts": parts,
         "cold": cold,
         "cpu": cpu / rounds,
+        "gateway_cpu": gateway_cpu,
         "encrypt_rate": encrypt_rate,
+        "handle": bytes.fromhex(handle.handle[2:]),
+        "owner": bytes.fromhex(owner.address[2:]),
     }
 
 
@@ -213,7 +150,11 @@ def concurrent(manifest: Path, rounds: int) -> dict[str, Any]:
     settings = devnet_settings(manifest)
     with Client.from_devnet(manifest) as owner:
         handle = owner.encrypt(-42, "int256")
-        owner.make_public(handle)
+        if DevnetManifest.load(manifest).acl_on_chain:
+            owner.register_on_chain(handle)
+            owner.make_public_on_chain(handle)  # allowPublicDecryption: anyone reads
+        else:
+            owner.make_public(handle)
 
     async def user(walls: list[float]) -> None:
         kw = {k: v for k, v in settings.items() if k not in ("gateway_url", "wallet")}
@@ -255,6 +196,110 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
+ACLS = ("chain", "embedded")
+
+
+def one_devnet(acl: str, rounds: int) -> dict[str, Any]:
+    """Every measurement on a fresh devnet whose gateway reads ``acl``."""
+    with devnet(acl) as (manifest_path, devnet_pid):
+        manifest = DevnetManifest.load(manifest_path)
+        assert manifest.acl_on_chain == (acl == "chain")
+        node_before = node_seconds(manifest)
+        seq = sequential(manifest_path, rounds, devnet_pid)
+        node_after = node_seconds(manifest)
+        con = concurrent(manifest_path, max(10, rounds // 16))
+        read = None
+        if manifest.acl_on_chain and manifest.rpc_url and manifest.nox_compute:
+            read = async_is_viewer_cost(
+                manifest.rpc_url,
+                bytes.fromhex(manifest.nox_compute[2:]),
+                seq["handle"],
+                seq["owner"],
+                calls=max(100, rounds),
+                anvil_pid=child_pid(devnet_pid, "anvil"),
+            )
+    node_each = (node_after[0] - node_before[0]) / max(1.0, node_after[1] - node_before[1])
+    return {"manifest": manifest, "seq": seq, "con": con, "node_each": node_each, "read": read}
+
+
+def print_comparison(
+    runs: dict[str, dict[str, Any]], critical: float, cpu_floor: float, *, markdown: bool
+) -> None:
+    """The two ACLs side by side, each against the floor; then one isViewer read."""
+    cores = os.cpu_count() or 1
+    ceiling = cores / cpu_floor  # decrypts/s if every core did only the floor's crypto
+
+    def p50(run: dict[str, Any]) -> float:
+        return percentile(sorted(run["seq"]["walls"]), 50)
+
+    def gateway_own(run: dict[str, Any]) -> float:
+        return float(statistics.median(p.get("gateway", 0.0) for p in run["seq"]["parts"]))
+
+    chain, embedded = runs["chain"], runs["embedded"]
+    rows: list[list[str]] = []
+    for label, value, floor in (
+        ("decrypt p50, 1 user (ms)", p50, critical),
+        ("decrypt p99, 1 user (ms)", lambda r: percentile(sorted(r["seq"]["walls"]), 99), critical),
+        ("decrypt p50, 16 users (ms)", lambda r: percentile(sorted(r["con"]["walls"]), 50), None),
+        ("gateway's own time per decrypt (ms)", gateway_own, None),
+        ("gateway CPU per decrypt (ms)", lambda r: r["seq"]["gateway_cpu"] or 0.0, None),
+        ("CPU of all processes per decrypt (ms)", lambda r: r["seq"]["cpu"], cpu_floor),
+    ):
+        a, b = value(chain), value(embedded)
+        rows.append(
+            [
+                label,
+                ms(a),
+                ms(b),
+                f"{(a - b) * 1000:+.2f}",
+                "" if floor is None else ms(floor),
+                "" if floor is None else f"{a / floor:.1f}×",
+                "" if floor is None else f"{b / floor:.1f}×",
+            ]
+        )
+    a, b = chain["con"]["rate"], embedded["con"]["rate"]
+    rows.append(
+        [
+            "decrypt, 16 users (per second)",
+            f"{a:.0f}",
+            f"{b:.0f}",
+            f"{a - b:+.0f}",
+            f"{ceiling:.0f}",
+            f"{ceiling / a:.1f}×",
+            f"{ceiling / b:.1f}×",
+        ]
+    )
+    print_table(
+        "Chain ACL vs embedded ACL (two devnets, one after the other)",
+        ["measure", "chain", "embedded", "chain − embedded", "floor", "chain ratio", "emb. ratio"],
+        rows,
+        markdown=markdown,
+        caption=(
+            "floor: the critical path (latency), the CPU of all partials (CPU), and for the"
+            f" throughput the ceiling of {cores} cores doing only that CPU floor (ratio ="
+            " ceiling / measured)"
+        ),
+    )
+    read = chain["read"]
+    if read is not None:
+        cpu, wall, anvil = read
+        print_table(
+            "One isViewer read, as the gateway reads (AsyncNoxCompute)",
+            ["measure", "µs"],
+            [
+                ["CPU of the reader", f"{cpu:.0f}"],
+                ["wall", f"{wall:.0f}"],
+                ["anvil CPU", f"{anvil:.0f}"],
+            ],
+            markdown=markdown,
+            caption=(
+                "bench.chain.async_is_viewer_cost against the chain devnet's anvil, median of"
+                " 3 runs, one call at a time; the gateway makes one per decrypt: compare with"
+                " the gateway rows above"
+            ),
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -263,13 +308,10 @@ def main() -> None:
     rounds = 60 if args.quick else 300
     print(f"# tkms gateway end to end — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"python {sys.version.split()[0]}; {load_summary()}\n")
-    with devnet() as (manifest_path, devnet_pid):
-        manifest = DevnetManifest.load(manifest_path)
-        t, n = manifest.threshold, len(manifest.nodes)
-        node_before = node_seconds(manifest)
-        seq = sequential(manifest_path, rounds, devnet_pid)
-        node_after = node_seconds(manifest)
-        con = concurrent(manifest_path, max(10, rounds // 16))
+    runs = {acl: one_devnet(acl, rounds) for acl in ACLS}  # one after the other
+    chain = runs["chain"]
+    manifest, seq, con = chain["manifest"], chain["seq"], chain["con"]
+    t, n = manifest.threshold, len(manifest.nodes)
     floor = floors(t)
     critical = floor["client"] + floor["node"]
     cpu_floor = floor["client"] + n * floor["node"]
@@ -277,10 +319,10 @@ def main() -> None:
     cold = seq["cold"]
     cwalls = sorted(con["walls"])
     p50 = percentile(walls, 50)
-    node_each = (node_after[0] - node_before[0]) / max(1.0, node_after[1] - node_before[1])
+    node_each = chain["node_each"]
     verdict = "ok" if p50 < TARGET_P50 else "MISSED"
     print_table(
-        f"Decrypt through the gateway: {n} nodes, t = {t}, spare 1, loopback",
+        f"Decrypt through the gateway: {n} nodes, t = {t}, spare 1, loopback, chain ACL",
         ["measure", "ms", "floor ms", "ratio", ""],
         [
             ["decrypt p50, 1 user", ms(p50), ms(critical), f"{p50 / critical:.1f}×", verdict],
@@ -314,7 +356,7 @@ def main() -> None:
         ),
     )
     print_table(
-        "Throughput",
+        "Throughput (chain ACL)",
         ["measure", "per second"],
         [
             ["decrypt, 16 concurrent users", f"{con['rate']:.0f}"],
@@ -330,12 +372,12 @@ def main() -> None:
     rest = max(0.0, p50 - client - gateway - nodes)
     share = [
         ["client: signatures, RSA opens, DLEQ, combination, AES", client],
-        ["gateway: authorization, database, ACL, signing", gateway],
+        ["gateway: authorization, isViewer on chain, database, signing", gateway],
         [f"nodes: the fan-out, until {t} + 1 answers are in", nodes],
         ["HTTP client, server and loopback (the rest)", rest],
     ]
     print_table(
-        "Where a sequential decrypt's time goes (medians)",
+        "Where a sequential decrypt's time goes (medians, chain ACL)",
         ["part", "ms", "share"],
         [[label, ms(v), f"{v / p50:.0%}"] for label, v in share]
         + [
@@ -344,6 +386,8 @@ def main() -> None:
         ],
         markdown=args.markdown,
     )
+
+    print_comparison(runs, critical, cpu_floor, markdown=args.markdown)
 
 
 if __name__ == "__main__":

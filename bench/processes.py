@@ -7,7 +7,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tkms.client.recombine import decrypt_record
@@ -25,6 +25,7 @@ class BenchCluster:
     gateway: Wallet
     urls: dict[int, str]
     signers: dict[int, bytes]
+    pids: list[int] = field(default_factory=list)  # the node processes (for CPU accounting)
 
     def committee(self) -> Committee:
         return Committee(self.chain_id, tuple(CommitteeNode(i, u) for i, u in self.urls.items()))
@@ -58,7 +59,8 @@ def node_cluster(n: int, chain_id: int = 421614) -> Iterator[BenchCluster]:
             for service in services:
                 wait_service_healthy(service)
             urls = {i: s.url for i, s in enumerate(services, start=1)}
-            yield BenchCluster(chain_id, admin, gateway, urls, signers)
+            pids = [s.process.pid for s in services]
+            yield BenchCluster(chain_id, admin, gateway, urls, signers, pids)
         finally:
             stop_all(services)
 

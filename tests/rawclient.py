@@ -87,10 +87,24 @@ def dleq_ok(y_i: PublicKey, k: PublicKey, s_i: PublicKey, proof: bytes) -> bool:
 
 
 class RawClient:
-    def __init__(self, url: str, chain_id: int, gateway: str, contract: str, kms_key: str):
+    """``contract``: the NoxCompute address (the verifying contract); ``app``: the
+    application that registers the handles stored (NoxCompute itself by default)."""
+
+    def __init__(
+        self,
+        url: str,
+        chain_id: int,
+        gateway: str,
+        contract: str,
+        kms_key: str | bytes,
+        *,
+        account: Any = None,
+        app: str | None = None,
+    ):
         self.url, self.chain_id, self.gateway, self.contract = url, chain_id, gateway, contract
-        self.y = PublicKey(h2b(kms_key))
-        self.account = Account.create()
+        self.app = app or contract
+        self.y = PublicKey(h2b(kms_key) if isinstance(kms_key, str) else kms_key)
+        self.account = account or Account.create()
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def attest(self, answer: httpx.Response, salt: str, primary: str, types: Any) -> Any:
@@ -102,6 +116,10 @@ class RawClient:
         return body["payload"]
 
     def store(self, value: bytes, solidity_type: str) -> str:
+        return self.store_with_proof(value, solidity_type)[0]
+
+    def store_with_proof(self, value: bytes, solidity_type: str) -> tuple[str, bytes]:
+        """POST /v0/secrets: the handle and its 137-byte input proof, both checked."""
         salt = "0x" + os.urandom(32).hex()
         answer = httpx.post(
             f"{self.url}/v0/secrets",
@@ -110,11 +128,74 @@ class RawClient:
                 "value": "0x" + value.hex(),
                 "solidityType": solidity_type,
                 "owner": self.account.address,
-                "applicationContract": self.contract,
+                "applicationContract": self.app,
             },
         )
         types = {"HandleWithProof": fields(("handle", "string"), ("proof", "string"))}
-        return str(self.attest(answer, salt, "HandleWithProof", types)["handle"])
+        payload = self.attest(answer, salt, "HandleWithProof", types)
+        handle, proof = str(payload["handle"]), h2b(payload["proof"])
+        self.check_input_proof(handle, proof)
+        return handle, proof
+
+    def check_input_proof(self, handle: str, proof: bytes) -> None:
+        """owner ‖ app ‖ createdAt ‖ the gateway's HandleProof signature (NoxCompute domain)."""
+        assert len(proof) == 137
+        owner, app = "0x" + proof[:20].hex(), "0x" + proof[20:40].hex()
+        assert owner.lower() == self.account.address.lower() and app.lower() == self.app.lower()
+        created_at = int.from_bytes(proof[40:72], "big")
+        assert abs(created_at - time.time()) < 300
+        domain = {
+            "name": "NoxCompute",
+            "version": "1",
+            "chainId": self.chain_id,
+            "verifyingContract": self.contract,
+        }
+        types = {
+            "HandleProof": fields(
+                ("handle", "bytes32"),
+                ("owner", "address"),
+                ("app", "address"),
+                ("createdAt", "uint256"),
+            )
+        }
+        message = {"handle": h2b(handle), "owner": owner, "app": app, "createdAt": created_at}
+        signer = recover(domain, types, "HandleProof", message, "0x" + proof[72:].hex())
+        assert signer.lower() == self.gateway.lower(), "input proof not signed by the gateway"
+
+    def decrypt_v0(self, handle: str) -> bytes:
+        """GET /v0/secrets/{handle} (a gateway in front of one node), as the Nox SDK: only
+        the salt in the query; the answer's shared secret sealed to our RSA key."""
+        salt = "0x" + os.urandom(32).hex()
+        answer = httpx.get(
+            f"{self.url}/v0/secrets/{handle}",
+            params={"salt": salt},
+            headers={"Authorization": self.authorization()},
+        )
+        types = {
+            "HandleCryptoMaterial": fields(
+                ("handle", "string"),
+                ("ciphertext", "string"),
+                ("encryptedSharedSecret", "string"),
+                ("iv", "string"),
+            )
+        }
+        material = self.attest(answer, salt, "HandleCryptoMaterial", types)
+        assert material["handle"] == handle
+        shared_x = self.rsa.decrypt(h2b(material["encryptedSharedSecret"]), OAEP)
+        assert len(shared_x) == 32
+        key = HKDF(hashes.SHA256(), 32, bytes(32), b"ECIES:AES_GCM:v1").derive(shared_x)
+        return AESGCM(key).decrypt(h2b(material["iv"]), h2b(material["ciphertext"]), None)
+
+    def refused(self, handle: str, version: str = "v1") -> httpx.Response:
+        """A read the gateway must refuse: its answer, unchecked."""
+        params = {"salt": "0x" + os.urandom(32).hex()}
+        if version == "v1":
+            params["chain_id"] = str(self.chain_id)
+        return httpx.get(
+            f"{self.url}/{version}/secrets/{handle}",
+            params=params,
+            headers={"Authorization": self.authorization()},
+        )
 
     def keyset(self) -> tuple[dict[str, Any], dict[int, PublicKey]]:
         """§3.1: Y_i on one degree t-1 polynomial through the Y we trust; every signature valid."""

@@ -80,6 +80,8 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
         bob = parse_hex(manifest["users"]["bob"]["address"], length=20)
         _, nox = devnet_chain(state)
         assert nox.is_viewer(handle, bob)
+        # One node too: the gateway reads the chain's ACL, the grant was only addViewer.
+        assert manifest["acl"] == "chain" and "owner" not in result.stdout
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -91,11 +93,12 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
     except httpx.HTTPError:
         pass
 
-    # Restarted on the same state it keeps its keys.
+    # Restarted on the same state it keeps its keys; with --acl embedded, on the gateway's
+    # own grants (the same chain still linked).
     first = json.loads((state / "devnet.json").read_text())
     port2 = free_port()
     log2 = tmp_path / "devnet2.log"
-    process = start_devnet(state, port2, log2, "--nodes", "1")
+    process = start_devnet(state, port2, log2, "--nodes", "1", "--acl", "embedded")
     try:
         wait_printed(log2, process)
         second = json.loads((state / "devnet.json").read_text())
@@ -105,6 +108,27 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
         assert (second["noxCompute"], second["app"]) == (first["noxCompute"], first["app"])
         check_devnet_chain(state)
         assert devnet_chain(state)[1].is_viewer(handle, bob)
+        assert second["acl"] == "embedded" and "ACL             embedded" in log2.read_text()
+        # The handle granted on chain only is not in the gateway's ACL; a new story
+        # writes both: the gateway's grant (its listing) and the owner's addViewer.
+        tkms = str(Path(sys.executable).parent / "tkms")
+        flag = f"--devnet {state}/devnet.json"
+        story = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f"set -e\nH=$({tkms} encrypt {flag} --type uint8 7)\n"
+                f"{tkms} grant {flag} $H bob\n"
+                f"{tkms} decrypt {flag} $H --key-file {state}/keys/bob.key",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert story.returncode == 0, story.stderr
+        assert "  owner   " in story.stdout and "on chain (tx 0x" in story.stdout
+        assert story.stdout.strip().splitlines()[-1] == "7"
     finally:
         process.terminate()
         process.wait(timeout=20)

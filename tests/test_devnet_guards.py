@@ -122,6 +122,7 @@ def test_a_killed_node_is_reported_the_rest_serve_and_it_restarts(devnet: Runnin
             assert httpx.get(node.url + "/health", timeout=5).status_code == 200
     with Client.from_devnet(devnet.state / "devnet.json") as client:
         secret = client.encrypt(7, "uint8")
+        client.register_on_chain(secret)  # the gateway reads the chain's ACL
         assert client.decrypt(secret) == 7  # four nodes are enough for t = 3
 
     result = _tkms(

@@ -53,6 +53,8 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
         assert f"gatewayUrl            {gateway['url']}" in nox_sdk
         assert f"smartContractAddress  {manifest['noxCompute']}" in nox_sdk
         assert manifest["rpcUrl"] in nox_sdk
+        # The gateway reads the chain's ACL: it keeps no grants of its own.
+        assert manifest["acl"] == "chain" and "ACL             on chain" in text
 
         story = text[text.index("The user's story") :].splitlines()[1:4]
         assert [line.split()[0] for line in story] == [
@@ -65,10 +67,14 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip().splitlines()[-2] == "1000"
         assert f"viewer to {manifest['users']['bob']['address']}" in result.stdout
+        # Only the owner's transaction: no gateway grant (whose listing would print "owner").
+        assert "on chain (tx 0x" in result.stdout and "owner" not in result.stdout
         # ... and on chain: encrypt registered the handle through the demo app (its owner
         # is an admin), grant sent addViewer.
         assert "registered on chain (tx 0x" in result.stderr
         handle = parse_hex(result.stdout.split("handle ")[-1].strip(), length=32)
+        listing = httpx.get(f"{gateway['url']}/v1/acl/0x{handle.hex()}", timeout=5)
+        assert listing.status_code == 501 and listing.json()["error"] == "not_configured"
         _, nox = devnet_chain(tmp_path / "devnet-state")
         user, bob = (parse_hex(manifest["users"][n]["address"], length=20) for n in ("user", "bob"))
         assert nox.is_allowed(handle, user) and nox.is_viewer(handle, bob)
@@ -88,6 +94,12 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
         assert stranger.returncode == 1
         assert stranger.stdout.strip() == "for bob only"
         assert "403 access_denied" in stranger.stderr and "Traceback" not in stranger.stderr
+        # allowPublicDecryption above: the chain now lets anyone read the first handle.
+        public_read = _sh(
+            f"{TKMS} decrypt 0x{handle.hex()} --key-file devnet-state/stranger.key", tmp_path
+        )
+        assert public_read.returncode == 0, public_read.stderr
+        assert public_read.stdout.strip() == "1000"
 
         # The README's Python story, as printed.
         readme = (Path(__file__).parent.parent / "README.md").read_text()

@@ -21,6 +21,7 @@ FIELD = {
     "address": st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
     "bytes": hex_bytes,
     "bytes32": st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex()),
+    "bool": st.booleans(),
 }
 
 
@@ -40,7 +41,11 @@ def message_of(statement: eip712.Statement, name: str) -> st.SearchStrategy[dict
 def cases(draw: st.DrawFn) -> tuple[eip712.Domain, eip712.Statement, dict[str, Any]]:
     statement = draw(st.sampled_from(sorted(eip712.STATEMENTS.values(), key=lambda s: s.primary)))
     domain = eip712.Domain(
-        draw(st.sampled_from(["ProtocolDelegate", "ProtocolKeyset", "Handle Gateway", "tkms DKG"])),
+        draw(
+            st.sampled_from(
+                ["ProtocolDelegate", "ProtocolKeyset", "Handle Gateway", "tkms DKG", "NoxCompute"]
+            )
+        ),
         "1",
         draw(st.integers(min_value=1, max_value=2**32 - 1)),
         draw(st.none() | st.binary(min_size=20, max_size=20)),
@@ -54,6 +59,10 @@ def cases(draw: st.DrawFn) -> tuple[eip712.Domain, eip712.Statement, dict[str, A
 def test_fast_path_is_byte_identical_to_eth_account(
     case: tuple[eip712.Domain, eip712.Statement, dict[str, Any]],
 ) -> None:
+    assert_identical(case)
+
+
+def assert_identical(case: tuple[eip712.Domain, eip712.Statement, dict[str, Any]]) -> None:
     domain, statement, message = case
     digest = eip712.digest(domain, statement, message)
     assert digest == eip712_reference.reference_digest(domain, statement, message)
@@ -67,3 +76,77 @@ def test_fast_path_is_byte_identical_to_eth_account(
 def test_every_statement_is_listed() -> None:
     names = {name for name in dir(eip712) if isinstance(getattr(eip712, name), eip712.Statement)}
     assert {getattr(eip712, n).primary for n in names} == set(eip712.STATEMENTS)
+
+
+RUNNER_STATEMENTS = (
+    eip712.OPERAND_ACCESS_AUTHORIZATION,
+    eip712.RESULT_PUBLISHING_AUTHORIZATION,
+    eip712.COMPUTE_OPERANDS,
+    eip712.RESULT_PUBLISHING_REPORT,
+    eip712.BATCH_DELEGATE_AUTHORIZATION,
+    eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
+    eip712.COMPUTE_THRESHOLD_OPERANDS,
+)
+
+
+@st.composite
+def runner_cases(draw: st.DrawFn) -> tuple[eip712.Domain, eip712.Statement, dict[str, Any]]:
+    """The runner's statements in their domains: unsalted (its own), salted (the answers)."""
+    statement = draw(st.sampled_from(RUNNER_STATEMENTS))
+    chain_id = draw(st.integers(min_value=1, max_value=2**32 - 1))
+    salt = draw(st.none() | st.binary(min_size=32, max_size=32))
+    domain = eip712.gateway_domain(chain_id, salt=salt)
+    return domain, statement, draw(message_of(statement, statement.primary))
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=runner_cases())
+def test_runner_statements_are_byte_identical_to_eth_account(
+    case: tuple[eip712.Domain, eip712.Statement, dict[str, Any]],
+) -> None:
+    assert_identical(case)
+
+
+PUBLIC_STATEMENTS = (
+    eip712.PUBLIC_DECRYPTION_RESULT,
+    eip712.DECRYPTION_PROOF,
+    eip712.HANDLE_STATUS_REPORT,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_public_decryption_statements_match_eth_account(data: st.DataObject) -> None:
+    """The three statements of the public routes, each in the domain it is signed in."""
+    statement = data.draw(st.sampled_from(PUBLIC_STATEMENTS))
+    chain_id = data.draw(st.integers(min_value=1, max_value=2**32 - 1))
+    if statement is eip712.DECRYPTION_PROOF:
+        domain = eip712.nox_compute_domain(chain_id, data.draw(st.binary(min_size=20, max_size=20)))
+    else:
+        domain = eip712.gateway_domain(
+            chain_id, salt=data.draw(st.binary(min_size=32, max_size=32))
+        )
+    message = data.draw(message_of(statement, statement.primary))
+    assert eip712.digest(domain, statement, message) == eip712_reference.reference_digest(
+        domain, statement, message
+    )
+    theirs = Account.sign_message(
+        encode_typed_data(full_message=eip712_reference.typed_data(domain, statement, message)),
+        WALLET.private_key_bytes(),
+    ).signature
+    assert eip712.sign(WALLET, domain, statement, message) == bytes(theirs)
+
+
+def test_public_statement_type_strings() -> None:
+    assert eip712.HANDLE_STATUS_REPORT.encode_type == (
+        "HandleStatusReport(HandleResolution[] statuses)"
+        "HandleResolution(string handle,bool resolved)"
+    )
+    assert (
+        eip712.DECRYPTION_PROOF.encode_type
+        == "DecryptionProof(bytes32 handle,bytes decryptedResult)"
+    )
+    assert (
+        eip712.PUBLIC_DECRYPTION_RESULT.encode_type
+        == "PublicDecryptionResult(string decryptionProof)"
+    )

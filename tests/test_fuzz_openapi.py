@@ -4,6 +4,11 @@ Each request part our handlers read is described in /openapi.json
 (tkms/web/openapi.py); the fuzzer sends what the schema allows and much that
 it does not, and every answer must be a documented status with the documented
 JSON error shape — never a 5xx other than the documented 501/503.
+
+The devnet's gateway reads the chain's ACL, so its grant and listing routes
+answer the documented 501 ``not_configured`` to every request: they are fuzzed
+apart, for documented statuses and content types only (``not_a_server_error``
+counts a 501 as a server error).
 """
 
 from __future__ import annotations
@@ -33,16 +38,28 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         process.wait(timeout=30)
 
 
-@pytest.mark.parametrize("service", ["gateway", "node"])
+ALL_CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance"
+CASES = {
+    "gateway": ("--exclude-path-regex", "^/v1/acl", "--checks", ALL_CHECKS),
+    "gateway-acl": (
+        "--include-path-regex",
+        "^/v1/acl",
+        "--checks",
+        "status_code_conformance,content_type_conformance",
+    ),
+    "node": ("--checks", ALL_CHECKS),
+}
+
+
+@pytest.mark.parametrize("service", list(CASES))
 def test_fuzzed_requests_get_documented_answers(devnet: int, service: str, tmp_path: Path) -> None:
-    port = devnet if service == "gateway" else devnet + 1
+    port = devnet if service.startswith("gateway") else devnet + 1
     result = subprocess.run(
         [
             SCHEMATHESIS,
             "run",
             f"http://127.0.0.1:{port}/openapi.json",
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance",
+            *CASES[service],
             "--max-examples",
             "60",
             "--seed",

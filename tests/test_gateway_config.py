@@ -244,10 +244,9 @@ def test_nox_v06_names() -> None:
     assert config.signer.wallet_key.get_secret_value() == KEY
     assert config.runner_address == SIGNER
     assert config.server.cors_allowed_headers == ["content-type", "authorization", "x-a"]
-    assert config.unsupported() == [
-        "CHAINS__11155111__S3__BUCKET",
-        "CHAINS__11155111__S3__MAX_HANDLES_PER_REQUEST",
-    ]
+    # The batch limit of the status route is acted on; the rest of S3 is not.
+    assert config.unsupported() == ["CHAINS__11155111__S3__BUCKET"]
+    assert config.max_handles(11155111) == 1000
 
 
 def test_embedded_acl_is_an_explicit_choice() -> None:
@@ -403,3 +402,36 @@ def test_several_chains_without_nox_default_name_the_default() -> None:
     assert (
         load_gateway_config({**env, "NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID": "9"}).default_chain == 9
     )
+
+
+def test_status_batch_limit_and_its_per_chain_override() -> None:
+    config = load_gateway_config(threshold_env())
+    assert config.max_handles(421614) == 1000
+    assert config.status_body_bytes() >= 1000 * 72 > config.max_body_bytes  # 64 KiB is too small
+    config = load_gateway_config(threshold_env(NOX_HANDLE_GATEWAY_MAX_HANDLES_PER_REQUEST="10"))
+    assert config.max_handles(421614) == 10 and config.status_body_bytes() == 64 * 1024
+    v06 = {
+        "NOX_HANDLE_GATEWAY_CHAINS__421614__WALLET_KEY": KEY,
+        "NOX_HANDLE_GATEWAY_CHAINS__421614__S3__MAX_HANDLES_PER_REQUEST": "2000",
+        "NOX_HANDLE_GATEWAY_CHAINS__421614__S3__BUCKET": "b",
+        "TKMS_GATEWAY_NODES": json.dumps(NODES),
+    }
+    config = load_gateway_config(v06)
+    assert config.max_handles(421614) == 2000
+    assert config.unsupported() == ["CHAINS__421614__S3__BUCKET"]  # the limit is acted on
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config(
+            {**v06, "NOX_HANDLE_GATEWAY_CHAINS__421614__S3__MAX_HANDLES_PER_REQUEST": "-1"}
+        )
+    assert "CHAINS__421614__S3__MAX_HANDLES_PER_REQUEST" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config(threshold_env(TKMS_GATEWAY_MAX_HANDLES_PER_REQUEST="0"))
+    assert "MAX_HANDLES_PER_REQUEST" in str(err.value)
+
+
+def test_the_nox_names_make_it_a_handle_gateway() -> None:
+    assert load_gateway_config(threshold_env()).service_name == "tkms-gateway"
+    nox = threshold_env(NOX_HANDLE_GATEWAY_SERVER__PORT="3001")
+    assert load_gateway_config(nox).service_name == "Handle Gateway"
+    named = {**nox, "TKMS_GATEWAY_SERVICE_NAME": "mine"}
+    assert load_gateway_config(named).service_name == "mine"

@@ -240,6 +240,23 @@ def test_an_unserved_chain_is_unknown_chain(gateway: Service, chains: dict[int, 
     assert error(mismatch) == (400, "invalid_handle")
 
 
+def test_a_status_batch_is_of_one_chain_and_signed_by_its_wallet(
+    gateway: Service, chains: dict[int, Chain]
+) -> None:
+    url = gateway.url + "/v0/public/handles/status"
+    a, b = to_hex(new_handle(A, "bool")), to_hex(new_handle(B, "bool"))
+    mixed = httpx.post(url, json={"handles": [a, b]})
+    assert mixed.status_code == 400 and mixed.json()["error"] == "bad_request"
+    salt = "0x" + "24" * 32
+    answer = httpx.post(url, params={"salt": salt}, json={"handles": [b]}).json()
+    assert answer["payload"] == {"statuses": [{"handle": b, "resolved": False}]}
+    domain = eip712.gateway_domain(B, salt=parse_hex(salt, length=32))
+    signer = eip712.recover(
+        domain, eip712.HANDLE_STATUS_REPORT, answer["payload"], parse_hex(answer["signature"])
+    )
+    assert signer == chains[B].wallet.address  # chain B's wallet, in chain B's domain
+
+
 def test_refuses_to_start_when_chain_b_gateway_is_not_b_wallet(
     cluster: Cluster, chains: dict[int, Chain]
 ) -> None:

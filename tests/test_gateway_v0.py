@@ -224,7 +224,7 @@ def test_v1_routes_say_they_are_not_configured(gateway: Service, node_keys: Node
 
 def test_service_routes_and_open_cors(gateway: Service) -> None:
     root = httpx.get(gateway.url + "/").json()
-    assert root["service"] == "tkms-gateway" and root["timestamp"].endswith("Z")
+    assert root["service"] == "Handle Gateway" and root["timestamp"].endswith("Z")
     assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
     metrics = httpx.get(gateway.url + "/metrics").text
     assert "tkms_gateway_secrets_created_total" in metrics

@@ -24,6 +24,7 @@ import pytest
 from tests.chainnet import CHAIN_ID, start_chain
 from tests.gatewaynet import GatewayNet
 from tests.procs import Service, free_port, start, wait_healthy
+from tests.rawpublic import public_decrypt
 from tests.usernet import (
     N,
     Net,
@@ -46,6 +47,7 @@ from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet, keccak256
 from tkms.dkg.keyset import verify_keyset
+from tkms.protocol.batch_delegation import BATCH_PATH, batch_request
 from tkms.protocol.binding import bound_input_handle
 from tkms.protocol.solidity import encode_value
 
@@ -275,6 +277,38 @@ def test_public_purpose_reads_is_publicly_decryptable_at_every_node(net: Net) ->
     answers = ask_every_node(net, k, target, record.fields(purpose="public"))
     assert {a.status_code for a in answers.values()} == {200}
     assert open_value(net, key, record, answers) == 5
+
+
+def test_the_gateways_public_route_works_with_user_mode_nodes(net: Net) -> None:
+    """GET /v0/public sends purpose public: each node checks isPubliclyDecryptable itself."""
+    chain = net.chain
+    with net.client(chain.alice) as alice:
+        secret = alice.encrypt(808, "uint256", application=chain.app.address)
+    chain.app.register(chain.alice, parse_hex(secret.handle), parse_hex(secret.proof), "uint256")
+    chain.nox.allow_public_decryption(chain.alice, parse_hex(secret.handle))
+    proof = public_decrypt(
+        net.gateway.url, secret.handle, chain_id=CHAIN_ID,
+        gateway=to_hex(chain.gateway.address), contract=to_hex(chain.nox.address),
+    )  # fmt: skip
+    assert int.from_bytes(proof[65:], "big") == 808
+    for spec in net.cluster.nodes.values():
+        wait_for(lambda spec=spec: served(spec, secret.handle, chain.gateway.address), 5)
+
+
+def test_batch_delegation_is_no_way_around_user_mode(net: Net) -> None:
+    record = registered_record(net, net.chain.alice, 3)
+    target = to_hex(rsa.public_key_der(rsa.generate_private_key()))
+    keys = [to_hex(record.sealed.ephemeral_pubkey)]
+    signature = batch_request(net.chain.gateway, CHAIN_ID, keys, target).signature
+    for spec in net.cluster.nodes.values():
+        answer = httpx.post(
+            spec.url + BATCH_PATH,
+            params={"chain_id": str(CHAIN_ID), "salt": to_hex(secrets.token_bytes(32))},
+            headers={"Authorization": f"Bearer {signature}"},
+            json={"ephemeralPubKeys": keys, "targetPubKey": target},
+            timeout=10,
+        )
+        assert (answer.status_code, answer.json()["error"]) == (403, "user_mode"), answer.text
 
 
 def v1_writes(net: Net) -> float:

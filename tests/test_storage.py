@@ -98,6 +98,30 @@ def test_unknown_handle_is_none(store: SqlRecordStore) -> None:
     assert store.get(b"\x00" * 32) is None
 
 
+def test_existing_answers_a_batch_in_one_query(
+    store: SqlRecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /v0/public/handles/status: 1,000 handles, one SELECT, the stored ones named."""
+    stored = [make_record() for _ in range(300)]
+    for record in stored:
+        store.put(record)
+    unknown = [new_handle(11155111, "uint256") for _ in range(700)]
+    batch = [r.handle for r in stored] + unknown
+    secrets.SystemRandom().shuffle(batch)
+    queries: list[str] = []
+    real = store._query
+
+    def counted(sql: str, params: Any) -> list[tuple[Any, ...]]:
+        queries.append(sql)
+        return real(sql, params)
+
+    monkeypatch.setattr(store, "_query", counted)
+    assert store.existing(batch) == {r.handle for r in stored}
+    assert len(queries) == 1
+    assert store.existing([]) == set() and len(queries) == 1  # nothing to ask: no query
+    assert store.existing(unknown[:1] * 3) == set()
+
+
 def test_write_once(store: SqlRecordStore) -> None:
     record = make_record()
     store.put(record)
@@ -310,3 +334,38 @@ def test_record_repr_is_short() -> None:
     record = make_record()
     assert record.ciphertext.hex() not in repr(record)
     assert record.handle.hex() in repr(record)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_database_of_an_older_gateway_gains_the_value_tag_column(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Migration 1: its records read back without a tag; new ones keep theirs."""
+    from tkms.gateway import storage
+
+    old = make_record()
+    insert = (
+        "INSERT INTO gateway_records (handle, chain_id, solidity_type, owner, application,"
+        " created_at, ciphertext, ephemeral_pubkey, iv) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    )
+    row = (old.handle, old.chain_id, old.solidity_type.name, old.owner, old.application)
+    row += (old.created_at, old.ciphertext, old.ephemeral_pubkey, old.iv)
+    if backend == "sqlite":
+        path = tmp_path / "gateway.db"
+        conn: Any = sqlite3.connect(path, isolation_level=None)
+        conn.executescript(storage._SQLITE_SCHEMA)  # the schema before migration 1
+        conn.execute(insert.replace("%s", "?"), row)
+        conn.close()
+        target = str(path)
+    else:
+        target = request.getfixturevalue("postgres_url")
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(storage._POSTGRES_SCHEMA)
+            conn.execute(insert, row)
+    with open_record_store(target) as store:
+        assert store.get(old.handle) == old and old.value_tag is None
+        tagged = make_record(value_tag=secrets.token_bytes(32))
+        store.put(tagged)
+        assert store.get(tagged.handle) == tagged
+    with open_record_store(target) as store:  # and opening it again changes nothing
+        assert store.get(tagged.handle) == tagged

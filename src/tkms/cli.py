@@ -23,6 +23,7 @@ from tkms.protocol.solidity import PlainInput
 
 if TYPE_CHECKING:
     from tkms.client import Client
+    from tkms.devnet.manifest import DevnetManifest
 
 app = typer.Typer(
     name="tkms",
@@ -288,6 +289,15 @@ def _parsed(text: str, solidity_type: str) -> PlainInput:
         fail(str(exc))
 
 
+def _manifest(devnet_file: Path) -> DevnetManifest:
+    from tkms.devnet.manifest import DevnetManifest, ManifestError
+
+    try:
+        return DevnetManifest.load(devnet_file)
+    except ManifestError as exc:
+        fail(str(exc))
+
+
 def _sdk(devnet_file: Path, key_file: Path | None) -> Client:
     from tkms.client import Client, TkmsError
 
@@ -313,8 +323,9 @@ def encrypt(
     the devnet's key), and the gateway gets only the record (POST /v1/secrets).
 
     On a devnet with a chain it then registers the handle through the demo app (one
-    transaction from your wallet, waited for), so that you are its admin on chain;
-    with --application (another app) it does not: that app registers its handles."""
+    transaction from your wallet, waited for), so that you are its admin on chain: on
+    the chain's ACL (the devnet's default) that is what lets you decrypt it. With
+    --application (another app) it does not: that app registers its handles."""
     from tkms.client import TkmsError
 
     with _sdk(devnet_file, key_file) as client:
@@ -343,31 +354,39 @@ def grant(
 ) -> None:
     """Let an account read a handle (you must own it or be one of its admins).
 
-    The gateway's grant, then on a devnet with a chain the same on chain from your
-    wallet: addViewer (allow for --role admin, allowPublicDecryption for 'public'),
-    waiting for the receipt."""
+    On the devnet's chain ACL (its default) this is one transaction from your wallet,
+    as in a dApp: addViewer (allow for --role admin, allowPublicDecryption for
+    'public'), waiting for the receipt. On a devnet run with --acl embedded it also
+    posts the gateway's grant first."""
     from tkms.client import TkmsError
 
+    on_chain_acl = _manifest(devnet_file).acl_on_chain
+    public = account == "public"
+    acl = tx = None
     with _sdk(devnet_file, key_file) as client:
         try:
-            who = account if account == "public" else resolve_account(account, devnet_file)
-            if account == "public":
-                acl = client.make_public(handle)
-                tx = client.make_public_on_chain(handle) if client.on_chain else None
-            else:
-                acl = client.grant(handle, who, role)
-                tx = client.grant_on_chain(handle, who, role) if client.on_chain else None
+            who = account if public else resolve_account(account, devnet_file)
+            if not on_chain_acl:  # the gateway decides by its own grants
+                acl = client.make_public(handle) if public else client.grant(handle, who, role)
+            if client.on_chain:
+                if public:
+                    tx = client.make_public_on_chain(handle)
+                else:
+                    tx = client.grant_on_chain(handle, who, role)
         except (TkmsError, ValueError) as exc:
             fail(str(exc), exit_code(exc))
-    typer.echo(f"granted {'public read' if account == 'public' else f'{role} to {who}'}")
-    typer.echo(f"  owner   {acl.owner}")
-    for name, members in (("admins", acl.admins), ("viewers", acl.viewers)):
-        if members:
-            typer.echo(f"  {name:<7} {', '.join(members)}")
-    if acl.public:
-        typer.echo("  public  yes: anyone may decrypt")
+    typer.echo(f"granted {'public read' if public else f'{role} to {who}'}")
+    if acl is not None:
+        typer.echo(f"  owner   {acl.owner}")
+        for name, members in (("admins", acl.admins), ("viewers", acl.viewers)):
+            if members:
+                typer.echo(f"  {name:<7} {', '.join(members)}")
+        if acl.public:
+            typer.echo("  public  yes: anyone may decrypt")
     if tx is not None:
         typer.echo(f"  on chain (tx {tx})")
+    if on_chain_acl:
+        typer.echo("  the gateway reads this grant from NoxCompute (isViewer) from now on")
 
 
 @app.command()

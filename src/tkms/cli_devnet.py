@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,12 @@ devnet_app = typer.Typer(
     no_args_is_help=False,
 )
 
+
+class AclMode(StrEnum):
+    chain = "chain"
+    embedded = "embedded"
+
+
 StateDirOption = Annotated[Path, typer.Option(help="keys, shares and devnet.json live here")]
 TargetArgument = Annotated[str, typer.Argument(help="a node index (2) or 'gateway'")]
 
@@ -28,9 +35,17 @@ def devnet(
     threshold: Annotated[int, typer.Option(min=1, help="partials needed to decrypt")] = 3,
     base_port: Annotated[int, typer.Option(help="node i listens on base-port + i")] = 9100,
     chain_id: Annotated[int, typer.Option(help="the devnet's chain id")] = 421614,
+    acl: Annotated[
+        AclMode,
+        typer.Option(
+            help="whose ACL the gateway reads: chain (NoxCompute's isViewer; grants are "
+            "transactions) or embedded (the gateway's own grants, on the same chain)"
+        ),
+    ] = AclMode.chain,
 ) -> None:
     """Run a local devnet: n node processes, a DKG ceremony, a gateway, and how to use them.
 
+    The gateway reads the ACL on chain, as nox's does (--acl embedded: its own).
     A state directory serves one shape (nodes, threshold, chain): give each its own
     --state-dir. A process that exits is reported and the rest stay up; `tkms devnet
     stop-node 2` and `tkms devnet restart-node 2` stop and start one.
@@ -49,6 +64,7 @@ def devnet(
             nodes=nodes,
             threshold=threshold,
             console=console,
+            acl=acl.value,
         )
     except ConfigError as exc:
         fail(str(exc))

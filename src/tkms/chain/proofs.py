@@ -20,10 +20,7 @@ INPUT_PROOF_LENGTH = 137
 INPUT_PROOF_VALIDITY = 3600  # seconds after createdAt (NoxCompute.INPUT_PROOF_VALIDITY)
 SIGNATURE_LENGTH = 65
 
-DECRYPTION_PROOF = eip712.Statement(
-    "DecryptionProof",
-    {"DecryptionProof": (("handle", "bytes32"), ("decryptedResult", "bytes"))},
-)
+DECRYPTION_PROOF = eip712.DECRYPTION_PROOF
 
 
 class ProofError(ValueError):

@@ -16,12 +16,14 @@ from tkms.client.errors import (
     UntrustedResponse,
 )
 from tkms.client.gateway_open import Acl, Encrypted
+from tkms.client.runner import AsyncRunner, Runner
 from tkms.client.sdk import AsyncClient, Client
 
 __all__ = [
     "AccessDenied",
     "Acl",
     "AsyncClient",
+    "AsyncRunner",
     "BadRequest",
     "Client",
     "Conflict",
@@ -29,6 +31,7 @@ __all__ = [
     "InvalidInput",
     "NotEnoughPartials",
     "NotFound",
+    "Runner",
     "ServiceError",
     "TkmsError",
     "TransactionReverted",

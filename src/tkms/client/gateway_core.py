@@ -264,7 +264,7 @@ class GatewayCore:
     def _encrypt_here(
         self, plaintext: bytes, kind: SolidityType, app: bytes, key: bytes
     ) -> Flow[Encrypted]:
-        """POST /v1/secrets (docs/gateway.md §4): the record and its bound handle only."""
+        """POST /v1/secrets (docs/gateway.md §5): the record and its bound handle only."""
         try:
             y = curve.parse_point(key)
         except curve.CurveError as exc:

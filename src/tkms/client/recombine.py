@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from tkms.client.errors import NotEnoughPartials, UntrustedResponse
-from tkms.crypto import curve, dleq, ecies, rsa
+from tkms.client.errors import NotEnoughPartials, UntrustedResponse, untrusted
+from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.shamir import combine_points
 from tkms.dkg.keyset import VerifiedKeyset
+from tkms.protocol import partials
 from tkms.protocol.delegation import SealedPartial
-
-ENVELOPE_LENGTH = 33 + 32 + 32
 
 
 def open_partial(
@@ -28,24 +27,8 @@ def open_partial(
     answer: SealedPartial,
 ) -> curve.Point:
     """``S_i`` from one answer, or :class:`UntrustedResponse` saying what is wrong."""
-    node = keyset.node(answer.index)
-    if node is None:
-        raise UntrustedResponse("not a node of the keyset")
-    if answer.epoch != keyset.epoch:
-        raise UntrustedResponse(f"epoch {answer.epoch}, keyset epoch {keyset.epoch}")
-    try:
-        envelope = rsa.decrypt(private_key, answer.encrypted_partial)
-    except rsa.RsaDecryptError:
-        raise UntrustedResponse("partial does not open with our RSA key") from None
-    if len(envelope) != ENVELOPE_LENGTH:
-        raise UntrustedResponse("partial envelope is not 97 bytes")
-    try:
-        partial = curve.parse_point(envelope[:33])
-    except curve.CurveError:
-        raise UntrustedResponse("partial is not a curve point") from None
-    if not dleq.verify(node.verification_key, ephemeral, partial, envelope[33:]):
-        raise UntrustedResponse("DLEQ proof does not verify")
-    return partial
+    with untrusted():  # the checks are the protocol's (shared with the gateway)
+        return partials.open_partial(keyset, private_key, ephemeral, answer)
 
 
 def combine_partials(

@@ -2,7 +2,8 @@
 
     with Client.from_devnet() as alice:
         secret = alice.encrypt(1000, "uint256")
-        alice.grant(secret, bob_address)
+        alice.register_on_chain(secret)  # the devnet's gateway reads the chain's ACL
+        alice.grant_on_chain(secret, bob_address)  # (grant(): a gateway's embedded ACL)
     with Client.from_devnet(key_file="devnet-state/keys/bob.key") as bob:
         assert bob.decrypt(secret) == 1000
 

@@ -4,8 +4,9 @@ The hot path hashes with precomputed type hashes and cached domain separators
 and signs with libsecp256k1; :mod:`tkms.crypto.eip712_reference` computes the
 same digest with eth-account, and the tests hold the two byte-identical on the vectors.
 Messages take the JSON form of the wire: hex strings for ``bytes``,
-``bytes32`` and ``address``, ints for ``uint256``, lists of dicts for arrays
-of structs and lists of values for arrays of atomic types (``uint256[]``).
+``bytes32`` and ``address``, ints for ``uint256``, bools for ``bool``, lists
+of dicts for arrays of structs and lists of values for arrays of atomic types
+(``uint256[]``).
 """
 
 from __future__ import annotations
@@ -232,6 +233,105 @@ ACL_READ = _statement(
 )
 """Signed by the owner or an admin to list a handle's ACL (``GET /v1/acl/{handle}``)."""
 
+# --- the runner (nox-compat.md "The runner"; docs/runner.md) ---------------------------
+
+OPERAND_ACCESS_AUTHORIZATION = _statement(
+    "OperandAccessAuthorization",
+    (
+        "OperandAccessAuthorization",
+        (
+            ("chainId", "uint256"),
+            ("blockNumber", "uint256"),
+            ("caller", "address"),
+            ("transactionHash", "string"),
+            ("operands", "string[]"),
+            ("rsaPublicKey", "string"),
+        ),
+    ),
+)
+"""The runner's ``GET /v0|v1/compute/operands``, domain ``Handle Gateway``/chainId (no salt)."""
+RESULT_PUBLISHING_AUTHORIZATION = _statement(
+    "ResultPublishingAuthorization",
+    (
+        "ResultPublishingAuthorization",
+        (
+            ("chainId", "uint256"),
+            ("blockNumber", "uint256"),
+            ("caller", "address"),
+            ("transactionHash", "string"),
+        ),
+    ),
+)
+"""The runner's ``POST /v0/compute/results``, in the same domain."""
+COMPUTE_OPERANDS = _statement(
+    "ComputeOperands",
+    ("ComputeOperands", (("operands", "HandleCryptoMaterial[]"),)),
+    ("HandleCryptoMaterial", HANDLE_CRYPTO_MATERIAL.structs["HandleCryptoMaterial"]),
+)
+RESULT_PUBLISHING_REPORT = _statement(
+    "ResultPublishingReport", ("ResultPublishingReport", (("message", "string"),))
+)
+
+# --- batch partial delegation (docs/batch-delegation.md, an extension of protocol.md §3) ---
+
+BATCH_DELEGATE_AUTHORIZATION = _statement(
+    "BatchDelegateAuthorization",
+    (
+        "BatchDelegateAuthorization",
+        (("ephemeralPubKeys", "string[]"), ("targetPubKey", "string")),
+    ),
+)
+"""The gateway's one signature over a whole batch, domain ``ProtocolDelegate`` (no salt)."""
+PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF = _statement(
+    "PartialBatchDelegateResponseProof",
+    (
+        "PartialBatchDelegateResponseProof",
+        (("index", "uint256"), ("epoch", "uint256"), ("encryptedPartials", "string[]")),
+    ),
+)
+"""A node's one signature over its whole batch answer, ``ProtocolDelegate`` + the salt."""
+COMPUTE_THRESHOLD_OPERANDS = _statement(
+    "ComputeThresholdOperands",
+    (
+        "ComputeThresholdOperands",
+        (
+            ("epoch", "uint256"),
+            ("threshold", "uint256"),
+            ("operands", "ThresholdOperand[]"),
+            ("batches", "NodeBatch[]"),
+        ),
+    ),
+    (
+        "ThresholdOperand",
+        (
+            ("handle", "string"),
+            ("ciphertext", "string"),
+            ("iv", "string"),
+            ("ephemeralPubKey", "string"),
+        ),
+    ),
+    ("NodeBatch", (("index", "uint256"), ("encryptedPartials", "string[]"), ("proof", "string"))),
+)
+"""The gateway's answer of ``GET /v1/compute/operands`` (docs/runner.md)."""
+
+# --- public decryption and readiness polling (nox-compat.md, Handle Gateway v0.6) ---
+
+PUBLIC_DECRYPTION_RESULT = _statement(
+    "PublicDecryptionResult", ("PublicDecryptionResult", (("decryptionProof", "string"),))
+)
+"""The gateway's signed answer of ``GET /v0/public/{handle}`` (``Handle Gateway`` domain)."""
+DECRYPTION_PROOF = _statement(
+    "DecryptionProof",
+    ("DecryptionProof", (("handle", "bytes32"), ("decryptedResult", "bytes"))),
+)
+"""In the ``NoxCompute`` domain: what ``validateDecryptionProof`` checks on chain."""
+HANDLE_STATUS_REPORT = _statement(
+    "HandleStatusReport",
+    ("HandleStatusReport", (("statuses", "HandleResolution[]"),)),
+    ("HandleResolution", (("handle", "string"), ("resolved", "bool"))),
+)
+"""The gateway's signed answer of ``POST /v0/public/handles/status``."""
+
 STATEMENTS: Mapping[str, Statement] = {
     s.primary: s
     for s in (
@@ -250,6 +350,16 @@ STATEMENTS: Mapping[str, Statement] = {
         ACL_GRANT,
         HANDLE_ACL,
         ACL_READ,
+        OPERAND_ACCESS_AUTHORIZATION,
+        RESULT_PUBLISHING_AUTHORIZATION,
+        COMPUTE_OPERANDS,
+        RESULT_PUBLISHING_REPORT,
+        BATCH_DELEGATE_AUTHORIZATION,
+        PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
+        COMPUTE_THRESHOLD_OPERANDS,
+        PUBLIC_DECRYPTION_RESULT,
+        DECRYPTION_PROOF,
+        HANDLE_STATUS_REPORT,
     )
 }
 
@@ -378,7 +488,7 @@ def _utf8(value: str) -> bytes:
         raise Eip712Error("string field is not valid Unicode") from None
 
 
-_ATOMIC = frozenset({"uint256", "address", "bytes32"})
+_ATOMIC = frozenset({"uint256", "address", "bytes32", "string", "bool"})
 
 
 def _encode_field(statement: Statement, typ: str, value: Any) -> bytes:
@@ -388,6 +498,10 @@ def _encode_field(statement: Statement, typ: str, value: Any) -> bytes:
         return keccak256(_utf8(value))
     if typ == "uint256":
         return _uint256(value)
+    if typ == "bool":
+        if not isinstance(value, bool):
+            raise Eip712Error("bool field must be a bool")
+        return _uint256(int(value))
     if typ == "address":
         return _address(value if isinstance(value, bytes) else parse_hex(value, name="address"))
     if typ == "bytes":

@@ -2,12 +2,17 @@
 
 The gateway listens on the base port (the nodes on base+1…), signs with the
 dev gateway wallet the nodes already trust, and keeps its SQLite database in
-``state/gateway`` so handles survive a devnet restart. Its EIP-712 domains and
-input proofs name the devnet's NoxCompute contract (:mod:`tkms.devnet.chain`), so
-the demo app accepts its proofs on chain. It still decides reads by its embedded
-ACL (the grants posted to ``/v1/acl/grant``), not by the chain's: the CLI and the
-SDK write both. Two dev users, ``user`` (the CLI's default) and ``bob``, let the
-README tell its story.
+``state/gateway`` so handles survive a devnet restart. It is linked to the devnet's
+chain (nox v0.6's ``CHAINS__<id>__RPC_URL`` and ``…__NOX_COMPUTE_CONTRACT_ADDRESS``):
+its EIP-712 domains and input proofs name NoxCompute (:mod:`tkms.devnet.chain`), so
+the demo app accepts its proofs, and its start-up checks compare its wallet with
+``gateway()`` and its key with ``kmsPublicKey()``. By default it decides reads as
+nox does, by ``isViewer`` on chain (``TKMS_GATEWAY_ACL=chain``): a grant is the
+owner's transaction, and ``/v1/acl/*`` answers 501. ``--acl embedded`` keeps the
+gateway's own ACL (the grants posted to ``/v1/acl/grant``) on the same chain, for
+the benchmark's comparison; the CLI and the SDK then write both. Two dev users,
+``user`` (the CLI's default) and ``bob``, let the README tell its story;
+the dev runner wallet ``runner`` is the gateway's ``RUNNER_ADDRESS`` (docs/runner.md).
 """
 
 from __future__ import annotations
@@ -25,14 +30,16 @@ from tkms.devnet.manifest import DEFAULT_STATE_DIR, FILE_NAME, DevnetManifest, M
 from tkms.keyfiles import private_dir
 
 USERS = ("user", "bob")
+RUNNER = "runner"
 
 
 def with_gateway(
-    manifest: DevnetManifest, keys: KeyDir, url: str, chain: DevnetChain
+    manifest: DevnetManifest, keys: KeyDir, url: str, chain: DevnetChain, acl: str
 ) -> DevnetManifest:
-    """The manifest with the gateway, the chain, its contracts and the users."""
+    """The manifest with the gateway, its ACL, the chain, its contracts and the users."""
     return dataclasses.replace(
         manifest,
+        acl=acl,
         gateway_url=url,
         gateway_signer=address_hex(keys.wallet("gateway-wallet").address),
         verifying_contract=chain.nox_address,
@@ -43,6 +50,7 @@ def with_gateway(
             name: ManifestUser(address_hex(keys.wallet(name).address), keys.file(name))
             for name in USERS
         },
+        runner=ManifestUser(address_hex(keys.wallet(RUNNER).address), keys.file(RUNNER)),
     )
 
 
@@ -58,14 +66,19 @@ def gateway_env(
         }
     else:
         kms = {"TKMS_GATEWAY_NODES": json.dumps(nodes)}
-    assert manifest.verifying_contract is not None
+    assert manifest.nox_compute is not None and manifest.rpc_url is not None
+    chain = f"TKMS_GATEWAY_CHAINS__{manifest.chain_id}__"
     return {
         **kms,
         "TKMS_GATEWAY_SIGNER__WALLET_KEY_FILE": str(keys.file("gateway-wallet")),
-        "TKMS_GATEWAY_CHAIN__ID": str(manifest.chain_id),
-        "TKMS_GATEWAY_CHAIN__NOX_COMPUTE_CONTRACT": manifest.verifying_contract,
+        f"{chain}RPC_URL": manifest.rpc_url,
+        f"{chain}NOX_COMPUTE_CONTRACT_ADDRESS": manifest.nox_compute,
+        # Explicit both ways: `chain` makes a broken link a start-up error, not a fallback.
+        "TKMS_GATEWAY_ACL": manifest.acl,
+        # Also checked against kmsPublicKey() at start: a stale devnet.json is refused.
         "TKMS_GATEWAY_KMS__PUBLIC_KEY": manifest.public_key,
         "TKMS_GATEWAY_STATE_DIR": str(private_gateway_dir(state_dir).resolve()),
+        "TKMS_GATEWAY_RUNNER_ADDRESS": address_hex(keys.wallet(RUNNER).address),
         "TKMS_GATEWAY_SERVER__HOST": "127.0.0.1",
         "TKMS_GATEWAY_SERVER__PORT": str(port),
         # Loopback only, and bench/e2e.py writes hundreds of records a second.
@@ -91,6 +104,10 @@ def print_gateway(state_dir: Path, manifest: DevnetManifest, console: Console) -
         label = "user (default)" if name == "user" else f"user {name}"
         key_file = state_dir / "keys" / f"{name}.key"
         console.print(f"  {label:<15} {user.address}  key {key_file}", highlight=False)
+    if manifest.runner is not None:
+        key_file = state_dir / "keys" / f"{RUNNER}.key"
+        runner = manifest.runner.address
+        console.print(f"  {'runner':<15} {runner}  key {key_file}", highlight=False)
     if manifest.rpc_url is not None:
         console.print(
             f"  chain           {manifest.rpc_url}  anvil, chain id {manifest.chain_id}, "
@@ -103,6 +120,16 @@ def print_gateway(state_dir: Path, manifest: DevnetManifest, console: Console) -
             highlight=False,
         )
         console.print(f"  demo app        {manifest.app}", highlight=False)
+    console.print(f"  ACL             {acl_line(manifest)}", highlight=False)
+
+
+def acl_line(manifest: DevnetManifest) -> str:
+    if manifest.acl_on_chain:
+        return (
+            "on chain: the gateway reads NoxCompute's isViewer; a grant is the owner's "
+            "transaction (addViewer)"
+        )
+    return "embedded: the gateway's own grants (--acl embedded); the CLI writes both"
 
 
 def print_nox_sdk(manifest: DevnetManifest, console: Console) -> None:

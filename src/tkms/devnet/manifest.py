@@ -9,12 +9,19 @@ for: :func:`tkms.devnet.run.run_devnet` refuses to reuse it for another.
      "nodes": [{"index", "url", "signer"}],
      "gateway": {"url", "signer"}, "verifyingContract",
      "users": {"<name>": {"address", "keyFile"}},
-     "rpcUrl", "noxCompute", "app"}
+     "runner": {"address", "keyFile"},
+     "rpcUrl", "noxCompute", "app", "acl"}
+
+``runner`` is the dev runner wallet, the gateway's ``RUNNER_ADDRESS`` (docs/runner.md).
 
 ``rpcUrl`` is the devnet's chain (anvil), ``noxCompute`` the NoxCompute contract's
 address (also the ``verifyingContract`` of the gateway's EIP-712 domains) and ``app``
 the demo app's, through which the CLI and the SDK register new handles. An older
 manifest without them still loads (no chain: the clients then skip the transactions).
+``acl`` says whose ACL the gateway reads: ``chain`` (NoxCompute's ``isViewer``, the
+default: grants are the owner's transactions only) or ``embedded`` (the gateway's
+database, ``tkms devnet --acl embedded``: the clients post the gateway's grant too).
+A manifest without it is an older devnet's, whose gateway was embedded.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 from tkms.keyfiles import write_private
 
 FILE_NAME = "devnet.json"
+ACL_MODES = ("chain", "embedded")
 DEFAULT_STATE_DIR = Path("devnet-state")
 DEFAULT_PATH = DEFAULT_STATE_DIR / FILE_NAME
 
@@ -76,6 +84,13 @@ class DevnetManifest:
     rpc_url: str | None = None
     nox_compute: str | None = None
     app: str | None = None
+    runner: ManifestUser | None = None
+    acl: str = "embedded"
+
+    @property
+    def acl_on_chain(self) -> bool:
+        """Whether the gateway reads NoxCompute (then it answers /v1/acl/* with 501)."""
+        return self.acl == "chain" and self.rpc_url is not None
 
     @property
     def shape(self) -> Shape:
@@ -107,16 +122,21 @@ class DevnetManifest:
                 name: {"address": u.address, "keyFile": str(u.key_file)}
                 for name, u in self.users.items()
             }
+        if self.runner is not None:
+            data["runner"] = {"address": self.runner.address, "keyFile": str(self.runner.key_file)}
         if self.rpc_url is not None:
             data["rpcUrl"] = self.rpc_url
             data["noxCompute"] = self.nox_compute
             data["app"] = self.app
+        if self.gateway_url is not None:
+            data["acl"] = self.acl
         return data
 
     @classmethod
     def from_json(cls, data: Any) -> DevnetManifest:
         """Raises KeyError, TypeError or ValueError on anything that is not a manifest."""
         gateway = data.get("gateway")
+        runner = data.get("runner")
         return cls(
             chain_id=int(data["chainId"]),
             threshold=int(data["threshold"]),
@@ -136,6 +156,10 @@ class DevnetManifest:
             rpc_url=_optional_str(data.get("rpcUrl")),
             nox_compute=_optional_str(data.get("noxCompute")),
             app=_optional_str(data.get("app")),
+            acl=_acl(data.get("acl")),
+            runner=None
+            if runner is None
+            else ManifestUser(str(runner["address"]), Path(runner["keyFile"])),
         )
 
     def write(self, state_dir: Path) -> Path:
@@ -174,6 +198,14 @@ def _optional_str(value: Any) -> str | None:
     if not isinstance(value, str):
         raise TypeError("expected a string")
     return value
+
+
+def _acl(value: Any) -> str:
+    if value is None:
+        return "embedded"  # written before the devnet's gateway read the chain
+    if value not in ACL_MODES:
+        raise ValueError(f"acl must be one of {ACL_MODES}")
+    return str(value)
 
 
 def _start_hint(path: Path) -> str:

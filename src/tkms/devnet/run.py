@@ -5,7 +5,9 @@ Otherwise ``n`` nodes create the key together by a DKG ceremony (shown with a
 progress display) and serve v1 partial delegations, behind a Handle Gateway
 on the base port (:mod:`tkms.devnet.gateway`). Both run on a local chain
 (:mod:`tkms.devnet.chain`: anvil on ``base + n + 1``, NoxCompute, the demo
-app): every node reads ``gateway()`` and ``kmsPublicKey()`` from it. Restarted
+app): every node reads ``gateway()`` and ``kmsPublicKey()`` from it, and the
+gateway decides reads by NoxCompute's ``isViewer`` (``--acl embedded``: by its own
+grants, on the same chain). Restarted
 on the same state directory it reuses its keys, shares and chain instead of a
 new ceremony.
 
@@ -44,7 +46,7 @@ from tkms.devnet.gateway import (
     with_gateway,
 )
 from tkms.devnet.keys import KeyDir
-from tkms.devnet.manifest import DevnetManifest, ManifestError, Shape
+from tkms.devnet.manifest import ACL_MODES, DevnetManifest, ManifestError, Shape
 from tkms.devnet.processes import (
     Service,
     ServiceFailed,
@@ -135,6 +137,7 @@ class Devnet:
     base_port: int
     chain_id: int
     console: Console
+    acl: str = "chain"
     keys: KeyDir = field(init=False)
     members: dict[str, Member] = field(default_factory=dict)
     chain: DevnetChain | None = None
@@ -195,7 +198,7 @@ class Devnet:
 
     def start_gateway(self, manifest: DevnetManifest) -> DevnetManifest:
         """The gateway on the base port; writes devnet.json once it is up."""
-        manifest = with_gateway(manifest, self.keys, self.url(0), self.linked())
+        manifest = with_gateway(manifest, self.keys, self.url(0), self.linked(), self.acl)
         env = gateway_env(self.keys, self.state_dir, self.base_port, manifest)
         wait_healthy(self.add("gateway", ["gateway"], env, self.base_port))
         manifest.write(self.state_dir)
@@ -222,15 +225,18 @@ def run_devnet(
     nodes: int,
     threshold: int,
     console: Console,
+    acl: str = "chain",
 ) -> None:
     if not 1 <= threshold <= nodes:
         raise ConfigError(f"--threshold must lie in [1, {nodes}]")
+    if acl not in ACL_MODES:
+        raise ConfigError(f"--acl must be one of {', '.join(ACL_MODES)}")
     prepare_state_dir(state_dir)
     with control.DevnetLock(state_dir):
         check_shape(state_dir, Shape(nodes, threshold, chain_id))
         previous = DevnetManifest.in_state_dir(state_dir)
         check_ports(base_port, nodes)
-        devnet = Devnet(state_dir, base_port, chain_id, console)
+        devnet = Devnet(state_dir, base_port, chain_id, console, acl)
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             raise KeyboardInterrupt

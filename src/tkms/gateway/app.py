@@ -20,16 +20,21 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter
 from starlette.responses import Response
 
+from tkms.crypto.encoding import parse_address
 from tkms.envconfig import ConfigError
+from tkms.gateway import compute_threshold
 from tkms.gateway.assembly import build_gateway_service
 from tkms.gateway.chain_start import check_chain_at_start
 from tkms.gateway.client_encrypted import create_client_encrypted
+from tkms.gateway.compute import Compute, RunnerPolicy
 from tkms.gateway.config import GatewayConfig, load_gateway_config
 from tkms.gateway.health import StoreHealth
 from tkms.gateway.keysets import KeysetUnavailable
+from tkms.gateway.public import PublicDecryption
 from tkms.gateway.ratelimit import WriteRateLimit
 from tkms.gateway.records import StorageError
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes, ServedChain
+from tkms.gateway.status import HandleStatus
 from tkms.gateway.storage import SqlRecordStore, open_record_store
 from tkms.web import openapi
 from tkms.web.common import add_common_routes, require_json
@@ -37,6 +42,7 @@ from tkms.web.errors import install_error_handlers
 from tkms.web.middleware import BodyLimit, JsonCORS, Metrics
 
 log = logging.getLogger("tkms.gateway")
+STATUS_PATH = "/v0/public/handles/status"
 
 
 def _respond(answer: Answer, start: float) -> Response:
@@ -185,8 +191,55 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         spec=openapi.operation(path=("handle",), query=params, authorization=True),
     )
 
+    # --- the runner (gateway/compute.py, docs/runner.md) ---
+    runner = config.runner_address
+    compute = Compute(
+        service,
+        RunnerPolicy(
+            parse_address(runner) if runner else None,
+            config.max_compute_handles,
+            config.runner_max_block_age,
+        ),
+    )
+
+    async def operands_v0(r: Request) -> Answer:
+        return await compute.operands_v0(q(r, "salt"), r.headers.get("authorization"))
+
+    async def results(r: Request) -> Answer:
+        auth = r.headers.get("authorization")
+        return await compute.results(q(r, "salt"), auth, await r.body())
+
+    async def operands_v1(r: Request) -> Answer:
+        return await compute_threshold.operands_v1(
+            compute, q(r, "salt"), r.headers.get("authorization")
+        )
+
+    runner_spec = openapi.operation(query=("salt",), authorization=True)
+    route("/v0/compute/operands", "GET", operands_v0, body=False, spec=runner_spec)
+    route("/v1/compute/operands", "GET", operands_v1, body=False, spec=runner_spec)
+    results_spec = openapi.operation(query=("salt",), authorization=True, body={"type": "array"})
+    route("/v0/compute/results", "POST", results, body=True, spec=results_spec)
+
+    # --- public decryption and readiness polling (gateway/public.py, gateway/status.py) ---
+    public = PublicDecryption(service)  # makes the gateway's own RSA key: one per process
+    status = HandleStatus(service, config.max_handles)
+
+    async def read_public(r: Request) -> Answer:
+        return await public.decrypt(r.path_params["handle"], q(r, "salt"))
+
+    async def handle_status(r: Request) -> Answer:
+        return await status.statuses(q(r, "salt"), await r.body())
+
+    public_spec = openapi.operation(path=("handle",), query=("salt",))
+    status_body = openapi.fields(handles={"type": "array", "items": openapi.HEX})
+    route("/v0/public/{handle}", "GET", read_public, body=False, spec=public_spec)
+    status_spec = openapi.operation(query=("salt",), body=status_body)
+    route(STATUS_PATH, "POST", handle_status, body=True, spec=status_spec)
+
     app.state.service = service
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    # A status batch of MAX_HANDLES_PER_REQUEST handles is larger than MAX_BODY_BYTES' 64 KiB.
+    limits = {STATUS_PATH: config.status_body_bytes()}
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes, prefix_limits=limits)
     # Outside the body limit: a client over its rate is refused before its body is read.
     app.add_middleware(
         WriteRateLimit,

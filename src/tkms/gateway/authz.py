@@ -12,12 +12,15 @@ The ``DataAccessAuthorization`` decoding lives in :mod:`tkms.protocol.access`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex
 from tkms.gateway.acl import Role
 from tkms.protocol.access import (
+    MAX_TOKEN_LENGTH,
     MAX_WINDOW,
     DataAccess,
     SignedDataAccess,
@@ -45,7 +48,13 @@ __all__ = [
     "check_window",
     "decode_data_access",
     "not_signed_by_user",
+    "read_token",
 ]
+
+
+def read_token(header: str | None, *, limit: int = MAX_TOKEN_LENGTH) -> Mapping[str, Any]:
+    """``{payload, signature}`` of ``Authorization: EIP712 <base64 JSON>`` (401 if not)."""
+    return token(header, limit=limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import logging
 from tkms.chain.contract import AsyncNoxCompute
 from tkms.chain.erc1271 import is_contract_async, is_valid_signature_async
 from tkms.chain.errors import ChainError, Reverted
-from tkms.chain.rpc import AsyncRpcClient
+from tkms.chain.rpc import AsyncRpcClient, quantity
 from tkms.web.errors import ApiError
 
 log = logging.getLogger("tkms.gateway.chain")
@@ -72,6 +72,13 @@ class ChainAcl:
             return await self._nox.is_publicly_decryptable(handle)
         except ChainError as exc:
             raise self._unavailable("isPubliclyDecryptable", exc) from None
+
+    async def head(self) -> int:
+        """The chain's latest block number (the runner's statements are bounded by it)."""
+        try:
+            return quantity(await self._rpc.request("eth_blockNumber"), "block number")
+        except ChainError as exc:
+            raise self._unavailable("eth_blockNumber", exc) from None
 
     async def contract_signed(self, account: bytes, digest: bytes, signature: bytes) -> bool:
         """ERC-1271: ``account`` has code and its ``isValidSignature`` answers the magic value.

@@ -1,4 +1,4 @@
-"""``POST /v1/secrets``: a record the client encrypted itself (docs/gateway.md §4).
+"""``POST /v1/secrets``: a record the client encrypted itself (docs/gateway.md §5).
 
 The client encrypts its value with ECIES to a ``Y`` it trusts apart from the
 gateway (``kmsPublicKey()`` on chain) and derives the bound handle

@@ -4,12 +4,16 @@ Names the Nox Handle Gateway already has keep their meaning under
 ``NOX_HANDLE_GATEWAY_``: v0.6's ``CHAINS__<id>__{NOX_COMPUTE_CONTRACT_ADDRESS,
 RPC_URL, WALLET_KEY}`` (one entry per served chain; ``CHAINS__<id>__S3__…`` is
 accepted and reported as not supported), ``DEFAULT_CHAIN_ID``,
-``RUNNER_ADDRESS`` (kept, unused: there is no runner route yet),
+``RUNNER_ADDRESS`` (the runner's wallet: docs/runner.md),
 ``SERVER__HOST``, ``SERVER__PORT``, ``SERVER__CORS_ALLOWED_HEADERS`` (a comma
-list, or a JSON array), ``KMS__URL``, ``KMS__SIGNER_ADDRESS``; and the older
+list, or a JSON array), ``KMS__URL``, ``KMS__SIGNER_ADDRESS``,
+``MAX_HANDLES_PER_REQUEST`` (the largest status batch, 1,000; a chain's
+``CHAINS__<id>__S3__MAX_HANDLES_PER_REQUEST`` overrides it); and the older
 single-chain names ``CHAIN__ID``, ``CHAIN__NOX_COMPUTE_CONTRACT``,
 ``CHAIN__RPC_URL`` and ``SIGNER__WALLET_KEY``. Every variable also exists
-with the ``TKMS_GATEWAY_`` prefix, which wins, and as ``<VAR>_FILE``.
+with the ``TKMS_GATEWAY_`` prefix, which wins, and as ``<VAR>_FILE``. A
+gateway configured by a ``NOX_HANDLE_GATEWAY_`` name answers ``GET /`` as nox's
+does (``"service": "Handle Gateway"``; ``SERVICE_NAME`` sets another).
 
 One gateway serves every configured chain: :meth:`GatewayConfig.served` is the
 mapping chain id → :class:`~tkms.gateway.config_chains.ChainSettings` (the rules
@@ -34,6 +38,7 @@ limits of :class:`tkms.web.limits.HttpLimits`).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,7 +55,7 @@ from pydantic import (
 )
 
 from tkms.crypto import curve
-from tkms.crypto.encoding import EncodingError, parse_hex
+from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_hex
 from tkms.envconfig import ConfigError, check_address, check_directory, validate
 from tkms.gateway.config_chains import (
     ZERO_ADDRESS,
@@ -64,6 +69,11 @@ from tkms.gateway.config_chains import seconds as _seconds
 from tkms.web.server_config import ServerConfig
 
 PREFIXES = ("NOX_HANDLE_GATEWAY_", "TKMS_GATEWAY_")
+NOX_SERVICE_NAME = "Handle Gateway"
+# One bind parameter per handle in storage.existing: well under what SQLite and PostgreSQL take.
+MAX_HANDLES_CEILING = 10_000
+# Bytes one handle takes in a status batch: "0x" + 64 hex, quotes, comma and a space.
+STATUS_BYTES_PER_HANDLE = 72
 __all__ = [
     "ZERO_ADDRESS",
     "ChainConfig",
@@ -187,6 +197,10 @@ class GatewayConfig(BaseModel):
     chains: dict[int, ChainEntry] = Field(default_factory=dict)
     default_chain_id: int | None = Field(None, gt=0, lt=2**32)
     runner_address: str | None = None
+    # The runner's routes (docs/runner.md): operands per statement and results per
+    # request; how far a statement's blockNumber may be from a linked chain's head.
+    max_compute_handles: int = Field(128, ge=1, le=1024)
+    runner_max_block_age: int = Field(256, ge=1, le=10**6)
     acl: Literal["chain", "embedded"] | None = None
     chain: ChainConfig = ChainConfig()
     kms: KmsConfig = KmsConfig()
@@ -203,6 +217,9 @@ class GatewayConfig(BaseModel):
     # every other type is at most 32 bytes). Its hex must also fit MAX_BODY_BYTES.
     max_record_bytes: int = Field(16 * 1024, ge=32, le=8 * 1024 * 1024)
     rate_limit: RateLimitConfig = RateLimitConfig()
+    # POST /v0/public/handles/status: nox's S3__MAX_HANDLES_PER_REQUEST, for every chain
+    # (a chain's CHAINS__<id>__S3__MAX_HANDLES_PER_REQUEST overrides it: max_handles).
+    max_handles_per_request: int = Field(1000, ge=1, le=MAX_HANDLES_CEILING)
     # Each linked chain's kmsPublicKey(), set by chain_start (never from the environment).
     _chain_keys: dict[int, str] = PrivateAttr(default_factory=dict)
 
@@ -301,7 +318,27 @@ class GatewayConfig(BaseModel):
             f"CHAINS__{chain_id}__S3__{name.upper()}"
             for chain_id, entry in sorted(self.chains.items())
             for name in sorted(entry.s3 or {})
+            if name != "max_handles_per_request"
         ]
+
+    def max_handles(self, chain_id: int) -> int:
+        """The largest status batch of a chain: its S3 override, else MAX_HANDLES_PER_REQUEST."""
+        entry = self.chains.get(chain_id)
+        override = (entry.s3 or {}).get("max_handles_per_request") if entry else None
+        if override is None:
+            return self.max_handles_per_request
+        value = ascii_decimal(str(override), max_digits=5)
+        if value is None or not 1 <= value <= MAX_HANDLES_CEILING:
+            raise ConfigError(
+                f"NOX_HANDLE_GATEWAY_CHAINS__{chain_id}__S3__MAX_HANDLES_PER_REQUEST: "
+                f"must be an integer in 1..{MAX_HANDLES_CEILING}"
+            )
+        return value
+
+    def status_body_bytes(self) -> int:
+        """The body limit of the status route: the largest batch must fit (64 KiB does not)."""
+        largest = max(self.max_handles(chain_id) for chain_id in self.served())
+        return max(self.max_body_bytes, largest * STATUS_BYTES_PER_HANDLE + 1024)
 
     @property
     def threshold_mode(self) -> bool:
@@ -356,6 +393,13 @@ def load_gateway_config(environ: Mapping[str, str] | None = None) -> GatewayConf
             )
         if names:
             raise ConfigError(f"missing {', '.join(names)} (required with KMS__URL)")
+    env = os.environ if environ is None else environ
+    named = {name.removeprefix(p) for name in env for p in PREFIXES if name.startswith(p)}
+    if "SERVICE_NAME" not in named and any(n.startswith(PREFIXES[0]) for n in env):
+        # Configured as a Nox Handle Gateway: GET / answers as one (nox-compat.md).
+        config = config.model_copy(update={"service_name": NOX_SERVICE_NAME})
+    for chain_id in config.served():
+        config.max_handles(chain_id)  # a bad S3__MAX_HANDLES_PER_REQUEST refuses the start
     return config
 
 

@@ -48,11 +48,16 @@ class StoredRecord:
     ciphertext: bytes
     ephemeral_pubkey: bytes
     iv: bytes
+    # keccak256(handle ‖ value as 32 bytes): set on a result the runner published
+    # (gateway/compute_results.py), None on a user's input.
+    value_tag: bytes | None = None
 
     def __post_init__(self) -> None:
         for name, length in (("handle", 32), ("owner", 20), ("application", 20), ("iv", 12)):
             check_len(name, getattr(self, name), length)
         check_len("ephemeral_pubkey", self.ephemeral_pubkey, 33)
+        if self.value_tag is not None:
+            check_len("value_tag", self.value_tag, 32)
         if not isinstance(self.ciphertext, bytes):
             raise InvalidRecord("ciphertext must be bytes")
         if self.created_at < 0 or self.created_at >= 2**63:

@@ -48,12 +48,12 @@ _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 _INSERT_RECORD = """
 INSERT INTO gateway_records (handle, chain_id, solidity_type, owner, application, created_at,
-                             ciphertext, ephemeral_pubkey, iv)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (handle) DO NOTHING
+                             ciphertext, ephemeral_pubkey, iv, handle_value_tag)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (handle) DO NOTHING
 """
 _SELECT_RECORD = """
 SELECT handle, chain_id, solidity_type, owner, application, created_at,
-       ciphertext, ephemeral_pubkey, iv
+       ciphertext, ephemeral_pubkey, iv, handle_value_tag
 FROM gateway_records WHERE handle = %s
 """
 # The public grant stores an empty grantee so that the primary key still dedupes it.
@@ -128,7 +128,7 @@ class SqlRecordStore(ABC):
     def put(self, record: StoredRecord) -> None:
         r = record
         params = [r.handle, r.chain_id, r.solidity_type.name, r.owner, r.application]
-        params += [r.created_at, r.ciphertext, r.ephemeral_pubkey, r.iv]
+        params += [r.created_at, r.ciphertext, r.ephemeral_pubkey, r.iv, r.value_tag]
         if self._write(_INSERT_RECORD, params) == 0:
             raise RecordExists(f"handle 0x{record.handle.hex()} already exists")
 
@@ -142,6 +142,16 @@ class SqlRecordStore(ABC):
         except HandleError:
             raise InvalidRecord("stored solidity_type is unknown") from None
         return StoredRecord(handle_, chain_id, kind, *blobs)
+
+    def existing(self, handles: Sequence[bytes]) -> set[bytes]:
+        """Which of ``handles`` have a record: one SELECT, whatever the batch size."""
+        if not handles:
+            return set()
+        # Only placeholders are joined in (one per handle; the values travel as parameters).
+        # MAX_HANDLES_CEILING keeps their number under SQLite's 32,766 and PostgreSQL's 65,535.
+        marks = ",".join(["%s"] * len(handles))
+        sql = f"SELECT handle FROM gateway_records WHERE handle IN ({marks})"  # noqa: S608
+        return {bytes(row[0]) for row in self._query(sql, [bytes(h) for h in handles])}
 
     def add_grant(self, grant: Grant) -> bool:
         grantee = grant.grantee or b""
@@ -195,6 +205,12 @@ CREATE TABLE IF NOT EXISTS gateway_grants (
 {_SQLITE_TRIGGERS}
 COMMIT;
 """
+# Migration 1 (the runner's results): the value tag of a published result, NULL on an input.
+_TAG_COLUMN = "handle_value_tag"
+_SQLITE_ADD_TAG = (
+    f"ALTER TABLE gateway_records ADD COLUMN {_TAG_COLUMN} BLOB"
+    f" CHECK ({_TAG_COLUMN} IS NULL OR length({_TAG_COLUMN}) = 32)"
+)
 
 
 class SqliteRecordStore(SqlRecordStore):
@@ -218,6 +234,7 @@ class SqliteRecordStore(SqlRecordStore):
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise StorageError("SQLite refused WAL mode")
             conn.executescript(_SQLITE_SCHEMA)
+            _sqlite_migrate(conn)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -289,6 +306,19 @@ class SqliteRecordStore(SqlRecordStore):
                     break
 
 
+def _sqlite_migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns a database made by an older gateway lacks (under the write lock)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(gateway_records)")}
+        if _TAG_COLUMN not in columns:
+            conn.execute(_SQLITE_ADD_TAG)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def _create_private(path: str) -> None:
     """Create the database file 0600 before SQLite does (its -wal and -shm copy its mode)."""
     try:
@@ -340,6 +370,13 @@ CREATE OR REPLACE TRIGGER gateway_grants_append_only
 """
 
 
+# Migration 1, as for SQLite (the advisory lock of the schema step is still held).
+_POSTGRES_ADD_TAG = f"""
+ALTER TABLE gateway_records ADD COLUMN IF NOT EXISTS {_TAG_COLUMN} BYTEA
+    CHECK ({_TAG_COLUMN} IS NULL OR octet_length({_TAG_COLUMN}) = 32);
+"""
+
+
 def describe_postgres_url(url: str) -> str:
     """``host:port/dbname`` of a connection string, never its password."""
     try:
@@ -372,7 +409,7 @@ class PostgresRecordStore(SqlRecordStore):
         try:
             self._pool.open(wait=True, timeout=timeout)
             with self._pool.connection() as conn, conn.transaction():
-                conn.execute(_POSTGRES_SCHEMA)
+                conn.execute(_POSTGRES_SCHEMA + _POSTGRES_ADD_TAG)
         except (PoolTimeout, psycopg.Error) as exc:
             self._pool.close()
             raise StorageError(

@@ -16,7 +16,9 @@ from tkms.node.audit import AuditLog, Decisions
 from tkms.node.chain import NodeChains, check_chains_at_start
 from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegate_route import add_delegate_route
+from tkms.node.delegation_batch import add_batch_route
 from tkms.node.delegation_v0 import ChainKey, Delegator
+from tkms.node.request_checks import chain_of_request
 from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes
 from tkms.node.runtime import build_threshold_runtime
 from tkms.node.user_checks import build_user_checks, user_mode_delegate
@@ -112,6 +114,25 @@ def create_app(config: NodeConfig) -> FastAPI:
         delegate=user_mode_delegate(threshold.partials, user_checks)
         if user_checks.readers
         else None,
+    )
+
+    async def batch_ready(chain_id_raw: str | None) -> None:
+        if linked:
+            await chains.require_v1(chain_id_raw)
+        # A batch carries no handle and no user token: in user mode it would be the
+        # gateway-only path again (docs/node-authorization.md, "the runner: next step").
+        if chain_of_request(chain_id_raw, threshold.partials.gateways) in user_checks.readers:
+            raise ApiError(
+                403, "user_mode", "batch delegation is not served in user mode (no user checks)"
+            )
+
+    add_batch_route(  # docs/batch-delegation.md
+        app,
+        threshold.partials,
+        delegations,
+        decisions,
+        config.max_delegation_batch,
+        ready=batch_ready if linked or user_checks.readers else None,
     )
 
     app.state.delegator = delegator

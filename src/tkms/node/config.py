@@ -124,6 +124,8 @@ class NodeConfig(BaseModel):
     server: ServerConfig = ServerConfig()
     chains: dict[int, ChainConfig] = Field(default_factory=dict)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # The most ephemeral keys of one POST /v1/delegate/batch (docs/batch-delegation.md).
+    max_delegation_batch: int = Field(128, ge=1, le=4096)
     state_dir: Path | None = None
     sealing_key: SecretStr | None = None
     dkg_admin_address: str | None = None

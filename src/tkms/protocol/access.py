@@ -77,14 +77,14 @@ class DataAccess:
     expires_at: int
 
 
-def token(header: str | None) -> Mapping[str, Any]:
+def token(header: str | None, *, limit: int = MAX_TOKEN_LENGTH) -> Mapping[str, Any]:
     if header is None:
         raise unauthorized("missing_authorization", "Authorization: EIP712 <base64 token> required")
     scheme, _, token = header.strip().partition(" ")
     if scheme.upper() != "EIP712" or not token:
         raise unauthorized("invalid_authorization", "Authorization must be 'EIP712 <token>'")
     token = token.strip()
-    if len(token) > MAX_TOKEN_LENGTH:
+    if len(token) > limit:
         raise unauthorized("invalid_authorization", "authorization token is too long")
     try:
         data = jsonbody.loads(base64.b64decode(token, validate=True))

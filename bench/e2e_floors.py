@@ -1,0 +1,96 @@
+"""The primitive floor of a decryption through the gateway, measured in the run (bench/e2e.py).
+
+client = t RSA-2048 opens + t DLEQ verifications + the Lagrange combination + HKDF +
+AES-GCM; node = one partial's primitives (S_i, the DLEQ nonce commitments, the
+RSA-OAEP seal, the ECDSA signature, the keccaks). Apart: the SDK's first call's
+RSA-2048 key generation and the authorization's signature.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from coincurve import PrivateKey
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from bench.common import measure
+from tkms.crypto import curve, eip712, rsa, shamir
+from tkms.crypto.wallet import Wallet
+
+OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def floors(t: int) -> dict[str, float]:
+    """Seconds per call of the primitives a decryption cannot avoid (see the docstring)."""
+    key = rsa.generate_private_key()
+    public = key.public_key()
+    shares = shamir.deal_shares(curve.random_scalar(), t, t + 2)[:t]
+    k = curve.base_mul(curve.random_scalar())
+    points = [curve.mul(k, s.value) for s in shares]
+    vks = [curve.base_mul(s.value) for s in shares]
+    sealed = [public.encrypt(os.urandom(97), OAEP) for _ in shares]
+    lam = list(shamir.lagrange_coefficients([s.index for s in shares]).values())
+    c = curve.scalar_to_bytes(curve.random_scalar())
+    iv, plaintext = os.urandom(12), os.urandom(32)
+    aes_key = os.urandom(32)
+    ciphertext = AESGCM(aes_key).encrypt(iv, plaintext, None)
+    signer = PrivateKey()
+    digest = os.urandom(32)
+    x_b = curve.scalar_to_bytes(shares[0].value)
+
+    def client() -> object:
+        for blob in sealed:
+            key.decrypt(blob, OAEP)
+        for vk, s_i in zip(vks, points, strict=True):  # z·G, c·Y_i, z·K, c·S_i
+            curve.base_mul(int.from_bytes(c, "big"))
+            vk.multiply(c)
+            k.multiply(c)
+            s_i.multiply(c)
+        combined = curve.linear_combination(points, lam)
+        hkdf = HKDF(hashes.SHA256(), 32, bytes(32), b"ECIES:AES_GCM:v1")
+        hkdf.derive(curve.point_x(combined))
+        return AESGCM(aes_key).decrypt(iv, ciphertext, None)
+
+    def node() -> object:
+        k.multiply(x_b)  # S_i
+        r = curve.scalar_to_bytes(curve.random_scalar())
+        curve.base_mul(int.from_bytes(r, "big"))  # A1 = r·G
+        k.multiply(r)  # A2 = r·K
+        public.encrypt(os.urandom(97), OAEP)
+        signer.sign_recoverable(digest, hasher=None)
+        return None
+
+    def keygen() -> object:
+        return rsa.generate_private_key()
+
+    wallet = Wallet.generate()
+    domain = eip712.gateway_domain(421614, verifying_contract=os.urandom(20))
+    message = {
+        "userAddress": wallet.address,
+        "encryptionPubKey": "0x" + "ab" * 294,
+        "notBefore": 1,
+        "expiresAt": 2,
+    }
+
+    def authorization() -> object:
+        return eip712.sign(wallet, domain, eip712.DATA_ACCESS_AUTHORIZATION, message)
+
+    out = {
+        "client": measure(client).median_us / 1e6,
+        "node": measure(node).median_us / 1e6,
+        "authorization": measure(authorization).median_us / 1e6,
+    }
+    out["keygen"] = statistics.median(_timed(keygen) for _ in range(15))
+    return out
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

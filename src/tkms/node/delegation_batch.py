@@ -1,0 +1,161 @@
+"""``POST /v1/delegate/batch`` (docs/batch-delegation.md): many partials in one request.
+
+The same checks as ``/v1/delegate`` in the same order (chain, share held,
+salt, ``Authorization: Bearer``, body, the gateway's signature, then each
+ephemeral key and the target key), with one signature over the whole list
+(``BatchDelegateAuthorization``), and one answer signed once
+(``PartialBatchDelegateResponseProof``). Each partial is computed as
+``/v1/delegate`` computes it (the share's prover, then RSA-OAEP). A batch is
+1 to ``MAX_DELEGATION_BATCH`` keys: an empty one is 400, a longer one 413
+``batch_too_large`` (before the signature is checked: the list is what costs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import FastAPI, Request
+from prometheus_client import Counter
+from starlette.responses import Response
+
+from tkms.crypto import eip712, rsa
+from tkms.crypto.encoding import to_hex
+from tkms.crypto.wallet import SignatureError, recover_address
+from tkms.node.audit import AuditNote, Decisions
+from tkms.node.delegate_route import PlainRoute, Ready
+from tkms.node.delegation_v1 import PartialDelegator
+from tkms.node.request_checks import chain_of_request, parse_bearer, parse_ephemeral, parse_target
+from tkms.protocol.batch_delegation import BATCH_PATH, batch_message
+from tkms.web import openapi
+from tkms.web.common import json_response, require_json
+from tkms.web.errors import ApiError
+from tkms.web.jsonbody import parse_json_object
+from tkms.web.params import parse_salt
+
+
+def _parse_body(body: bytes, max_batch: int) -> tuple[list[str], str]:
+    data = parse_json_object(body)
+    keys, target = data.get("ephemeralPubKeys"), data.get("targetPubKey")
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k.isascii() for k in keys):
+        raise ApiError(400, "invalid_body", "ephemeralPubKeys must be a list of ASCII hex strings")
+    if not keys:
+        raise ApiError(400, "invalid_body", "ephemeralPubKeys is empty")
+    if len(keys) > max_batch:
+        raise ApiError(413, "batch_too_large", f"more than {max_batch} ephemeral keys")
+    if not isinstance(target, str) or not target.isascii():
+        raise ApiError(400, "invalid_body", "targetPubKey must be an ASCII hex string")
+    return keys, target
+
+
+def delegate_batch(
+    partials: PartialDelegator,
+    max_batch: int,
+    chain_id_raw: str | None,
+    salt_raw: str | None,
+    authorization: str | None,
+    body: bytes,
+    note: AuditNote | None = None,
+    served_keys: list[str] | None = None,
+) -> dict[str, Any]:
+    """The batch answer; ``note`` is filled in as the checks pass and ``served_keys``
+    receives the ephemeral keys served (for the audit log: one entry per partial)."""
+    note = note or AuditNote("v1-batch")
+    chain_id = chain_of_request(chain_id_raw, partials.gateways)
+    note.chain_id = chain_id
+    held = partials.holding(chain_id)
+    note.epoch = held.epoch
+    salt = parse_salt(salt_raw)
+    signature = parse_bearer(authorization)
+    keys, target_text = _parse_body(body, max_batch)
+    note.target_pubkey = target_text
+    try:
+        digest = eip712.digest(
+            eip712.delegate_domain(chain_id),
+            eip712.BATCH_DELEGATE_AUTHORIZATION,
+            batch_message(keys, target_text),
+        )
+        signer = recover_address(digest, signature)
+    except (SignatureError, eip712.Eip712Error):
+        raise ApiError(401, "invalid_signature", "authorization signature is invalid") from None
+    note.requester = signer
+    if signer != partials.gateways[chain_id]:
+        raise ApiError(401, "unauthorized_signer", "authorization is not signed by the gateway")
+    points = [parse_ephemeral(k) for k in keys]
+    target = parse_target(target_text)
+    sealed = []
+    for point in points:
+        s_enc, proof = held.prover.partial(point)
+        sealed.append(to_hex(rsa.encrypt(target, s_enc + proof)))
+    signature_out = eip712.sign(
+        partials.wallet,
+        eip712.delegate_domain(chain_id, salt),
+        eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
+        {"index": held.index, "epoch": held.epoch, "encryptedPartials": sealed},
+    )
+    if served_keys is not None:
+        served_keys.extend(keys)
+    return {
+        "index": held.index,
+        "epoch": held.epoch,
+        "encryptedPartials": sealed,
+        "proof": to_hex(signature_out),
+    }
+
+
+def add_batch_route(
+    app: FastAPI,
+    partials: PartialDelegator,
+    delegations: Counter,
+    decisions: Decisions,
+    max_batch: int,
+    ready: Ready | None = None,
+) -> None:
+    """Counted in ``tkms_node_delegations_total`` by partial, version ``v1-batch``.
+
+    The audit log (docs/audit.md) gets one ``served`` entry per partial, each with
+    its K's fingerprint, or one ``refused`` entry for the whole batch.
+    """
+
+    async def delegate_v1_batch(request: Request) -> Response:
+        query = request.query_params
+        note = AuditNote("v1-batch")
+        served: list[str] = []
+        try:
+            require_json(request)
+            if ready is not None:
+                await ready(query.get("chain_id"))
+            answer = delegate_batch(
+                partials,
+                max_batch,
+                query.get("chain_id"),
+                query.get("salt"),
+                request.headers.get("authorization"),
+                await request.body(),
+                note,
+                served,
+            )
+        except ApiError as exc:
+            decisions.record(note, "refused", exc.code)
+            raise
+        except Exception:
+            decisions.record(note, "refused", "internal_error")
+            raise
+        for key in served:
+            decisions.record(dataclasses.replace(note, ephemeral_pubkey=key), "served", None)
+        chain = str(chain_of_request(query.get("chain_id"), partials.gateways))
+        delegations.labels(chain, "v1-batch").inc(len(answer["encryptedPartials"]))
+        return json_response(answer)
+
+    spec = openapi.operation(
+        query=("chain_id", "salt"),
+        authorization=True,
+        body=openapi.fields(ephemeralPubKeys="array", targetPubKey=openapi.HEX),
+    )
+    app.router.add_api_route(
+        BATCH_PATH,
+        delegate_v1_batch,
+        methods=["POST"],
+        route_class_override=PlainRoute,
+        openapi_extra=spec,
+    )
