@@ -12,7 +12,9 @@
 (d) umbral-pre (the proxy re-encryption peer) timed in the same run;
 (e) real node processes on loopback, n = 5, t = 3: the DKG ceremony over
     HTTP through the relay, one node's /v1/delegate round trip, and a whole
-    client decryption (fan-out to 5 nodes, verify, combine, decrypt).
+    client decryption (fan-out to 5 nodes, verify, combine, decrypt);
+(f) one node on a real anvil chain, in ``user`` mode and in ``gateway`` mode,
+    interleaved: CPU per partial and round trip (bench/user_mode.py).
 
 Timings are the minimum over repeats (the machine is shared; the minimum is
 the least disturbed figure), and each path is timed interleaved with its floor.
@@ -47,6 +49,7 @@ from tkms.protocol.delegation import SealedPartial
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.processes import process_rows
+from bench.user_mode import user_mode_rows
 
 DKG_SIZES = (4, 8, 16, 32, 64)
 DKG_TARGETS = {16: 1.0, 32: 3.0, 64: 15.0}
@@ -380,6 +383,10 @@ def main() -> None:
         dkg_http,
     )
     _print_table("(e) real node processes over HTTP: latency", header, _cost_rows(http_rows))
+    user_rows = [
+        Row(label, seconds) for label, seconds in user_mode_rows(200 if args.quick else 400)
+    ]
+    _print_table("(f) a node on anvil: user mode vs gateway mode", header, _cost_rows(user_rows))
     ours_node, ours_client = partial[0].seconds, client[0].seconds
     _print_table(
         "tkms vs umbral-pre (ratio > 1: tkms slower)",

@@ -335,6 +335,8 @@ class ChainCluster(Cluster):
             f"TKMS_NODE_CHAINS__{CHAIN_ID}__CALL_TIMEOUT": "1s",
             f"TKMS_NODE_CHAINS__{CHAIN_ID}__CONNECT_TIMEOUT": "1s",
             f"TKMS_NODE_CHAINS__{CHAIN_ID}__REFRESH_INTERVAL": f"{REFRESH}s",
+            # These tests are about the key check: requests signed by the gateway only.
+            "TKMS_NODE_AUTHORIZATION_MODE": "gateway",
         }
 
 

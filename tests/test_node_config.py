@@ -190,3 +190,21 @@ def test_a_node_without_a_chain_does_not_start() -> None:
         load_node_config({"NOX_KMS_WALLET_KEY": KEY})
     assert "no chain is configured" in str(err.value) and "\n" not in str(err.value)
     assert "GATEWAY_ADDRESS" in str(err.value)
+
+
+def test_the_authorization_mode_defaults_to_user_on_a_linked_chain_only() -> None:
+    linked = {
+        "NOX_KMS_WALLET_KEY": KEY,
+        "NOX_KMS_CHAINS__1__RPC_URL": "http://127.0.0.1:8545",
+        "NOX_KMS_CHAINS__1__NOX_COMPUTE_CONTRACT_ADDRESS": "0x" + "66" * 20,
+        "NOX_KMS_CHAINS__2__GATEWAY_ADDRESS": GATEWAY,
+    }
+    config = load_node_config(linked)
+    assert (config.user_mode(1), config.user_mode(2)) == (True, False)
+    config = load_node_config(linked | {"TKMS_NODE_AUTHORIZATION_MODE": "gateway"})
+    assert (config.user_mode(1), config.user_mode(2)) == (False, False)
+    # user mode reads isViewer on the node's own RPC: an unlinked chain cannot have it.
+    with pytest.raises(ConfigError, match="TKMS_NODE_AUTHORIZATION_MODE: user needs"):
+        load_node_config(linked | {"TKMS_NODE_AUTHORIZATION_MODE": "user"})
+    with pytest.raises(ConfigError, match="AUTHORIZATION_MODE"):
+        load_node_config(linked | {"TKMS_NODE_AUTHORIZATION_MODE": "users"})

@@ -317,7 +317,10 @@ def encrypt(
     key_file: KeyFileOption = None,
     application: Annotated[str | None, typer.Option(help="application contract")] = None,
 ) -> None:
-    """Encrypt a value through the gateway; prints the new handle (your wallet owns it).
+    """Encrypt a value; prints the new handle (your wallet owns it).
+
+    In front of a threshold KMS the value is encrypted here, to kmsPublicKey() (or
+    the devnet's key), and the gateway gets only the record (POST /v1/secrets).
 
     On a devnet with a chain it then registers the handle through the demo app (one
     transaction from your wallet, waited for), so that you are its admin on chain: on

@@ -49,6 +49,7 @@ from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError, Wallet
 from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
+from tkms.protocol.binding import bound_input_handle
 from tkms.protocol.handle import (
     Handle,
     HandleError,
@@ -230,14 +231,25 @@ class GatewayCore:
         return self._keyset
 
     def encrypt_flow(
-        self, value: PlainInput, solidity_type: SolidityType | str, application: bytes | None
+        self,
+        value: PlainInput,
+        solidity_type: SolidityType | str,
+        application: bytes | None,
+        encryption_key: bytes | None = None,
     ) -> Flow[Encrypted]:
+        """A new handle: encrypted here to ``encryption_key`` (a ``Y`` trusted apart from
+        the gateway) when the gateway fronts a threshold KMS (POST /v1/secrets: the
+        gateway never sees the value), else by the gateway (POST /v0/secrets)."""
         try:
             kind = as_solidity_type(solidity_type)
             plaintext = encode_value(value, kind)
         except (HandleError, ValueEncodingError) as exc:
             raise InvalidInput(str(exc)) from None
         app = self.application if application is None else application
+        if encryption_key is not None and self._mode is None:
+            yield from self.keyset_flow()
+        if encryption_key is not None and self._mode == "v1":
+            return (yield from self._encrypt_here(plaintext, kind, app, encryption_key))
         salt, params = self._params()
         body = {
             "value": to_hex(plaintext),
@@ -248,6 +260,33 @@ class GatewayCore:
         response = yield HttpRequest("POST", "/v0/secrets", params, json=body)
         payload = self.payload(response, eip712.HANDLE_WITH_PROOF, salt)
         return check_created(payload, self.trust, kind, self.wallet.address, app)
+
+    def _encrypt_here(
+        self, plaintext: bytes, kind: SolidityType, app: bytes, key: bytes
+    ) -> Flow[Encrypted]:
+        """POST /v1/secrets (docs/gateway.md §5): the record and its bound handle only."""
+        try:
+            y = curve.parse_point(key)
+        except curve.CurveError as exc:
+            raise InvalidInput(f"kms public key: {exc}") from None
+        record = ecies.encrypt(y, plaintext)
+        handle = bound_input_handle(self.trust.chain_id, kind, record)
+        salt, params = self._params()
+        body = {
+            "handle": to_hex(handle),
+            "ephemeralPubKey": to_hex(record.ephemeral_pubkey),
+            "iv": to_hex(record.iv),
+            "ciphertext": to_hex(record.ciphertext),
+            "solidityType": kind.name,
+            "owner": to_hex(self.wallet.address),
+            "applicationContract": to_hex(app),
+        }
+        response = yield HttpRequest("POST", "/v1/secrets", params, json=body)
+        payload = self.payload(response, eip712.HANDLE_WITH_PROOF, salt)
+        created = check_created(payload, self.trust, kind, self.wallet.address, app)
+        if parse_hex(created.handle) != handle:
+            raise UntrustedResponse("the gateway answered with another handle than ours")
+        return created
 
     def decrypt_flow(self, handle: str | Encrypted) -> Flow[PlainValue]:
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tkms.chain.contract import DemoApp, NoxCompute
+from tkms.chain.contract import DemoApp, NoxCompute, compressed_kms_public_key
 from tkms.chain.errors import ChainUnavailable, Reverted
 from tkms.chain.rpc import Receipt, RpcClient
 from tkms.chain.tx import TxSigner
@@ -74,6 +74,13 @@ class OnChain:
         return self._send(
             "allowPublicDecryption", lambda: self.nox.allow_public_decryption(self.signer, handle)
         )
+
+    def kms_public_key(self) -> bytes | None:
+        """``kmsPublicKey()`` compressed (33 bytes), or None when it is not a point."""
+        try:
+            return compressed_kms_public_key(self.nox.kms_public_key())
+        except (ChainUnavailable, Reverted) as exc:
+            raise TransportError(f"cannot read kmsPublicKey() at {self.url}: {exc}") from None
 
     def is_viewer(self, handle: bytes, account: bytes) -> bool:
         try:

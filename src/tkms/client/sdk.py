@@ -153,6 +153,14 @@ class _Base:
             )
         return self._chain
 
+    def _encryption_key(self) -> bytes | None:
+        """The ``Y`` a new value is encrypted to by the client itself (POST /v1/secrets):
+        ``kmsPublicKey()`` read from the chain, else the trusted key; None: neither, and
+        the gateway encrypts (POST /v0/secrets)."""
+        if self.on_chain:
+            return self._chain_client().kms_public_key()
+        return self.core.trust.kms_public_key
+
     def _register(self, secret: Encrypted) -> str:
         proof = _bytes(secret.proof, "proof", 137)
         return self._chain_client().register(
@@ -257,7 +265,8 @@ class Client(_Base):
     ) -> Encrypted:
         """Store ``value`` as a new handle owned by this client's wallet."""
         app = None if application is None else _bytes(application, "application", 20)
-        return self._run(self.core.encrypt_flow(value, solidity_type, app))
+        key = self._encryption_key()
+        return self._run(self.core.encrypt_flow(value, solidity_type, app, key))
 
     def decrypt(self, handle: str | Encrypted) -> PlainValue:
         """The typed value of a handle this wallet may read."""
@@ -348,7 +357,13 @@ class AsyncClient(_Base):
         application: str | bytes | None = None,
     ) -> Encrypted:
         app = None if application is None else _bytes(application, "application", 20)
-        return await self._run(self.core.encrypt_flow(value, solidity_type, app))
+        # The chain read blocks: in a worker thread, as the transactions are.
+        key = (
+            await asyncio.to_thread(self._encryption_key)
+            if self.on_chain
+            else self.core.trust.kms_public_key
+        )
+        return await self._run(self.core.encrypt_flow(value, solidity_type, app, key))
 
     async def decrypt(self, handle: str | Encrypted) -> PlainValue:
         return await self._run(self.core.decrypt_flow(handle))

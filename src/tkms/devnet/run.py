@@ -188,6 +188,9 @@ class Devnet:
             else:
                 env = threshold_node_env(self.keys, self.state_dir, i, port, self.chain_id)
                 env.update(chain.node_env("TKMS_NODE_", self.chain_id))
+                # The devnet's gateway reads its embedded ACL (devnet/gateway.py) and the
+                # tests ask the nodes directly: gateway mode until the devnet's ACL is on chain.
+                env["TKMS_NODE_AUTHORIZATION_MODE"] = "gateway"
             self.add(str(i), ["node"], env, port)
         for member in self.members.values():
             wait_healthy(member)

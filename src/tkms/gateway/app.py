@@ -25,6 +25,7 @@ from tkms.envconfig import ConfigError
 from tkms.gateway import compute_threshold
 from tkms.gateway.assembly import build_gateway_service
 from tkms.gateway.chain_start import check_chain_at_start
+from tkms.gateway.client_encrypted import create_client_encrypted
 from tkms.gateway.compute import Compute, RunnerPolicy
 from tkms.gateway.config import GatewayConfig, load_gateway_config
 from tkms.gateway.health import StoreHealth
@@ -121,6 +122,11 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     async def create(r: Request) -> Answer:
         return await service.create_secret(q(r, "chain_id"), q(r, "salt"), await r.body())
 
+    async def create_v1(r: Request) -> Answer:  # the client encrypted it: gateway/client_encrypted
+        return await create_client_encrypted(
+            service, q(r, "chain_id"), q(r, "salt"), await r.body()
+        )
+
     async def read_v0(r: Request) -> Answer:
         handle, auth = r.path_params["handle"], r.headers.get("authorization")
         return await service.secret_v0(handle, q(r, "chain_id"), q(r, "salt"), auth)
@@ -150,6 +156,22 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     grant_body = openapi.fields(payload="object", signature=openapi.HEX)
     route(
         "/v0/secrets", "POST", create, body=True, spec=openapi.operation(query=params, body=secret)
+    )
+    record = openapi.fields(
+        handle=openapi.HEX,
+        ephemeralPubKey=openapi.HEX,
+        iv=openapi.HEX,
+        ciphertext=openapi.HEX,
+        solidityType="string",
+        owner=openapi.HEX,
+    )
+    record["properties"]["applicationContract"] = openapi.HEX
+    route(
+        "/v1/secrets",
+        "POST",
+        create_v1,
+        body=True,
+        spec=openapi.operation(query=params, body=record),
     )
     route("/v0/secrets/{handle}", "GET", read_v0, body=False, spec=read)
     route("/v1/secrets/{handle}", "GET", read_v1, body=False, spec=read_v1_spec)

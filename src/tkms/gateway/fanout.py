@@ -176,8 +176,12 @@ class Fanout:
         *,
         keyset: VerifiedKeyset,
         exclude: frozenset[int] = frozenset(),
+        context: Mapping[str, str] | None = None,
     ) -> FanoutResult:
         """Sealed partials from at least ``keyset.threshold`` nodes not in ``exclude``.
+
+        ``context``: the fields a ``user``-mode node checks (protocol.delegation.user_fields),
+        added to the body; a ``gateway``-mode node ignores them.
 
         Each answer must be of ``keyset``'s epoch. Raises :class:`NotEnoughAnswers`
         with the failures of the nodes it asked.
@@ -185,7 +189,7 @@ class Fanout:
         start = time.perf_counter()
         threshold, epoch = keyset.threshold, keyset.epoch
         request = delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)
-        target, headers, body = _http_parts(request, salt)
+        target, headers, body = _http_parts(request, salt, context)
         tasks = {
             asyncio.ensure_future(self._one(node, target, headers, body, salt, epoch)): i
             for i, node in self.nodes.items()
@@ -230,7 +234,10 @@ class Fanout:
             task.exception()  # retrieved: a late failure is not an unhandled error
 
 
-def _http_parts(request: DelegateRequest, salt: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+def _http_parts(
+    request: DelegateRequest, salt: bytes, context: Mapping[str, str] | None = None
+) -> tuple[str, list[tuple[str, str]], bytes]:
     """(target, headers, body) of the request for :class:`NodeConnections`."""
     headers = [("Authorization", request.authorization), ("Content-Type", "application/json")]
-    return request.target(V1_PATH, salt), headers, json.dumps(request.body).encode()
+    body = request.body if context is None else {**context, **request.body}
+    return request.target(V1_PATH, salt), headers, json.dumps(body).encode()

@@ -38,7 +38,7 @@ from tkms.gateway.routing import Chains
 from tkms.gateway.served_chain import ServedChain, not_configured
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes
 from tkms.gateway.wire import signed
-from tkms.protocol.delegation import SealedPartial
+from tkms.protocol.delegation import SealedPartial, user_fields
 from tkms.protocol.handle import Handle, HandleError, SolidityType, parse_handle
 from tkms.protocol.partials import PartialRejected, open_partial, shared_x
 from tkms.web.errors import ApiError
@@ -153,6 +153,10 @@ class PublicDecryption:
                     salt,
                     keyset=keyset,
                     exclude=frozenset(excluded),
+                    # What a user-mode node checks: the binding, isPubliclyDecryptable.
+                    context=user_fields(
+                        record.handle, record.iv, record.ciphertext, "", purpose="public"
+                    ),
                 )
             except NotEnoughAnswers as exc:
                 failures.update({i: str(why) for i, why in exc.result.failures.items()})

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tkms.gateway.config import RateLimitConfig
 from tkms.web.errors import error_body
 
-WRITE_PATHS = frozenset({"/v0/secrets", "/v1/acl/grant"})
+WRITE_PATHS = frozenset({"/v0/secrets", "/v1/secrets", "/v1/acl/grant"})
 """The routes that create rows: records and grants."""
 
 

@@ -46,6 +46,7 @@ from tkms.gateway.served_chain import KmsSide, ServedChain, not_configured
 from tkms.gateway.storage import SqlRecordStore
 from tkms.gateway.wire import body_address, signed
 from tkms.protocol.binding import bound_input_handle
+from tkms.protocol.delegation import user_fields
 from tkms.protocol.handle import HandleError, SolidityType, parse_handle
 from tkms.protocol.solidity import ValueEncodingError, parse_encoded_value
 from tkms.web.errors import ApiError
@@ -165,6 +166,23 @@ class GatewayService:
         app = body_address(data, "applicationContract")
         encrypted = ecies.encrypt(await chain.public_key(), plaintext)
         handle = bound_input_handle(chain_id, kind, encrypted)  # docs/binding.md
+        return await self.store_new(chain, salt, handle, kind, owner, app, encrypted)
+
+    async def store_new(
+        self,
+        chain: ServedChain,
+        salt: bytes,
+        handle: bytes,
+        kind: SolidityType,
+        owner: bytes,
+        app: bytes,
+        encrypted: ecies.EciesRecord,
+    ) -> Answer:
+        """Store a new record (write-once: 409) and answer its signed ``HandleWithProof``.
+
+        Shared by ``POST /v0/secrets`` and ``POST /v1/secrets`` (gateway/client_encrypted.py).
+        """
+        chain_id = chain.chain_id
         created_at = self._now()
         record = StoredRecord(
             handle,
@@ -308,6 +326,7 @@ class GatewayService:
         chain, salt, record, access = await self._read(
             handle_raw, chain_id_raw, salt_raw, authorization
         )
+        assert authorization is not None  # _read refused a request without one
         fanout = chain.kms.fanout
         if fanout is None:
             raise not_configured("this gateway fronts a single node: use GET /v0/secrets")
@@ -320,6 +339,8 @@ class GatewayService:
                 salt,
                 keyset=keyset,
                 exclude=exclude,
+                # What each node in user mode checks itself (docs/node-authorization.md).
+                context=user_fields(record.handle, record.iv, record.ciphertext, authorization),
             )
         except NotEnoughAnswers as exc:
             failures = {i: str(why) for i, why in exc.result.failures.items()}

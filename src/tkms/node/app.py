@@ -18,8 +18,10 @@ from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegate_route import add_delegate_route
 from tkms.node.delegation_batch import add_batch_route
 from tkms.node.delegation_v0 import ChainKey, Delegator
+from tkms.node.request_checks import chain_of_request
 from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes
 from tkms.node.runtime import build_threshold_runtime
+from tkms.node.user_checks import build_user_checks, user_mode_delegate
 from tkms.web.common import add_common_routes
 from tkms.web.errors import ApiError, install_error_handlers
 from tkms.web.middleware import BodyLimit, Metrics
@@ -70,6 +72,8 @@ def create_app(config: NodeConfig) -> FastAPI:
     linked = bool(chains.watches)
     audit = build_audit_log(config)
     decisions = Decisions(registry, audit)
+    # user mode (docs/node-authorization.md): this node checks the user on its own chain reads.
+    user_checks = build_user_checks(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,6 +88,7 @@ def create_app(config: NodeConfig) -> FastAPI:
             else:
                 yield
         finally:
+            await user_checks.aclose()
             if audit is not None:
                 audit.close()
 
@@ -101,15 +106,33 @@ def create_app(config: NodeConfig) -> FastAPI:
 
     add_delegate_route(app, "v0", delegator.delegate_v0, delegator.chains, delegations, decisions)
     add_threshold_routes(
-        app, threshold, delegations, decisions, ready=chains.require_v1 if linked else None
+        app,
+        threshold,
+        delegations,
+        decisions,
+        ready=chains.require_v1 if linked else None,
+        delegate=user_mode_delegate(threshold.partials, user_checks)
+        if user_checks.readers
+        else None,
     )
+
+    async def batch_ready(chain_id_raw: str | None) -> None:
+        if linked:
+            await chains.require_v1(chain_id_raw)
+        # A batch carries no handle and no user token: in user mode it would be the
+        # gateway-only path again (docs/node-authorization.md, "the runner: next step").
+        if chain_of_request(chain_id_raw, threshold.partials.gateways) in user_checks.readers:
+            raise ApiError(
+                403, "user_mode", "batch delegation is not served in user mode (no user checks)"
+            )
+
     add_batch_route(  # docs/batch-delegation.md
         app,
         threshold.partials,
         delegations,
         decisions,
         config.max_delegation_batch,
-        ready=chains.require_v1 if linked else None,
+        ready=batch_ready if linked or user_checks.readers else None,
     )
 
     app.state.delegator = delegator
@@ -123,7 +146,10 @@ def create_app(config: NodeConfig) -> FastAPI:
     )
     app.add_middleware(Metrics, registry=registry, prefix="tkms_node")
     log.info(
-        "node signer 0x%s, chains %s", delegator.wallet.address.hex(), sorted(delegator.chains)
+        "node signer 0x%s, chains %s, user mode on %s",
+        delegator.wallet.address.hex(),
+        sorted(delegator.chains),
+        sorted(user_checks.readers) or "none",
     )
     return app
 

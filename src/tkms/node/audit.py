@@ -55,7 +55,7 @@ class AuditNote:
     version: str
     chain_id: int | None = None
     epoch: int | None = None
-    handle: str | None = None  # no request carries one yet (issue 11, item 1)
+    handle: str | None = None  # user mode: the request's handle, once it parses
     requester: bytes | None = None
     ephemeral_pubkey: str | None = None  # as sent: only its fingerprint is logged
     target_pubkey: str | None = None

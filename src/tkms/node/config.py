@@ -8,6 +8,8 @@ the connection limits (:class:`tkms.web.limits.HttpLimits`),
 ``TKMS_NODE_DKG_MAX_MEMBERS`` the largest committee (it sizes the DKG body limit).
 ``TKMS_NODE_AUDIT_DIR`` (default ``<state dir>/audit``) holds the audit log and
 ``TKMS_NODE_AUDIT_MAX_BYTES`` (64 MiB) the size at which it rotates (docs/audit.md).
+``TKMS_NODE_AUTHORIZATION_MODE`` is ``user`` or ``gateway`` (docs/node-authorization.md):
+unset, every linked chain is served in ``user`` mode and every other in ``gateway`` mode.
 
 A chain with ``…__RPC_URL`` and ``…__NOX_COMPUTE_CONTRACT_ADDRESS`` is *linked*:
 its gateway comes from the contract's ``gateway()`` and its key is checked
@@ -19,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -134,6 +137,10 @@ class NodeConfig(BaseModel):
     # and the size at which it starts a new file. No directory: no log (a warning).
     audit_dir: Path | None = None
     audit_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, le=2**40)
+    # Who /v1/delegate checks (docs/node-authorization.md): the user itself (``user``:
+    # its signature, key, the binding and isViewer on this node's own RPC) or only
+    # the gateway's signature (``gateway``). None: ``user`` on every linked chain.
+    authorization_mode: Literal["user", "gateway"] | None = None
 
     _check_wallet = field_validator("wallet_key")(check_private_key)
     _check_admin = field_validator("dkg_admin_address")(check_address)
@@ -143,6 +150,12 @@ class NodeConfig(BaseModel):
         if self.audit_dir is not None:
             return self.audit_dir
         return None if self.state_dir is None else self.state_dir / "audit"
+
+    def user_mode(self, chain_id: int) -> bool:
+        """Whether ``/v1/delegate`` of this chain checks the user (a linked chain only)."""
+        if self.authorization_mode == "gateway":
+            return False
+        return self.chains[chain_id].linked
 
     def dkg_body_limit(self) -> int:
         return self.dkg_max_body_bytes or dkg_round_bytes(self.dkg_max_members)
@@ -174,6 +187,15 @@ def load_node_config(environ: Mapping[str, str] | None = None) -> NodeConfig:
             raise ConfigError(
                 f"NOX_KMS_CHAINS__{chain_id}__GATEWAY_ADDRESS: required for chain {chain_id}"
             )
+    if config.authorization_mode == "user":
+        for chain_id, chain in config.chains.items():
+            if not chain.linked:
+                # isViewer is read from the node's own RPC: without one, no user check.
+                raise ConfigError(
+                    f"TKMS_NODE_AUTHORIZATION_MODE: user needs "
+                    f"{chain_variable(chain_id, 'RPC_URL')} and "
+                    f"{chain_variable(chain_id, 'NOX_COMPUTE_CONTRACT_ADDRESS')}"
+                )
     if config.dkg_admin_address is not None and config.server.workers > 1:
         # A ceremony's state lives in one process; rounds spread over workers would split it.
         raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
@@ -20,6 +21,8 @@ from tkms.web.errors import ApiError
 class Delegate(Protocol):
     """(chain_id, salt, Authorization header, body, note) → the answer; raises ApiError.
 
+    An awaitable answer is awaited (``user`` mode reads the chain: node/user_checks.py).
+
     ``note`` is filled in as the checks pass, for the audit log.
     """
 
@@ -30,7 +33,7 @@ class Delegate(Protocol):
         authorization: str | None,
         body: bytes,
         note: AuditNote | None = None,
-    ) -> Mapping[str, Any]: ...
+    ) -> Mapping[str, Any] | Awaitable[Mapping[str, Any]]: ...
 
 
 Ready = Callable[[str | None], Awaitable[None]]
@@ -78,6 +81,8 @@ def add_delegate_route(
                 await request.body(),
                 note,
             )
+            if inspect.isawaitable(answer):
+                answer = await answer
         except ApiError as exc:
             decisions.record(note, "refused", exc.code)
             raise

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tkms.crypto import dleq, eip712, rsa
+from tkms.crypto import curve, dleq, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.node.audit import AuditNote
 from tkms.node.request_checks import (
+    DelegateBody,
     chain_of_request,
     check_authorization,
     parse_bearer,
@@ -35,6 +36,18 @@ class ShareHolding:
     epoch: int
     prover: dleq.Prover
     keyset: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A request whose gateway-mode checks passed: what :meth:`PartialDelegator.answer` needs."""
+
+    chain_id: int
+    salt: bytes
+    held: ShareHolding
+    body: DelegateBody
+    ephemeral: curve.Point
+    target: rsa.RSAPublicKey
 
 
 class PartialDelegator:
@@ -67,6 +80,18 @@ class PartialDelegator:
         body: bytes,
         note: AuditNote | None = None,
     ) -> dict[str, Any]:
+        return self.answer(self.check(chain_id_raw, salt_raw, authorization, body, note))
+
+    def check(
+        self,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+        body: bytes,
+        note: AuditNote | None = None,
+    ) -> CheckedRequest:
+        """Every check of ``gateway`` mode; in ``user`` mode the user's come after
+        (node/user_checks.py), before :meth:`answer` computes anything."""
         note = note or AuditNote("v1")
         chain_id = note.chain_id = chain_of_request(chain_id_raw, self.gateways)
         held = self.holding(chain_id)
@@ -80,11 +105,15 @@ class PartialDelegator:
         check_authorization(chain_id, request, signature, self.gateways[chain_id], note)
         ephemeral = parse_ephemeral(request.ephemeral_pubkey)
         target = parse_target(request.target_pubkey)
-        s_enc, proof = held.prover.partial(ephemeral)
-        sealed = to_hex(rsa.encrypt(target, s_enc + proof))
+        return CheckedRequest(chain_id, salt, held, request, ephemeral, target)
+
+    def answer(self, checked: CheckedRequest) -> dict[str, Any]:
+        held = checked.held
+        s_enc, proof = held.prover.partial(checked.ephemeral)
+        sealed = to_hex(rsa.encrypt(checked.target, s_enc + proof))
         signature_out = eip712.sign(
             self.wallet,
-            eip712.delegate_domain(chain_id, salt),
+            eip712.delegate_domain(checked.chain_id, checked.salt),
             eip712.PARTIAL_DELEGATE_RESPONSE_PROOF,
             {"index": held.index, "epoch": held.epoch, "encryptedPartial": sealed},
         )

@@ -9,7 +9,7 @@ from prometheus_client import Counter
 from starlette.responses import Response
 
 from tkms.node.audit import Decisions
-from tkms.node.delegate_route import Ready, add_delegate_route
+from tkms.node.delegate_route import Delegate, Ready, add_delegate_route
 from tkms.node.dkg_service import DkgService
 from tkms.node.runtime import ThresholdRuntime
 from tkms.web import openapi
@@ -31,8 +31,10 @@ def add_threshold_routes(
     delegations: Counter,
     decisions: Decisions,
     ready: Ready | None = None,
+    delegate: Delegate | None = None,
 ) -> None:
-    """``ready`` gates ``/v1/delegate`` per chain (the on-chain key check, node/chain.py)."""
+    """``ready`` gates ``/v1/delegate`` per chain (the on-chain key check, node/chain.py);
+    ``delegate`` replaces the gateway-mode answer (``user`` mode, node/user_checks.py)."""
     partials = runtime.partials
 
     @app.get("/v1/keyset", openapi_extra=openapi.operation(query=("chain_id",)))
@@ -40,7 +42,13 @@ def add_threshold_routes(
         return json_response(partials.keyset(request.query_params.get("chain_id")))
 
     add_delegate_route(
-        app, "v1", partials.delegate_v1, partials.gateways, delegations, decisions, ready
+        app,
+        "v1",
+        delegate or partials.delegate_v1,
+        partials.gateways,
+        delegations,
+        decisions,
+        ready,
     )
 
     def dkg() -> DkgService:

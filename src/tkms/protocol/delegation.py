@@ -19,7 +19,7 @@ from typing import Any
 
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.crypto.wallet import SignatureError, Wallet
+from tkms.crypto.wallet import SignatureError, Wallet, keccak256
 from tkms.protocol.errors import ProtocolError
 
 V0_PATH = "/v0/delegate"
@@ -73,6 +73,24 @@ def delegate_request(
 ) -> DelegateRequest:
     signature = sign_delegate_request(gateway, chain_id, ephemeral_pubkey, target_pubkey)
     return DelegateRequest(chain_id, ephemeral_pubkey, target_pubkey, signature)
+
+
+def user_fields(
+    handle: bytes, iv: bytes, ciphertext: bytes, authorization: str, purpose: str = "user"
+) -> dict[str, str]:
+    """What a ``user``-mode node checks besides the gateway's signature
+    (docs/node-authorization.md): the handle, its record's binding inputs (never the
+    ciphertext: its digest) and the user's ``Authorization`` value as sent. A node in
+    ``gateway`` mode ignores them."""
+    fields = {
+        "purpose": purpose,
+        "handle": to_hex(handle),
+        "iv": to_hex(iv),
+        "ciphertextDigest": to_hex(keccak256(ciphertext)),
+    }
+    if purpose == "user":
+        fields["authorization"] = authorization
+    return fields
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,221 @@
+"""``user`` mode: each node checks the user, not only the gateway (docs/node-authorization.md).
+
+A compromised gateway holds the wallet every node trusts; in ``gateway`` mode
+that alone reads every record. In ``user`` mode a ``/v1/delegate`` request also
+carries what the gateway was given and the node checks it all by itself, after
+the gateway's signature (kept as a second factor) and before any share is used:
+
+1. ``purpose`` (absent: ``user``): ``user`` or ``public``; ``runner`` is not
+   served yet (400 ``unsupported_purpose``).
+2. ``handle`` of the request's chain (400 ``invalid_handle``), ``iv`` and
+   ``ciphertextDigest`` (400 ``invalid_body``), and the binding: the handle's 25
+   last bytes are those of ``(K, iv, digest)`` (403 ``binding_mismatch``), so the
+   ``K`` multiplied is the record's of this handle and no other.
+3. ``public``: ``isPubliclyDecryptable(handle)`` (403 ``not_publicly_decryptable``).
+4. ``user``: the ``DataAccessAuthorization`` as the user sent it (``authorization``,
+   the ``EIP712 <token>`` header value) decodes and its window holds (401, the
+   gateway's codes: one implementation, :mod:`tkms.protocol.access`); the target key
+   is exactly its ``encryptionPubKey`` (403 ``target_not_user_key``); ECDSA by
+   ``userAddress`` or ERC-1271 on chain (401 ``invalid_signature``); and
+   ``isViewer(handle, user)`` (403 ``access_denied``).
+
+Every chain read goes through this node's own RPC endpoint, uncached, so a
+grant added on chain counts at once; a read with no trustworthy answer is 503
+``chain_unavailable``, never an allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from tkms.chain.abi import selector
+from tkms.chain.contract import AsyncNoxCompute
+from tkms.chain.erc1271 import is_contract_async, is_valid_signature_async
+from tkms.chain.errors import ChainError
+from tkms.chain.rpc import AsyncRpcClient
+from tkms.crypto.ecies import IV_LENGTH
+from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.node.audit import AuditNote
+from tkms.node.config import NodeConfig
+from tkms.node.delegate_route import Delegate
+from tkms.node.delegation_v1 import CheckedRequest, PartialDelegator
+from tkms.protocol.access import decode_data_access
+from tkms.protocol.binding import DIGEST_LENGTH, is_bound
+from tkms.protocol.handle import HandleError, parse_handle
+from tkms.web.errors import ApiError
+from tkms.web.jsonbody import parse_json_object
+
+log = logging.getLogger("tkms.node.user")
+PURPOSES = ("user", "public", "runner")
+IS_VIEWER = selector("isViewer(bytes32,address)")
+T = TypeVar("T")
+
+
+class ChainReader:
+    """One linked chain's NoxCompute, read by this node's own RPC endpoint (never cached)."""
+
+    def __init__(
+        self, chain_id: int, rpc_url: str, contract: bytes, *, timeout: float, connect: float
+    ) -> None:
+        self.chain_id = chain_id
+        self.contract = contract
+        self._rpc = AsyncRpcClient(rpc_url, timeout=timeout, connect_timeout=connect)
+        self._nox = AsyncNoxCompute(self._rpc, contract)
+
+    def __repr__(self) -> str:  # never the RPC URL: it may hold an API key
+        return f"ChainReader(chain={self.chain_id}, contract=0x{self.contract.hex()})"
+
+    async def aclose(self) -> None:
+        await self._rpc.aclose()
+
+    async def _read(self, call: str, read: Awaitable[T]) -> T:
+        try:
+            return await read
+        except ChainError as exc:
+            # The type only: the exception may quote the URL.
+            log.warning("chain %d: %s failed (%s)", self.chain_id, call, type(exc).__name__)
+            raise ApiError(
+                503, "chain_unavailable", f"cannot read chain {self.chain_id}: {call} failed"
+            ) from None
+
+    async def is_viewer(self, handle: bytes, user: bytes) -> bool:
+        """``isViewer(bytes32,address)``, encoded and decoded by hand: it is on every
+        partial's path, and eth-abi's generic coder costs a third of the call's CPU."""
+        calldata = IS_VIEWER + handle + bytes(12) + user
+        word = await self._read("isViewer", self._rpc.call(self.contract, calldata))
+        if len(word) != 32 or word[:31] != bytes(31) or word[31] > 1:
+            log.warning("chain %d: isViewer answered no bool", self.chain_id)
+            raise ApiError(
+                503, "chain_unavailable", f"cannot read chain {self.chain_id}: isViewer failed"
+            )
+        return word[31] == 1
+
+    async def is_publicly_decryptable(self, handle: bytes) -> bool:
+        return await self._read("isPubliclyDecryptable", self._nox.is_publicly_decryptable(handle))
+
+    async def contract_signed(self, account: bytes, digest: bytes, signature: bytes) -> bool:
+        """ERC-1271: ``account`` has code and its ``isValidSignature`` says yes."""
+
+        async def ask() -> bool:
+            if not await is_contract_async(self._rpc, account):
+                return False
+            return await is_valid_signature_async(self._rpc, account, digest, signature)
+
+        return await self._read("isValidSignature", ask())
+
+
+def _hex_field(data: Mapping[str, Any], name: str, length: int) -> bytes:
+    try:
+        return parse_hex(data.get(name), name=name, length=length)
+    except EncodingError as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from None
+
+
+class UserChecks:
+    """The checks of ``user`` mode for the chains in ``readers`` (the others: gateway mode)."""
+
+    def __init__(
+        self, readers: Mapping[int, ChainReader], clock: Callable[[], float] = time.time
+    ) -> None:
+        self.readers = dict(readers)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"UserChecks(chains={sorted(self.readers)})"
+
+    async def aclose(self) -> None:
+        for reader in self.readers.values():
+            await reader.aclose()
+
+    async def check(self, checked: CheckedRequest, body: bytes, note: AuditNote) -> None:
+        """Pass, or raise the refusal's ApiError; ``note`` learns the handle and the user."""
+        reader = self.readers.get(checked.chain_id)
+        if reader is None:
+            return  # this chain is served in gateway mode
+        data = parse_json_object(body)
+        purpose = data.get("purpose", "user")
+        if purpose not in PURPOSES:
+            raise ApiError(400, "invalid_purpose", f"purpose must be one of {', '.join(PURPOSES)}")
+        if purpose == "runner":
+            raise ApiError(400, "unsupported_purpose", "runner operands are not served yet")
+        try:
+            handle = parse_handle(data.get("handle"), chain_id=checked.chain_id).to_bytes()
+        except HandleError as exc:
+            raise ApiError(400, "invalid_handle", str(exc)) from None
+        note.handle = to_hex(handle)
+        iv = _hex_field(data, "iv", IV_LENGTH)
+        digest = _hex_field(data, "ciphertextDigest", DIGEST_LENGTH)
+        k = parse_hex(checked.body.ephemeral_pubkey, length=33)  # a point: checked already
+        if not is_bound(handle, k, iv, digest):
+            raise ApiError(403, "binding_mismatch", "K, iv and digest are not this handle's record")
+        if purpose == "public":
+            if not await reader.is_publicly_decryptable(handle):
+                raise ApiError(403, "not_publicly_decryptable", "this handle is not public")
+            return
+        header = data.get("authorization")
+        if header is None:
+            raise ApiError(
+                401, "missing_user_authorization", "the user's DataAccessAuthorization is required"
+            )
+        if not isinstance(header, str):
+            raise ApiError(401, "invalid_authorization", "authorization must be a string")
+        signed = decode_data_access(
+            header, chain_id=checked.chain_id, verifying_contract=reader.contract, now=self._now()
+        )
+        user = signed.access.user
+        note.requester = user  # the audit log's requester from here on is the user
+        if checked.body.target_pubkey != signed.access.encryption_pubkey:
+            raise ApiError(
+                403, "target_not_user_key", "targetPubKey is not the user's encryptionPubKey"
+            )
+        if not signed.ecdsa_valid and not await reader.contract_signed(
+            user, signed.digest, signed.signature
+        ):
+            raise ApiError(
+                401,
+                "invalid_signature",
+                "authorization is not signed by userAddress (by ECDSA or ERC-1271)",
+            )
+        if not await reader.is_viewer(handle, user):
+            raise ApiError(403, "access_denied", f"0x{user.hex()} is not a viewer of this handle")
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+
+def build_user_checks(config: NodeConfig) -> UserChecks:
+    """A reader for each chain in ``user`` mode (a linked chain unless mode is ``gateway``)."""
+    readers = {}
+    for chain_id, chain in config.chains.items():
+        contract = chain.contract()
+        if not config.user_mode(chain_id) or chain.rpc_url is None or contract is None:
+            continue
+        readers[chain_id] = ChainReader(
+            chain_id,
+            chain.rpc_url,
+            contract,
+            timeout=chain.call_timeout,
+            connect=chain.connect_timeout,
+        )
+    return UserChecks(readers)
+
+
+def user_mode_delegate(partials: PartialDelegator, checks: UserChecks) -> Delegate:
+    """``/v1/delegate`` with the user's checks between the gateway's and the answer."""
+
+    async def delegate(
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+        body: bytes,
+        note: AuditNote | None = None,
+    ) -> dict[str, Any]:
+        note = note or AuditNote("v1")
+        checked = partials.check(chain_id_raw, salt_raw, authorization, body, note)
+        await checks.check(checked, body, note)
+        return partials.answer(checked)
+
+    return delegate
