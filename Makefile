@@ -49,8 +49,11 @@ typecheck: $(STAMP)
 postgres:
 	.ci/install-postgres.sh
 
+# One worker per core (TEST_WORKERS=1 runs it in one process); a file's tests stay
+# together, so its module fixtures (clusters, chains) start once.
+TEST_WORKERS ?= 2
 unit: $(STAMP) $(NODE_STAMP) postgres
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit
 
