@@ -188,8 +188,9 @@ class Devnet:
             else:
                 env = threshold_node_env(self.keys, self.state_dir, i, port, self.chain_id)
                 env.update(chain.node_env("TKMS_NODE_", self.chain_id))
-                # The devnet's gateway reads its embedded ACL (devnet/gateway.py) and the
-                # tests ask the nodes directly: gateway mode until the devnet's ACL is on chain.
+                # Gateway mode for now: the devnet's runner asks the nodes by batch
+                # (docs/batch-delegation.md), which a user-mode node refuses until the
+                # runner's checks are built (docs/node-authorization.md, "next step").
                 env["TKMS_NODE_AUTHORIZATION_MODE"] = "gateway"
             self.add(str(i), ["node"], env, port)
         for member in self.members.values():
