@@ -48,6 +48,12 @@ def test_selectors_are_nox_computes() -> None:
         name = signature.split("(")[0]
         assert functions[name].signature == signature
         assert functions[name].selector.hex() == expected
+    # AsyncNoxCompute.is_viewer encodes its call by hand: the same bytes as the ABI's.
+    from tkms.chain.contract import IS_VIEWER
+
+    handle, account = bytes(range(32)), bytes(range(20))
+    by_abi = functions["isViewer"].encode(handle, account)
+    assert IS_VIEWER + handle + bytes(12) + account == by_abi
 
 
 def test_deployed_configuration(net: ChainNet) -> None:
