@@ -272,7 +272,11 @@ def test_a_stripped_or_altered_exclude_is_detected(
 ) -> None:
     """Fast liars 4 and 5, honest nodes 1 and 2 three seconds late (ample on a loaded
     machine): the gateway's first t + spare = 4 answers hold two good partials at most,
-    so every decryption must ask again with ``exclude``, the request tampered with."""
+    so every decryption must ask again with ``exclude``, the request tampered with.
+
+    Every node is asked (``ASK_ALL_NODES``, protocol.md §4): by default a gateway told
+    of liars by an ``exclude`` asks them last for a while (gateway.md §7), and the
+    next decryption would need no exclude to tamper with."""
     with ExitStack() as stack:
         urls = stack.enter_context(liars(net, 4, 5))
         for i in (1, 2):
@@ -283,6 +287,7 @@ def test_a_stripped_or_altered_exclude_is_detected(
                 tmp_path / "gateway.log",
                 TKMS_GATEWAY_NODES=net.nodes_json(urls),
                 TKMS_GATEWAY_SPARE="1",
+                TKMS_GATEWAY_ASK_ALL_NODES="true",
                 **SLOW_OK,
             )
         )
