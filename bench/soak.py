@@ -93,9 +93,20 @@ def _name(argv: list[str]) -> str:
     return Path(argv[0]).name if argv and argv[0] else "?"
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds of the devnet's processes and of this one (the users')."""
+    return (process_tree_cpu(pid) or 0.0) + time.process_time()
+
+
 async def _run_users(
-    settings: dict[str, Any], handle: str, users: int, seconds: float, rate: float | None
+    settings: dict[str, Any],
+    handle: str,
+    users: int,
+    seconds: float,
+    rate: float | None,
+    pid: int,
 ) -> dict[str, Any]:
+    """Figures of the run after the warm-up; ``cpu`` is per decryption, all processes."""
     kw = {k: v for k, v in settings.items() if k not in ("gateway_url", "wallet")}
     clients = [
         AsyncClient(settings["gateway_url"], Wallet.generate(), timeout=60, **kw)
@@ -104,7 +115,12 @@ async def _run_users(
     errors: Counter[str] = Counter()
     walls: list[float] = []
     try:
-        await asyncio.gather(*(c.decrypt(handle) for c in clients))  # keys, keyset, connections
+        # Keys, keyset, connections; a failure here is counted too (as "warm-up …").
+        for outcome in await asyncio.gather(
+            *(c.decrypt(handle) for c in clients), return_exceptions=True
+        ):
+            if isinstance(outcome, Exception):
+                errors[f"warm-up {type(outcome).__name__}"] += 1
         end = time.perf_counter() + seconds
         interval = users / rate if rate else 0.0
 
@@ -122,9 +138,9 @@ async def _run_users(
                 except Exception as exc:  # counted, never hidden: the target is zero
                     errors[type(exc).__name__] += 1
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu(pid)
         await asyncio.gather(*(user(c, i * interval / users) for i, c in enumerate(clients)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, _cpu(pid) - cpu
     finally:
         for c in clients:
             await c.aclose()
@@ -136,6 +152,7 @@ async def _run_users(
         "p50": percentile(walls, 50) if walls else float("nan"),
         "p99": percentile(walls, 99) if walls else float("nan"),
         "errors": errors,
+        "cpu": cpu / max(1, len(walls)),
     }
 
 
@@ -161,12 +178,9 @@ def main() -> None:
         settings = devnet_settings(manifest_path)
         rows, best = [], 0.0
         for users in USER_COUNTS:
-            cpu = (process_tree_cpu(pid) or 0.0) + time.process_time()
-            run = asyncio.run(_run_users(settings, secret.handle, users, seconds, None))
-            cpu = (process_tree_cpu(pid) or 0.0) + time.process_time() - cpu
+            run = asyncio.run(_run_users(settings, secret.handle, users, seconds, None, pid))
             best = max(best, run["rate"])
-            per = cpu / max(1, run["count"])  # includes the users' warm-up decryptions
-            rows.append(_row(f"{users} users, closed loop, {seconds:.0f} s", run, per, crypto))
+            rows.append(_row(f"{users} users, closed loop, {seconds:.0f} s", run, crypto))
         target = SOAK_SHARE * best
         before: dict[str, int] = {}
 
@@ -181,15 +195,12 @@ def main() -> None:
             finally:
                 await reader
 
-        cpu = (process_tree_cpu(pid) or 0.0) + time.process_time()
         run = asyncio.run(soak())
-        cpu = (process_tree_cpu(pid) or 0.0) + time.process_time() - cpu
         after = rss_by_process(pid) | {"this benchmark": _own_rss()}
         rows.append(
             _row(
                 f"soak: {SOAK_USERS} users at {target:.0f}/s, {soak_seconds:.0f} s",
                 run,
-                cpu / max(1, run["count"]),
                 crypto,
             )
         )
@@ -218,7 +229,8 @@ def main() -> None:
     )
 
 
-def _row(label: str, run: dict[str, Any], cpu: float, crypto: float) -> list[str]:
+def _row(label: str, run: dict[str, Any], crypto: float) -> list[str]:
+    cpu = run["cpu"]
     errors = sum(run["errors"].values())
     kinds = ", ".join(f"{k} {v}" for k, v in run["errors"].most_common(3))
     return [
