@@ -191,7 +191,9 @@ def main() -> None:
 
             reader = asyncio.ensure_future(rss_after_warm_up())
             try:
-                return await _run_users(settings, secret.handle, SOAK_USERS, soak_seconds, target)
+                return await _run_users(
+                    settings, secret.handle, SOAK_USERS, soak_seconds, target, pid
+                )
             finally:
                 await reader
 
