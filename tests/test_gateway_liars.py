@@ -270,19 +270,26 @@ def delaying_proxy(upstream: str, delay: float) -> Any:
 def test_a_stripped_or_altered_exclude_is_detected(
     net: GatewayNet, tmp_path: Path, mode: str
 ) -> None:
-    """Fast liars 4 and 5, honest nodes 1 and 2 three seconds late (ample on a loaded
-    machine): the gateway's first t + spare = 4 answers hold two good partials at most,
-    so every decryption must ask again with ``exclude``, the request tampered with."""
+    """Fast liars 4 and 5, honest nodes 1 and 2 three and six seconds late (ample on a
+    loaded machine): the gateway's first t + spare = 4 answers hold two good partials at most,
+    so every decryption must ask again with ``exclude``, the request tampered with.
+
+    Every node is asked (``ASK_ALL_NODES``, protocol.md §4): by default a gateway told
+    of liars by an ``exclude`` asks them last for a while (gateway.md §7), and the
+    next decryption would need no exclude to tamper with."""
     with ExitStack() as stack:
         urls = stack.enter_context(liars(net, 4, 5))
-        for i in (1, 2):
-            urls[i] = stack.enter_context(delaying_proxy(net.cluster.nodes[i].url, 3.0))
+        # Not both 3 s: two answers that land in one turn of the gateway's loop are
+        # both kept, and 3 good partials would need no asking again.
+        for i, delay in ((1, 3.0), (2, 6.0)):
+            urls[i] = stack.enter_context(delaying_proxy(net.cluster.nodes[i].url, delay))
         gateway = stack.enter_context(
             net.gateway(
                 str(tmp_path / "gateway.sqlite3"),
                 tmp_path / "gateway.log",
                 TKMS_GATEWAY_NODES=net.nodes_json(urls),
                 TKMS_GATEWAY_SPARE="1",
+                TKMS_GATEWAY_ASK_ALL_NODES="true",
                 **SLOW_OK,
             )
         )

@@ -302,7 +302,7 @@ def _sdk(devnet_file: Path, key_file: Path | None) -> Client:
     from tkms.client import Client, TkmsError
 
     try:
-        return Client.from_devnet(devnet_file, key_file=key_file)
+        return Client.from_devnet(devnet_file, key_file=key_file, keep_material=True)
     except (TkmsError, OSError, ValueError) as exc:
         fail(str(exc), exit_code(exc))
 

@@ -13,7 +13,8 @@ client, so both variants check exactly the same things:
   trusted ``Y``.
 
 The RSA key and the signed ``DataAccessAuthorization`` are reused while valid,
-as the Nox SDK does: key generation is the expensive part of a first call.
+as the Nox SDK does; the first key is made in the background from the client's
+creation, and may be kept in a file across processes (:mod:`tkms.client.material`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tkms.client.errors import (
@@ -43,6 +45,14 @@ from tkms.client.gateway_open import (
     open_single,
     open_threshold_round,
     parse_acl,
+)
+from tkms.client.material import (
+    CLOCK_SKEW,
+    DecryptionMaterial,
+    KeyMaker,
+    load_material,
+    save_material,
+    sign_material,
 )
 from tkms.client.trust import GatewayTrust
 from tkms.crypto import curve, ecies, eip712, rsa
@@ -66,8 +76,6 @@ from tkms.protocol.solidity import (
 )
 
 T = TypeVar("T")
-CLOCK_SKEW = 30  # seconds we back-date notBefore by, for a gateway whose clock lags ours
-RENEW_MARGIN = 10  # as the Nox SDK: do not start a call with material about to expire
 
 
 @dataclass(frozen=True)
@@ -89,21 +97,6 @@ class HttpResponse:
 Flow = Generator[HttpRequest, HttpResponse, T]
 
 
-@dataclass(frozen=True, repr=False)
-class DecryptionMaterial:
-    rsa_key: rsa.RSAPrivateKey
-    encryption_pubkey: str
-    authorization: str  # the whole header value, "EIP712 <base64>"
-    not_before: int
-    expires_at: int
-
-    def usable(self, now: int) -> bool:
-        return self.not_before <= now < self.expires_at - RENEW_MARGIN
-
-    def __repr__(self) -> str:
-        return f"DecryptionMaterial(expires_at={self.expires_at})"
-
-
 def _salt() -> tuple[bytes, dict[str, str]]:
     salt = secrets.token_bytes(32)
     return salt, {"salt": to_hex(salt)}
@@ -119,6 +112,7 @@ class GatewayCore:
         rsa_bits: int = 2048,
         authorization_ttl: int = 3600,
         clock: Callable[[], float] = time.time,
+        material_file: Path | None = None,
     ) -> None:
         if not 60 <= authorization_ttl <= 3600:
             raise InvalidInput("authorization_ttl must be 60..3600 seconds")
@@ -130,6 +124,11 @@ class GatewayCore:
         self._clock = clock
         self._lock = threading.Lock()
         self._material: DecryptionMaterial | None = None
+        self._material_file = material_file
+        if material_file is not None:
+            self._material = load_material(material_file, wallet, self._domain(), self._now())
+        # The first key, made while the caller gets ready (none needed if the file had one).
+        self._keys = KeyMaker(rsa_bits) if self._material is None else None
         self._keyset: VerifiedKeyset | None = None
         self._mode: str | None = None  # "v1" (threshold) or "v0" (single node)
         self.last_timings: dict[str, float] = {}
@@ -154,24 +153,20 @@ class GatewayCore:
             self._material = self._new_material(now)
             return self._material, True
 
-    def _new_material(self, now: int) -> DecryptionMaterial:
-        key = rsa.generate_private_key(self.rsa_bits)
-        encryption_pubkey = to_hex(rsa.public_key_der(key))
-        not_before = now - CLOCK_SKEW
-        expires_at = not_before + self.ttl
-        message = {
-            "userAddress": to_hex(self.wallet.address),
-            "encryptionPubKey": encryption_pubkey,
-            "notBefore": not_before,
-            "expiresAt": expires_at,
-        }
-        domain = eip712.gateway_domain(
+    def _domain(self) -> eip712.Domain:
+        return eip712.gateway_domain(
             self.trust.chain_id, verifying_contract=self.trust.verifying_contract
         )
-        signature = eip712.sign(self.wallet, domain, eip712.DATA_ACCESS_AUTHORIZATION, message)
-        token = json.dumps({"payload": message, "signature": to_hex(signature)})
-        authorization = "EIP712 " + base64.b64encode(token.encode()).decode()
-        return DecryptionMaterial(key, encryption_pubkey, authorization, not_before, expires_at)
+
+    def _new_material(self, now: int) -> DecryptionMaterial:
+        if self._keys is not None:
+            key, self._keys = self._keys.take(), None
+        else:
+            key = rsa.generate_private_key(self.rsa_bits)
+        material = sign_material(self.wallet, self._domain(), key, now, self.ttl)
+        if self._material_file is not None:
+            save_material(self._material_file, material)
+        return material
 
     # --- answers ---------------------------------------------------------------------------
 

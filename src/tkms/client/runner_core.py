@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from tkms.client.errors import InvalidInput, UntrustedResponse, untrusted
@@ -72,12 +73,27 @@ def value_tag(handle: bytes, plaintext: bytes) -> bytes:
 
 
 class RunnerCore:
-    """One runner wallet's requests; its RSA key lives as long as it does (as nox's)."""
+    """One runner wallet's requests; its RSA key lives as long as it does (as nox's).
+
+    The key is the core's decryption material's, taken at first use: made in the
+    background from the runner's creation, or read from its material file.
+    """
 
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
-        self.rsa_key = rsa.generate_private_key(core.rsa_bits)
-        self.rsa_public = to_hex(rsa.public_key_der(self.rsa_key))
+
+    @cached_property
+    def _rsa(self) -> tuple[rsa.RSAPrivateKey, str]:
+        material, _ = self.core.material()
+        return material.rsa_key, material.encryption_pubkey
+
+    @property
+    def rsa_key(self) -> rsa.RSAPrivateKey:
+        return self._rsa[0]
+
+    @property
+    def rsa_public(self) -> str:
+        return self._rsa[1]
 
     def _header(self, statement: eip712.Statement, message: dict[str, Any]) -> str:
         domain = eip712.gateway_domain(self.core.trust.chain_id)

@@ -59,9 +59,16 @@ def _bytes(value: str | bytes, name: str, length: int) -> bytes:
 
 
 def devnet_settings(
-    path: str | Path = DEFAULT_DEVNET, key_file: str | Path | None = None
+    path: str | Path = DEFAULT_DEVNET,
+    key_file: str | Path | None = None,
+    *,
+    keep_material: bool = False,
 ) -> dict[str, Any]:
-    """Constructor arguments from a devnet's ``devnet.json`` (and a user key file)."""
+    """Constructor arguments from a devnet's ``devnet.json`` (and a user key file).
+
+    ``keep_material``: keep the decryption material beside the key file
+    (``<key>.material``, 0600), so that each CLI call does not make an RSA key.
+    """
     try:
         manifest = DevnetManifest.load(path)
     except ManifestError as exc:
@@ -87,16 +94,22 @@ def devnet_settings(
         "application": manifest.app,
         "rpc_url": manifest.rpc_url,
         "nox_compute": manifest.nox_compute,
+        "material_file": key_path.with_name(key_path.name + ".material") if keep_material else None,
     }
 
 
 class _Base:
     @classmethod
     def from_devnet(
-        cls, path: str | Path = DEFAULT_DEVNET, *, key_file: str | Path | None = None, **kw: Any
+        cls,
+        path: str | Path = DEFAULT_DEVNET,
+        *,
+        key_file: str | Path | None = None,
+        keep_material: bool = False,
+        **kw: Any,
     ) -> Self:
         """A client of the devnet described by ``devnet.json``, as its dev user by default."""
-        return cls(**{**devnet_settings(path, key_file), **kw})
+        return cls(**{**devnet_settings(path, key_file, keep_material=keep_material), **kw})
 
     def __init__(
         self,
@@ -113,7 +126,11 @@ class _Base:
         rpc_url: str | None = None,
         nox_compute: str | bytes | None = None,
         require_binding: bool = True,
+        material_file: str | Path | None = None,
     ) -> None:
+        """``material_file``: where to keep the RSA key and its signed authorization
+        (0600), reused across processes until the authorization runs out
+        (docs/sdk.md); without it they live as long as the client."""
         trust = GatewayTrust(
             chain_id,
             _bytes(gateway_signer, "gateway_signer", 20),
@@ -129,6 +146,7 @@ class _Base:
             application=app,
             rsa_bits=rsa_bits,
             authorization_ttl=authorization_ttl,
+            material_file=None if material_file is None else Path(material_file),
         )
         self.rpc_url = rpc_url
         self.nox_compute = None if nox_compute is None else _bytes(nox_compute, "nox_compute", 20)

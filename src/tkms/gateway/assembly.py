@@ -48,6 +48,7 @@ def kms_side(
             node_timeout=config.node_timeout,
             on_outcome=on_outcome,
             pools=pools,
+            ask_all=config.ask_all_nodes,
         )
         keysets = KeysetSource(nodes, chain_id, trusted)
     single = None

@@ -210,6 +210,9 @@ class GatewayConfig(BaseModel):
     spare: int = Field(1, ge=0, le=64)
     deadline: float = Field(2.0, gt=0, le=60)
     node_timeout: float = Field(1.5, gt=0, le=60)
+    # protocol.md §4 asks every node; by default only t + spare, the rest on a failure
+    # or when late (docs/gateway.md §7). True: every node, as §4.
+    ask_all_nodes: bool = False
     database_url: str | None = None
     state_dir: Path = Path("gateway-state")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)

@@ -7,6 +7,12 @@ salt) and a bad one counts as that node's failure. The gateway answers as
 soon as it holds ``min(n, t + spare)`` good answers, or at the deadline with
 at least ``t``; otherwise it names every node that failed and why.
 
+It asks only ``t + spare`` nodes at first, the best by recent latency and
+failures (:mod:`tkms.gateway.node_health`), and each other node when a chosen
+one fails, or all of them once the answers are late (the hedge): the
+extension of protocol.md §4 in docs/gateway.md. ``ask_all`` restores §4's
+"ask every node".
+
 The gateway cannot check a partial itself (it is sealed to the user's RSA
 key, and that is the point): ``spare`` extra answers let the client drop a
 forged one and still combine, and a client that still lacks ``t`` good ones
@@ -27,6 +33,7 @@ from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.dkg.keyset import VerifiedKeyset
 from tkms.gateway.node_failure import FailureKind, NodeFailure
+from tkms.gateway.node_health import NodeHealth
 from tkms.gateway.nodehttp import NodeConnections, NodeHttpError
 from tkms.protocol.delegation import (
     V1_PATH,
@@ -89,6 +96,7 @@ class Fanout:
         node_timeout: float,
         on_outcome: Outcome | None = None,
         pools: dict[int, NodeConnections] | None = None,
+        ask_all: bool = False,
     ) -> None:
         self.nodes = dict(sorted(nodes.items()))
         self.gateway = gateway
@@ -97,6 +105,8 @@ class Fanout:
         self.deadline = deadline
         self.node_timeout = node_timeout
         self._on_outcome = on_outcome or (lambda _i, _o: None)
+        self.ask_all = ask_all
+        self.health = NodeHealth()
         # Keep-alive connections by node; one gateway's chains share them (``pools``).
         self._pools: dict[int, NodeConnections] = {} if pools is None else pools
         # Stragglers finish in the background: cancelling them would drop their
@@ -148,6 +158,7 @@ class Fanout:
         salt: bytes,
         epoch: int,
     ) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
             data = await self._ask(node, target, headers, body)
             try:
@@ -159,8 +170,10 @@ class Fanout:
             if sealed.epoch != epoch:
                 raise _NodeFailed(NodeFailure.stale_epoch(sealed.epoch, epoch))
         except _NodeFailed as exc:
+            self.health.failed(node.index)
             self._on_outcome(node.index, exc.failure.kind)
             raise
+        self.health.answered(node.index, time.perf_counter() - started)
         self._on_outcome(node.index, "ok")
         return {
             "index": node.index,
@@ -190,28 +203,47 @@ class Fanout:
         threshold, epoch = keyset.threshold, keyset.epoch
         request = delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)
         target, headers, body = _http_parts(request, salt, context)
-        tasks = {
-            asyncio.ensure_future(self._one(node, target, headers, body, salt, epoch)): i
-            for i, node in self.nodes.items()
-            if i not in exclude
-        }
-        wanted = min(len(tasks), threshold + self.spare)
+        for i in exclude:  # a client caught it lying: ask it last for a while
+            self.health.failed(i)
+        ordered = self.health.order(i for i in self.nodes if i not in exclude)
+        wanted = min(len(ordered), threshold + self.spare)
+        reserve = [] if self.ask_all else ordered[wanted:]
+        tasks: dict[asyncio.Task[dict[str, Any]], int] = {}
+        pending: set[asyncio.Task[dict[str, Any]]] = set()
+
+        def ask(index: int) -> None:
+            task = asyncio.create_task(
+                self._one(self.nodes[index], target, headers, body, salt, epoch)
+            )
+            tasks[task] = index
+            pending.add(task)
+
+        for i in ordered[: len(ordered) - len(reserve)]:
+            ask(i)
         result = FanoutResult()
-        pending = set(tasks)
         end = start + self.deadline
+        hedge = start + self.health.hedge_after(ordered[:wanted], self.deadline)
         try:
             while pending and len(result.partials) < wanted:
-                remaining = end - time.perf_counter()
-                if remaining <= 0:
+                now = time.perf_counter()
+                if now >= end:
                     break
-                done, pending = await asyncio.wait(
-                    pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                if reserve and now >= hedge:  # late: ask every other node too
+                    while reserve:
+                        ask(reserve.pop(0))
+                done, _ = await asyncio.wait(
+                    pending,
+                    timeout=(hedge if reserve else end) - now,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+                pending -= done
                 for task in done:
                     try:
                         result.partials.append(task.result())
                     except _NodeFailed as exc:
                         result.failures[tasks[task]] = exc.failure
+                        if reserve:  # one more node in its place
+                            ask(reserve.pop(0))
         finally:
             # Also when the requester went away (cancelled): nothing is left unowned.
             for task in pending:
