@@ -18,7 +18,18 @@ RESHARE_SIZES = (16, 32, 64)
 RESHARE_TARGETS = {16: 1.0, 32: 3.0, 64: 15.0}
 """The DKG's targets (issue 12): a reshare is no slower to run than a DKG."""
 
-HEADER = ["n", "t", "wall s", "target s", "", "÷ target", "DKG s", "÷ DKG", "KiB delivered"]
+HEADER = [
+    "n",
+    "t",
+    "wall s",
+    "CPU s",
+    "target s",
+    "",
+    "÷ target",
+    "DKG s",
+    "÷ DKG",
+    "KiB delivered",
+]
 
 
 def reshare_rows(sizes: tuple[int, ...] = RESHARE_SIZES) -> list[list[str]]:
@@ -32,12 +43,14 @@ def reshare_rows(sizes: tuple[int, ...] = RESHARE_SIZES) -> list[list[str]]:
         keyset = old.participants[1].keyset
         assert keyset is not None
         shares = {i: p.key_share.value for i, p in old.participants.items() if p.key_share}
-        best = float("inf")
+        best = cpu = float("inf")
         sim = None
         for _ in range(3 if n <= 16 else 1):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             sim = simulate_reshare(keyset, shares, old.identities, dict(old.identities), t)
             best = min(best, time.perf_counter() - start)
+            # CPU time too: on a shared machine it moves less than the wall clock.
+            cpu = min(cpu, time.process_time() - start_cpu)
             assert sim.succeeded, sim.failures
         assert sim is not None
         target = RESHARE_TARGETS[n]
@@ -46,6 +59,7 @@ def reshare_rows(sizes: tuple[int, ...] = RESHARE_SIZES) -> list[list[str]]:
                 str(n),
                 str(t),
                 f"{best:.3f}",
+                f"{cpu:.3f}",
                 f"< {target:g}",
                 "met" if best < target else "NOT met",
                 f"{best / target:.2f}",
