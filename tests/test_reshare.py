@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Literal
 
 import pytest
@@ -10,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reshare_faults import bad_subshare_dealer, with_faults, withhold_deal
-from tkms.crypto import curve, ecies
+from tkms.client.errors import NotEnoughPartials
+from tkms.client.recombine import decrypt_record
+from tkms.crypto import curve, dleq, ecies, rsa
 from tkms.crypto.shamir import combine_points
 from tkms.dkg import (
     Deal,
@@ -23,8 +26,10 @@ from tkms.dkg import (
     check_keyset_signatures,
     run_in_process,
 )
+from tkms.dkg.keyset import verify_keyset
 from tkms.dkg.reshare_config import single_keyset
 from tkms.dkg.reshare_simulation import ParticipantFactory, ReshareSimulation, simulate_reshare
+from tkms.protocol.delegation import SealedPartial
 
 CHAIN_ID = 421614
 
@@ -261,3 +266,44 @@ def test_any_small_reshare_keeps_y(data: st.DataObject) -> None:
     )
     assert_reshared(sim, old.keyset, old.shares)
     assert sim.by_new(1).subset == tuple(dealers[:t_old])
+
+
+# --- through the SDK's own checks ------------------------------------------------------
+
+
+def sealed_partials(
+    shares: dict[int, int], epoch: int, ephemeral: curve.Point, client: rsa.RSAPrivateKey
+) -> list[SealedPartial]:
+    """What each node answers: RSA-OAEP(enc(x_i·K) ‖ DLEQ proof), for its epoch."""
+    out = []
+    for i, x in sorted(shares.items()):
+        s_enc, proof = dleq.Prover(x).partial(ephemeral)
+        out.append(SealedPartial(i, epoch, rsa.encrypt(client.public_key(), s_enc + proof)))
+    return out
+
+
+def test_the_sdk_trusts_the_new_keyset_and_refuses_mixed_epochs() -> None:
+    old = OldCommittee(5, 3)
+    members = new_committee(old, [1, 2, 3, 4, 5], 2)
+    sim = simulate_reshare(old.keyset, old.shares, old.identities, members, 4, chain_id=CHAIN_ID)
+    assert sim.succeeded, sim.failures
+    new = sim.by_new(1)
+    assert new.keyset is not None
+    body = new.keyset.to_json(chain_id=CHAIN_ID, signatures=new.keyset_signatures)
+    trusted = old.keyset.public_key_bytes
+    verified = verify_keyset(json.loads(json.dumps(body)), CHAIN_ID, trusted)
+    assert verified.epoch == 2 and verified.public_key_bytes == trusted
+    client = rsa.generate_private_key()
+    record = ecies.encrypt(old.keyset.public_key, b"written at epoch 1")
+    ephemeral = curve.parse_point(record.ephemeral_pubkey)
+    new_shares = {i: p.key_share.value for i, p in sim.receivers().items() if p.key_share}
+    answers = sealed_partials(dict(sorted(new_shares.items())[3:]), 2, ephemeral, client)
+    assert decrypt_record(verified, client, record, answers) == b"written at epoch 1"
+    # An old node's epoch-1 partial is refused by the epoch-2 keyset, whatever it claims.
+    stale = sealed_partials({1: old.shares[1]}, 1, ephemeral, client)
+    relabelled = sealed_partials({1: old.shares[1]}, 2, ephemeral, client)
+    rest = sealed_partials({i: new_shares[i] for i in (2, 3, 4)}, 2, ephemeral, client)
+    with pytest.raises(NotEnoughPartials):
+        decrypt_record(verified, client, record, stale + rest)
+    with pytest.raises(NotEnoughPartials):
+        decrypt_record(verified, client, record, relabelled + rest)
