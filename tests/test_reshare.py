@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from typing import Literal
 
 import pytest
@@ -20,15 +21,23 @@ from tkms.dkg import (
     DkgAbort,
     DkgEquivocationError,
     DkgMessage,
+    DkgProtocolError,
     KeysetResult,
     NodeIdentity,
     Phase,
+    ReshareParticipant,
     check_keyset_signatures,
     run_in_process,
 )
 from tkms.dkg.keyset import verify_keyset
+from tkms.dkg.messages import Complaint, sign
 from tkms.dkg.reshare_config import single_keyset
-from tkms.dkg.reshare_simulation import ParticipantFactory, ReshareSimulation, simulate_reshare
+from tkms.dkg.reshare_simulation import (
+    ParticipantFactory,
+    ReshareSimulation,
+    reshare_config,
+    simulate_reshare,
+)
 from tkms.protocol.delegation import SealedPartial
 
 CHAIN_ID = 421614
@@ -307,3 +316,41 @@ def test_the_sdk_trusts_the_new_keyset_and_refuses_mixed_epochs() -> None:
         decrypt_record(verified, client, record, stale + rest)
     with pytest.raises(NotEnoughPartials):
         decrypt_record(verified, client, record, relabelled + rest)
+
+
+def test_senders_are_checked_against_the_committee_their_kind_names() -> None:
+    old = OldCommittee(3, 2)
+    members = new_committee(old, [2, 3], 1)  # old 1 leaves, old 2, 3 stay as new 1, 2
+    config = reshare_config(old.keyset, [1, 2, 3], members, 2, chain_id=CHAIN_ID)
+    joiner = ReshareParticipant(config, members[3], old_index=None, old_share=None, new_index=3)
+    leaver = ReshareParticipant(
+        config, old.identities[1], old_index=1, old_share=old.shares[1], new_index=None
+    )
+    stayer = ReshareParticipant(
+        config, old.identities[2], old_index=2, old_share=old.shares[2], new_index=1
+    )
+    assert joiner.start() == []
+    (deal,) = leaver.start()
+    (own,) = stayer.start()
+    joiner.receive(deal)
+    stayer.receive(own)  # its own deal echoed back: ignored
+    with pytest.raises(DkgProtocolError, match="claims to come from this node"):
+        stayer.receive(sign(replace(own, shares=own.shares[:1]), old.identities[2].wallet))
+    # Old node 1's deal re-signed by the joiner's wallet: not dealer 1's signer.
+    with pytest.raises(DkgProtocolError, match="bad signature"):
+        stayer.receive(sign(deal, members[3].wallet))
+    # A complaint "from new member 1" signed by old node 1 (who is not new member 1).
+    fake = sign(Complaint(config.session_id, 1, bytes(32), ()), old.identities[1].wallet)
+    with pytest.raises(DkgProtocolError, match="bad signature"):
+        joiner.receive(fake)
+    with pytest.raises(DkgProtocolError, match="not in the new committee"):
+        joiner.receive(replace(fake, sender=9))
+    with pytest.raises(DkgProtocolError, match="not a dealer"):
+        joiner.receive(replace(deal, sender=9))
+    with pytest.raises(DkgProtocolError, match="another session"):
+        joiner.receive(replace(deal, session_id=bytes(32)))
+    joiner.advance()  # dealing closes: a deal now is late
+    with pytest.raises(DkgProtocolError, match="late"):
+        joiner.receive(own)
+    assert joiner.is_own(Complaint(config.session_id, 3, bytes(32), ()))
+    assert not joiner.is_own(replace(deal, sender=3))
