@@ -87,6 +87,8 @@ def devnet_settings(
         "application": manifest.app,
         "rpc_url": manifest.rpc_url,
         "nox_compute": manifest.nox_compute,
+        # The devnet's runner binds the results it publishes (docs/binding.md).
+        "runner_address": None if manifest.runner is None else manifest.runner.address,
     }
 
 
@@ -113,6 +115,7 @@ class _Base:
         rpc_url: str | None = None,
         nox_compute: str | bytes | None = None,
         require_binding: bool = True,
+        runner_address: str | bytes | None = None,
     ) -> None:
         trust = GatewayTrust(
             chain_id,
@@ -120,6 +123,7 @@ class _Base:
             _bytes(verifying_contract, "verifying_contract", 20),
             None if kms_public_key is None else _bytes(kms_public_key, "kms_public_key", 33),
             require_binding=require_binding,
+            runner=None if runner_address is None else _bytes(runner_address, "runner_address", 20),
         )
         app = bytes(20) if application is None else _bytes(application, "application", 20)
         self.url = gateway_url.rstrip("/")

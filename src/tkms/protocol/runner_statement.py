@@ -1,5 +1,8 @@
 """The runner's signed statements: operand access and result publishing authorizations.
 
+Pure (no I/O): the gateway checks them (gateway/compute.py), and so does every node in
+``user`` mode for the runner's operands (node/runner_checks.py).
+
 ``OperandAccessAuthorization`` and ``ResultPublishingAuthorization`` both
 travel as ``Authorization: EIP712 <base64(JSON {payload, signature})>`` in
 the domain ``Handle Gateway``/``1``/chainId with no salt and no
@@ -23,7 +26,7 @@ from typing import Any
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_address, parse_hex
 from tkms.crypto.wallet import SignatureError
-from tkms.gateway.authz import read_token
+from tkms.protocol.access import token as read_token
 from tkms.web.errors import ApiError
 
 # 64 operands in hex and an RSA-4096 key stay well below this (the server's
