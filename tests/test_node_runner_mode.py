@@ -49,12 +49,14 @@ from tests.usernet import (
 )
 from tkms.client import Client, Runner, UntrustedResponse
 from tkms.client.relay import run_ceremony
-from tkms.crypto import eip712, rsa
+from tkms.crypto import ecies, eip712, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.dkg.keyset import verify_keyset
 from tkms.gateway.wire import signed
 from tkms.protocol.batch_delegation import OperandRecord, batch_request, runner_fields
+from tkms.protocol.binding import ciphertext_digest
+from tkms.protocol.result_binding import sign_result_binding
 
 RUNNER = Wallet.generate()
 
@@ -279,6 +281,47 @@ def test_a_runner_result_is_bound_by_its_signature(net: Net) -> None:
             c.decrypt(total)
         with reader(url, require_binding=False) as c:
             assert c.decrypt(total) == 12  # what the binding protects against
+
+
+def test_the_gateway_refuses_a_result_binding_not_the_runners(net: Net) -> None:
+    message = {
+        "chainId": CHAIN_ID,
+        "blockNumber": head(net),
+        "caller": bytes(20),
+        "transactionHash": "0x" + "00" * 32,
+    }
+    domain = eip712.gateway_domain(CHAIN_ID)
+    signature = eip712.sign(RUNNER, domain, eip712.RESULT_PUBLISHING_AUTHORIZATION, message)
+    wire = {**message, "caller": to_hex(bytes(20))}
+    token = json.dumps({"payload": wire, "signature": to_hex(signature)})
+    header = "EIP712 " + base64.b64encode(token.encode()).decode()
+    sealed = ecies.encrypt(net.keyset.public_key, (5).to_bytes(32, "big"))
+    handle = net.chain.registered(net.chain.alice)
+    digest = ciphertext_digest(sealed.ciphertext)
+    result = {
+        "handle": to_hex(handle),
+        "handleValueTag": to_hex(bytes(32)),
+        "ciphertext": to_hex(sealed.ciphertext),
+        "publicKey": to_hex(sealed.ephemeral_pubkey),
+        "nonce": to_hex(sealed.iv),
+    }
+    other_record = sign_result_binding(RUNNER, handle, sealed.ephemeral_pubkey, bytes(12), digest)
+    not_the_runner = sign_result_binding(
+        net.chain.gateway, handle, sealed.ephemeral_pubkey, sealed.iv, digest
+    )
+    for binding, code in (
+        (not_the_runner, "invalid_binding_signature"),
+        (other_record, "invalid_binding_signature"),
+        (b"\x12", "invalid_body"),
+    ):
+        answer = httpx.post(
+            net.gateway.url + "/v0/compute/results",
+            params={"salt": to_hex(secrets.token_bytes(32))},
+            headers={"Authorization": header},
+            json=[result | {"bindingSignature": to_hex(binding)}],
+            timeout=10,
+        )
+        assert (answer.status_code, answer.json()["error"]) == (400, code), answer.text
 
 
 def test_everything_works_with_two_nodes_down(net: Net) -> None:
