@@ -169,20 +169,20 @@ class UserChecks:
         purpose = data.get("purpose", "user")
         if purpose not in PURPOSES:
             raise ApiError(400, "invalid_purpose", f"purpose must be one of {', '.join(PURPOSES)}")
-        if purpose == "runner" and reader.runner is None:
+        policy = reader.runner
+        if purpose == "runner" and policy is None:
             raise ApiError(
                 400, "unsupported_purpose", "no runner is configured at this node (RUNNER_ADDRESS)"
             )
         k = parse_hex(checked.body.ephemeral_pubkey, length=33)  # a point: checked already
         handle = check_binding(data, k, checked.chain_id, reader, note)
-        if purpose == "runner":
-            assert reader.runner is not None
+        if purpose == "runner" and policy is not None:
             await check_runner_request(
                 data.get("authorization"),
                 chain_id=checked.chain_id,
                 target=checked.body.target_pubkey,
                 handles=[to_hex(handle)],
-                policy=reader.runner,
+                policy=policy,
                 head=reader.head,
                 note=note,
             )
