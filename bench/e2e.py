@@ -15,7 +15,10 @@ Measures, in one run and against the primitive floor measured in the same run:
   after the other, on the embedded ACL (``tkms devnet --acl embedded``): decrypt
   p50 and 16-user throughput side by side, the gateway's CPU and its own time
   per decrypt in each, and the cost of one isViewer read as the gateway makes it
-  (``bench.chain.async_is_viewer_cost`` against the devnet's anvil).
+  (``bench.chain.async_is_viewer_cost`` against the devnet's anvil);
+- on a third devnet, the chain ACL with its nodes in ``gateway`` mode
+  (``--node-mode gateway``) against the default ``user`` mode: p50, 16-user
+  throughput and node CPU per partial (``bench/e2e_modes.py``).
 
 Floors (``bench/e2e_floors.py``): client = t RSA-2048 opens + t DLEQ verifications +
 the Lagrange combination + HKDF + AES-GCM; node = one partial's primitives. The nodes
@@ -50,6 +53,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 from bench.chain import async_is_viewer_cost
 from bench.common import child_pid, load_summary, percentile, print_table, process_tree_cpu
 from bench.e2e_floors import floors
+from bench.e2e_modes import load_average, node_pids, nodes_cpu, print_modes
 from tkms.client import AsyncClient, Client
 from tkms.client.sdk import devnet_settings
 from tkms.crypto.wallet import Wallet
@@ -67,12 +71,13 @@ USERS = 16
 
 
 @contextmanager
-def devnet(acl: str) -> Iterator[tuple[Path, int]]:
+def devnet(acl: str, node_mode: str = "user") -> Iterator[tuple[Path, int]]:
     with tempfile.TemporaryDirectory(prefix="tkms-e2e-") as root:
         state = Path(root) / "state"
         log = Path(root) / "devnet.log"
         command = [sys.executable, "-m", "tkms", "devnet", "--state-dir", str(state)]
         command += ["--acl", acl, "--base-port", str(free_port_block(6))]  # gateway…anvil
+        command += ["--node-mode", node_mode]
         with log.open("wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=out)
         try:
@@ -209,14 +214,15 @@ def ms(seconds: float) -> str:
 ACLS = ("chain", "embedded")
 
 
-def one_devnet(acl: str, rounds: int) -> dict[str, Any]:
+def one_devnet(acl: str, rounds: int, node_mode: str = "user") -> dict[str, Any]:
     """Every measurement on a fresh devnet whose gateway reads ``acl``."""
-    with devnet(acl) as (manifest_path, devnet_pid):
+    with devnet(acl, node_mode) as (manifest_path, devnet_pid):
         manifest = DevnetManifest.load(manifest_path)
         assert manifest.acl_on_chain == (acl == "chain")
-        node_before = node_seconds(manifest)
+        nodes = node_pids(devnet_pid)
+        node_before, cpu_before = node_seconds(manifest), nodes_cpu(nodes)
         seq = sequential(manifest_path, rounds, devnet_pid)
-        node_after = node_seconds(manifest)
+        node_after, cpu_after = node_seconds(manifest), nodes_cpu(nodes)
         con = concurrent(manifest_path, max(10, rounds // 16))
         read = None
         if manifest.acl_on_chain and manifest.rpc_url and manifest.nox_compute:
@@ -228,8 +234,17 @@ def one_devnet(acl: str, rounds: int) -> dict[str, Any]:
                 calls=max(100, rounds),
                 anvil_pid=child_pid(devnet_pid, "anvil"),
             )
-    node_each = (node_after[0] - node_before[0]) / max(1.0, node_after[1] - node_before[1])
-    return {"manifest": manifest, "seq": seq, "con": con, "node_each": node_each, "read": read}
+    partials = max(1.0, node_after[1] - node_before[1])
+    node_each = (node_after[0] - node_before[0]) / partials
+    return {
+        "manifest": manifest,
+        "seq": seq,
+        "con": con,
+        "node_each": node_each,
+        "node_cpu": (cpu_after - cpu_before) / partials,
+        "read": read,
+        "load": load_average(),
+    }
 
 
 def print_comparison(
@@ -319,6 +334,7 @@ def main() -> None:
     print(f"# tkms gateway end to end — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"python {sys.version.split()[0]}; {load_summary()}\n")
     runs = {acl: one_devnet(acl, rounds) for acl in ACLS}  # one after the other
+    gateway_nodes = one_devnet("chain", rounds, node_mode="gateway")
     chain = runs["chain"]
     manifest, seq, con = chain["manifest"], chain["seq"], chain["con"]
     t, n = manifest.threshold, len(manifest.nodes)
@@ -408,6 +424,7 @@ def main() -> None:
     )
 
     print_comparison(runs, critical, cpu_floor, markdown=args.markdown)
+    print_modes(runs["chain"], gateway_nodes, markdown=args.markdown)
 
 
 if __name__ == "__main__":

@@ -121,3 +121,42 @@ def test_v0_material_without_k_is_refused_unless_binding_is_off() -> None:
             {**payload, "ephemeralPubKey": to_hex(record.ephemeral_pubkey)}, handle, key, trust
         )
     assert open_single(payload, handle, key, replace(trust, require_binding=False)) == b"\x07"
+
+
+def test_a_runner_result_is_bound_by_the_runners_signature_alone() -> None:
+    """docs/binding.md "Results published by a runner": a handle from the chain, its record
+    bound by the runner's ResultBinding; any other signer, record or handle is not."""
+    from tkms.crypto.wallet import Wallet
+    from tkms.protocol.result_binding import (
+        is_record_of,
+        result_binding_signer,
+        sign_result_binding,
+    )
+
+    runner = Wallet.generate()
+    y = curve.base_mul(curve.random_scalar())
+    record = ecies.encrypt(y, (12).to_bytes(32, "big"))
+    k, iv, digest = record.ephemeral_pubkey, record.iv, ciphertext_digest(record.ciphertext)
+    handle = new_handle(421614, "uint256")  # from the chain: random bytes, not bound
+    assert not is_bound(handle, k, iv, digest)
+    signature = sign_result_binding(runner, handle, k, iv, digest)
+    assert result_binding_signer(handle, k, iv, digest, signature) == runner.address
+    assert is_record_of(handle, k, iv, digest, signature, runner.address)
+    assert not is_record_of(handle, k, iv, digest, signature, Wallet.generate().address)
+    assert not is_record_of(handle, k, iv, digest, None, runner.address)
+    assert not is_record_of(handle, k, iv, digest, signature, None)
+    other = ecies.encrypt(y, (99).to_bytes(32, "big"))
+    other_digest = ciphertext_digest(other.ciphertext)
+    for args in (
+        (new_handle(421614, "uint256"), k, iv, digest),  # the signature under another handle
+        (handle, other.ephemeral_pubkey, iv, digest),
+        (handle, k, other.iv, digest),
+        (handle, k, iv, other_digest),
+        (handle, other.ephemeral_pubkey, other.iv, other_digest),  # another record entirely
+    ):
+        assert not is_record_of(*args, signature, runner.address)
+    assert result_binding_signer(handle, k, iv, digest, bytes(65)) is None
+    assert result_binding_signer(handle[:31], k, iv, digest, signature) is None
+    # A handle bound by tkms needs no signature.
+    bound = bound_input_handle(421614, "uint256", record)
+    assert is_record_of(bound, k, iv, digest, None, None)

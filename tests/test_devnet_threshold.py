@@ -12,10 +12,13 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from coincurve import PrivateKey, PublicKey
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -173,7 +176,9 @@ def test_five_node_devnet_serves_an_independent_client_and_restarts_with_its_key
 ) -> None:
     base = free_port_block(6)  # the devnet's gateway slot and nodes 1..5
     state = tmp_path / "state"
-    process = start_devnet(state, base, tmp_path / "run1.log")
+    # protocol.md §3.2 alone is the gateway-mode request: the independent client asks with
+    # the gateway's key and nothing else, which a user-mode node refuses (run 2).
+    process = start_devnet(state, base, tmp_path / "run1.log", "--node-mode", "gateway")
     try:
         text = wait_printed(tmp_path / "run1.log", process)
         assert "sign keyset" in text  # the progress display of the ceremony
@@ -202,7 +207,16 @@ def test_five_node_devnet_serves_an_independent_client_and_restarts_with_its_key
         assert again["publicKey"] == manifest["publicKey"]
         assert (again["noxCompute"], again["app"]) == (manifest["noxCompute"], manifest["app"])
         check_devnet_chain(state)
-        assert independent_decrypt(again) == b"protocol.md is enough"
+        # In user mode (the default) the gateway's key alone gets nothing; the demo asks
+        # as the devnet's runner, for a record it made (docs/node-authorization.md).
+        with pytest.raises(KeyError):
+            independent_decrypt(again)
+        demo = subprocess.run(
+            [str(Path(sys.executable).parent / "tkms"), "delegate", "--devnet",
+             str(state / "devnet.json")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert "decrypted:        hello from the tkms devnet" in demo.stdout, demo
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -208,3 +208,30 @@ def test_the_authorization_mode_defaults_to_user_on_a_linked_chain_only() -> Non
         load_node_config(linked | {"TKMS_NODE_AUTHORIZATION_MODE": "user"})
     with pytest.raises(ConfigError, match="AUTHORIZATION_MODE"):
         load_node_config(linked | {"TKMS_NODE_AUTHORIZATION_MODE": "users"})
+
+
+def test_the_runner_address_is_per_chain_or_node_wide() -> None:
+    base = {
+        "NOX_KMS_WALLET_KEY": KEY,
+        "NOX_KMS_CHAINS__1__GATEWAY_ADDRESS": GATEWAY,
+        "NOX_KMS_CHAINS__2__GATEWAY_ADDRESS": GATEWAY,
+    }
+    config = load_node_config(base)
+    assert (config.runner(1), config.runner(2), config.runner_max_block_age) == (None, None, 256)
+    config = load_node_config(
+        base
+        | {
+            "TKMS_NODE_RUNNER_ADDRESS": "0x" + "77" * 20,
+            "NOX_KMS_CHAINS__2__RUNNER_ADDRESS": "0x" + "88" * 20,
+            "TKMS_NODE_RUNNER_MAX_BLOCK_AGE": "16",
+        }
+    )
+    assert (config.runner(1), config.runner(2)) == (b"\x77" * 20, b"\x88" * 20)
+    assert config.runner_max_block_age == 16
+    for name, value in (
+        ("TKMS_NODE_RUNNER_ADDRESS", "runner"),
+        ("NOX_KMS_CHAINS__1__RUNNER_ADDRESS", "0x1234"),
+        ("TKMS_NODE_RUNNER_MAX_BLOCK_AGE", "0"),
+    ):
+        with pytest.raises(ConfigError, match=name.removeprefix("NOX_KMS_").split("__")[-1]):
+            load_node_config(base | {name: value})

@@ -369,3 +369,49 @@ def test_a_database_of_an_older_gateway_gains_the_value_tag_column(
         assert store.get(tagged.handle) == tagged
     with open_record_store(target) as store:  # and opening it again changes nothing
         assert store.get(tagged.handle) == tagged
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_database_with_value_tags_gains_the_binding_signature_column(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Migration 2 over migration 1: a tagged result reads back unsigned; a signed one keeps
+    its signature; a signature of another length is refused by the database itself."""
+    from tkms.gateway import storage
+
+    old = make_record(value_tag=secrets.token_bytes(32))
+    insert = (
+        "INSERT INTO gateway_records (handle, chain_id, solidity_type, owner, application,"
+        " created_at, ciphertext, ephemeral_pubkey, iv, handle_value_tag)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    )
+    row = (old.handle, old.chain_id, old.solidity_type.name, old.owner, old.application)
+    row += (old.created_at, old.ciphertext, old.ephemeral_pubkey, old.iv, old.value_tag)
+    if backend == "sqlite":
+        path = tmp_path / "gateway.db"
+        conn: Any = sqlite3.connect(path, isolation_level=None)
+        conn.executescript(storage._SQLITE_SCHEMA)
+        conn.execute(storage._SQLITE_ADD_TAG)  # migration 1 only
+        conn.execute(insert.replace("%s", "?"), row)
+        conn.close()
+        target = str(path)
+    else:
+        target = request.getfixturevalue("postgres_url")
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(storage._POSTGRES_SCHEMA)
+            conn.execute(
+                "ALTER TABLE gateway_records ADD COLUMN handle_value_tag BYTEA"
+            )  # migration 1 only
+            conn.execute(insert, row)
+    with open_record_store(target) as store:
+        assert store.get(old.handle) == old and old.binding_signature is None
+        bound = make_record(value_tag=secrets.token_bytes(32), binding_signature=bytes(65))
+        store.put(bound)
+        assert store.get(bound.handle) == bound
+        with pytest.raises((StorageError, sqlite3.Error, psycopg.Error)):
+            store._execute(
+                "INSERT INTO gateway_records (handle, chain_id, solidity_type, owner,"
+                " application, created_at, ciphertext, ephemeral_pubkey, iv,"
+                " binding_signature) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [secrets.token_bytes(32), *row[1:9], bytes(64)],
+            )

@@ -31,6 +31,7 @@ from tkms.protocol.solidity import encode_value
 
 N, T = 5, 3
 REFRESH = 0.3
+RUNNER_MAX_BLOCK_AGE = 16
 V06 = f"NOX_HANDLE_GATEWAY_CHAINS__{CHAIN_ID}__"
 
 
@@ -39,11 +40,15 @@ class UserCluster(Cluster):
 
     rpc_url = ""
     contract = b""
+    runner: bytes | None = None  # RUNNER_ADDRESS at every node (purpose runner)
 
     def env(self, spec: NodeSpec) -> dict[str, str]:
         env = super().env(spec)
         del env[f"TKMS_NODE_CHAINS__{CHAIN_ID}__GATEWAY_ADDRESS"]
         stem = f"TKMS_NODE_CHAINS__{CHAIN_ID}__"
+        if self.runner is not None:
+            env[stem + "RUNNER_ADDRESS"] = to_hex(self.runner)
+            env["TKMS_NODE_RUNNER_MAX_BLOCK_AGE"] = str(RUNNER_MAX_BLOCK_AGE)
         return env | {
             stem + "RPC_URL": self.rpc_url,
             stem + "NOX_COMPUTE_CONTRACT_ADDRESS": to_hex(self.contract),
@@ -70,7 +75,9 @@ class Net:
         return self.gnet.client(self.gateway.url, self.wallet(signer))
 
 
-def gateway_env(gnet: GatewayNet, chain: ChainNet, port: int) -> dict[str, str]:
+def gateway_env(
+    gnet: GatewayNet, chain: ChainNet, port: int, runner: bytes | None = None
+) -> dict[str, str]:
     env = gnet.env("", port)
     for old in (
         "SIGNER__WALLET_KEY",
@@ -87,7 +94,7 @@ def gateway_env(gnet: GatewayNet, chain: ChainNet, port: int) -> dict[str, str]:
         V06 + "CALL_TIMEOUT": "2s",
         V06 + "CONNECT_TIMEOUT": "1s",
         "NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID": str(CHAIN_ID),
-        "NOX_HANDLE_GATEWAY_RUNNER_ADDRESS": to_hex(Wallet.generate().address),
+        "NOX_HANDLE_GATEWAY_RUNNER_ADDRESS": to_hex(runner or Wallet.generate().address),
     }
 
 

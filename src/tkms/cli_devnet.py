@@ -23,6 +23,11 @@ class AclMode(StrEnum):
     embedded = "embedded"
 
 
+class NodeMode(StrEnum):
+    user = "user"
+    gateway = "gateway"
+
+
 StateDirOption = Annotated[Path, typer.Option(help="keys, shares and devnet.json live here")]
 TargetArgument = Annotated[str, typer.Argument(help="a node index (2) or 'gateway'")]
 
@@ -42,6 +47,14 @@ def devnet(
             "transactions) or embedded (the gateway's own grants, on the same chain)"
         ),
     ] = AclMode.chain,
+    node_mode: Annotated[
+        NodeMode,
+        typer.Option(
+            help="what the nodes check (docs/node-authorization.md): user (each checks the "
+            "user, the runner, on chain) or gateway (the gateway's signature only; always "
+            "with --acl embedded)"
+        ),
+    ] = NodeMode.user,
 ) -> None:
     """Run a local devnet: n node processes, a DKG ceremony, a gateway, and how to use them.
 
@@ -65,6 +78,7 @@ def devnet(
             threshold=threshold,
             console=console,
             acl=acl.value,
+            node_mode=node_mode.value,
         )
     except ConfigError as exc:
         fail(str(exc))

@@ -17,6 +17,7 @@ from tkms.dkg.keyset import VerifiedKeyset
 from tkms.protocol.binding import ciphertext_digest, is_bound
 from tkms.protocol.delegation import DelegationAnswerError, check_partial_answer
 from tkms.protocol.handle import Handle, HandleError, SolidityType, parse_handle
+from tkms.protocol.result_binding import parse_binding_signature, result_binding_signer
 
 MAX_PARTIALS = 255
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -113,11 +114,34 @@ def _record(
         except curve.CurveError:
             raise UntrustedResponse("gateway answer: ephemeralPubKey is not a point") from None
     record = ecies.EciesRecord(ephemeral, _hex(payload, "iv", 12), _hex(payload, "ciphertext"))
-    if trust.require_binding and not is_bound(
-        handle.to_bytes(), record.ephemeral_pubkey, record.iv, ciphertext_digest(record.ciphertext)
-    ):
-        raise UntrustedResponse("the record the gateway served does not belong to this handle")
+    if trust.require_binding:
+        _check_binding(payload, handle.to_bytes(), record, trust)
     return record
+
+
+def _check_binding(
+    payload: Mapping[str, Any], handle: bytes, record: ecies.EciesRecord, trust: GatewayTrust
+) -> None:
+    """The handle names this record: bound by tkms, or a result whose binding the trusted
+    runner signed (``bindingSignature``, outside the gateway's statement: it needs none)."""
+    digest = ciphertext_digest(record.ciphertext)
+    if is_bound(handle, record.ephemeral_pubkey, record.iv, digest):
+        return
+    try:
+        signature = parse_binding_signature(payload.get("bindingSignature"))
+    except EncodingError as exc:
+        raise UntrustedResponse(f"gateway answer: {exc}") from None
+    if signature is None:
+        raise UntrustedResponse("the record the gateway served does not belong to this handle")
+    if trust.runner is None:
+        raise UntrustedResponse(
+            "the record is a runner's result and no runner address is trusted (runner_address=)"
+        )
+    signer = result_binding_signer(handle, record.ephemeral_pubkey, record.iv, digest, signature)
+    if signer != trust.runner:
+        raise UntrustedResponse(
+            "the record the gateway served is not the one the runner bound to this handle"
+        )
 
 
 @dataclass

@@ -12,6 +12,7 @@ import asyncio
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -41,8 +42,11 @@ async def fetch_partials(
     timeout: float = 2.0,
     salt: bytes | None = None,
     client: httpx.AsyncClient | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> PartialsRound:
-    """Ask every node ``index → (url, signer)`` at once; collect answers and failures."""
+    """Ask every node ``index → (url, signer)`` at once; collect answers and failures.
+
+    ``context``: what a user-mode node checks besides the signature (user_fields)."""
     salt = secrets.token_bytes(32) if salt is None else salt
     request = delegate_request(gateway, chain_id, ephemeral_pubkey, target_pubkey)
     result = PartialsRound()
@@ -54,7 +58,7 @@ async def fetch_partials(
                 url.rstrip("/") + V1_PATH,
                 params=request.query(salt),
                 headers={"Authorization": request.authorization},
-                json=request.body,
+                json={**(context or {}), **request.body},
                 timeout=timeout,
             )
         except httpx.HTTPError as exc:

@@ -79,9 +79,12 @@ class _RunnerChain:
 class Runner(Client):
     """The synchronous runner: ``operands`` then ``publish``."""
 
-    def __init__(self, gateway_url: str, wallet: Any, **kw: Any) -> None:
+    def __init__(
+        self, gateway_url: str, wallet: Any, *, sign_results: bool = True, **kw: Any
+    ) -> None:
         super().__init__(gateway_url, wallet, **kw)
-        self.runner = RunnerCore(self.core)
+        # sign_results=False publishes as the Nox runner does: unbound results.
+        self.runner = RunnerCore(self.core, sign_results=sign_results)
         self._reads = _RunnerChain(self)
 
     def operands(
@@ -112,9 +115,12 @@ class Runner(Client):
 class AsyncRunner(AsyncClient):
     """The asyncio runner: the same operations as :class:`Runner`, awaited."""
 
-    def __init__(self, gateway_url: str, wallet: Any, **kw: Any) -> None:
+    def __init__(
+        self, gateway_url: str, wallet: Any, *, sign_results: bool = True, **kw: Any
+    ) -> None:
         super().__init__(gateway_url, wallet, **kw)
-        self.runner = RunnerCore(self.core)
+        # sign_results=False publishes as the Nox runner does: unbound results.
+        self.runner = RunnerCore(self.core, sign_results=sign_results)
         self._reads = _RunnerChain(self)
 
     async def operands(

@@ -36,7 +36,9 @@ from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import keccak256
 from tkms.dkg.keyset import VerifiedKeyset
 from tkms.protocol.batch_delegation import check_batch_answer
+from tkms.protocol.binding import ciphertext_digest
 from tkms.protocol.handle import HandleError, parse_handle
+from tkms.protocol.result_binding import sign_result_binding
 from tkms.protocol.solidity import PlainInput, PlainValue, decode_value, encode_value
 
 _REPORT = re.compile(r"([0-9]+) created, ([0-9]+) unchanged, ([0-9]+) conflicted")
@@ -79,8 +81,11 @@ class RunnerCore:
     background from the runner's creation, or read from its material file.
     """
 
-    def __init__(self, core: GatewayCore) -> None:
+    def __init__(self, core: GatewayCore, *, sign_results: bool = True) -> None:
         self.core = core
+        # Each result's ResultBinding (docs/binding.md): what lets a viewer with
+        # require_binding and every user-mode node accept the record under its handle.
+        self.sign_results = sign_results
 
     @cached_property
     def _rsa(self) -> tuple[rsa.RSAPrivateKey, str]:
@@ -211,15 +216,23 @@ class RunnerCore:
             plaintext = encode_value(value, handle.solidity_type)
             record = ecies.encrypt(y, plaintext)
             raw = handle.to_bytes()
-            body.append(
-                {
-                    "handle": to_hex(raw),
-                    "handleValueTag": to_hex(value_tag(raw, plaintext)),
-                    "ciphertext": to_hex(record.ciphertext),
-                    "publicKey": to_hex(record.ephemeral_pubkey),
-                    "nonce": to_hex(record.iv),
-                }
-            )
+            item = {
+                "handle": to_hex(raw),
+                "handleValueTag": to_hex(value_tag(raw, plaintext)),
+                "ciphertext": to_hex(record.ciphertext),
+                "publicKey": to_hex(record.ephemeral_pubkey),
+                "nonce": to_hex(record.iv),
+            }
+            if self.sign_results:
+                signature = sign_result_binding(
+                    self.core.wallet,
+                    raw,
+                    record.ephemeral_pubkey,
+                    record.iv,
+                    ciphertext_digest(record.ciphertext),
+                )
+                item["bindingSignature"] = to_hex(signature)
+            body.append(item)
         header = self._header(eip712.RESULT_PUBLISHING_AUTHORIZATION, self._statement(run))
         salt, params = _salt()
         response = yield HttpRequest(

@@ -95,6 +95,8 @@ def devnet_settings(
         "rpc_url": manifest.rpc_url,
         "nox_compute": manifest.nox_compute,
         "material_file": key_path.with_name(key_path.name + ".material") if keep_material else None,
+        # The devnet's runner binds the results it publishes (docs/binding.md).
+        "runner_address": None if manifest.runner is None else manifest.runner.address,
     }
 
 
@@ -126,17 +128,19 @@ class _Base:
         rpc_url: str | None = None,
         nox_compute: str | bytes | None = None,
         require_binding: bool = True,
+        runner_address: str | bytes | None = None,
         material_file: str | Path | None = None,
     ) -> None:
         """``material_file``: where to keep the RSA key and its signed authorization
         (0600), reused across processes until the authorization runs out
-        (docs/sdk.md); without it they live as long as the client."""
+        (client/material.py); without it they live as long as the client."""
         trust = GatewayTrust(
             chain_id,
             _bytes(gateway_signer, "gateway_signer", 20),
             _bytes(verifying_contract, "verifying_contract", 20),
             None if kms_public_key is None else _bytes(kms_public_key, "kms_public_key", 33),
             require_binding=require_binding,
+            runner=None if runner_address is None else _bytes(runner_address, "runner_address", 20),
         )
         app = bytes(20) if application is None else _bytes(application, "application", 20)
         self.url = gateway_url.rstrip("/")

@@ -285,6 +285,12 @@ RESULT_PUBLISHING_AUTHORIZATION = _statement(
     ),
 )
 """The runner's ``POST /v0/compute/results``, in the same domain."""
+RESULT_BINDING = _statement(
+    "ResultBinding", ("ResultBinding", (("handle", "bytes32"), ("record", "bytes32")))
+)
+"""The runner's signature binding a result handle (from the chain) to the record it
+published: ``record`` is protocol/binding.py's ``record_digest`` (docs/binding.md), in the
+runner's domain ``Handle Gateway``/``1``/chainId (no salt)."""
 COMPUTE_OPERANDS = _statement(
     "ComputeOperands",
     ("ComputeOperands", (("operands", "HandleCryptoMaterial[]"),)),
@@ -380,6 +386,7 @@ STATEMENTS: Mapping[str, Statement] = {
         BATCH_DELEGATE_AUTHORIZATION,
         PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
         COMPUTE_THRESHOLD_OPERANDS,
+        RESULT_BINDING,
         PUBLIC_DECRYPTION_RESULT,
         DECRYPTION_PROOF,
         HANDLE_STATUS_REPORT,

@@ -1,4 +1,11 @@
-"""``tkms delegate --devnet``: the threshold flow against a devnet, without a gateway."""
+"""``tkms delegate --devnet``: the threshold flow against a devnet, without a gateway.
+
+The devnet's nodes run in ``user`` mode: the gateway's key alone gets no partial. For a
+record it makes itself the demo asks as the devnet's runner (purpose ``runner``: the
+record's bound handle among the operands of a statement signed by the runner's key,
+sealed to the demo's RSA key; docs/node-authorization.md, "The runner"). A K given on
+the command line names no record: only nodes in ``gateway`` mode serve it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tkms.chain.errors import ChainError
+from tkms.chain.rpc import RpcClient
 from tkms.client.errors import TransportError, untrusted
 from tkms.client.nodes import fetch_partials
 from tkms.client.recombine import combine_partials
@@ -17,6 +26,9 @@ from tkms.crypto.wallet import Wallet
 from tkms.devnet.manifest import DevnetManifest
 from tkms.dkg.keyset import verify_keyset
 from tkms.keyfiles import read_hex
+from tkms.protocol.binding import bound_input_handle
+from tkms.protocol.delegation import user_fields
+from tkms.protocol.runner_statement import operand_access_header
 
 
 def threshold_delegate(
@@ -43,10 +55,10 @@ def threshold_delegate(
         ephemeral_pubkey = to_hex(record.ephemeral_pubkey)
         yield f"encrypted a demo record to {manifest.public_key}"
     ephemeral = curve.parse_point(parse_hex(ephemeral_pubkey, name="ephemeralPubKey", length=33))
+    target = to_hex(rsa.public_key_der(private))
+    context = None if record is None else _as_runner(manifest, record, target)
     answers = asyncio.run(
-        fetch_partials(
-            nodes, gateway, chain_id, ephemeral_pubkey, to_hex(rsa.public_key_der(private))
-        )
+        fetch_partials(nodes, gateway, chain_id, ephemeral_pubkey, target, context=context)
     )
     yield f"partials from nodes {[a.index for a in answers.answers]}"
     for index, why in sorted(answers.failures.items()):
@@ -56,3 +68,20 @@ def threshold_delegate(
     if record is not None:
         plaintext = ecies.decrypt_with_shared_x(shared_x, record.iv, record.ciphertext)
         yield f"decrypted:        {plaintext.decode()}"
+
+
+def _as_runner(
+    manifest: DevnetManifest, record: ecies.EciesRecord, target: str
+) -> dict[str, str] | None:
+    """The runner fields of a request for ``record``, if the devnet has a runner and a chain."""
+    if manifest.runner is None or manifest.rpc_url is None:
+        return None
+    handle = bound_input_handle(manifest.chain_id, "string", record)
+    runner = Wallet(read_hex(manifest.runner.key_file))
+    try:
+        with RpcClient(manifest.rpc_url) as rpc:
+            head = rpc.block_number()
+    except ChainError as exc:
+        raise TransportError(f"cannot read the devnet's chain head: {exc}") from None
+    header = operand_access_header(runner, manifest.chain_id, head, [to_hex(handle)], target)
+    return user_fields(handle, record.iv, record.ciphertext, header, purpose="runner")

@@ -35,9 +35,11 @@ from types import FrameType
 
 from rich.console import Console
 
+from tkms.crypto.wallet import address_hex
 from tkms.devnet import control
 from tkms.devnet.chain import DevnetChain, chain_port, start_chain
 from tkms.devnet.gateway import (
+    RUNNER,
     USERS,
     gateway_env,
     print_nox_sdk,
@@ -138,6 +140,7 @@ class Devnet:
     chain_id: int
     console: Console
     acl: str = "chain"
+    node_mode: str = "user"  # docs/node-authorization.md; gateway: bench/e2e.py compares
     keys: KeyDir = field(init=False)
     members: dict[str, Member] = field(default_factory=dict)
     chain: DevnetChain | None = None
@@ -188,10 +191,14 @@ class Devnet:
             else:
                 env = threshold_node_env(self.keys, self.state_dir, i, port, self.chain_id)
                 env.update(chain.node_env("TKMS_NODE_", self.chain_id))
-                # Gateway mode for now: the devnet's runner asks the nodes by batch
-                # (docs/batch-delegation.md), which a user-mode node refuses until the
-                # runner's checks are built (docs/node-authorization.md, "next step").
-                env["TKMS_NODE_AUTHORIZATION_MODE"] = "gateway"
+                # User mode (the default on a linked chain): each node checks the user,
+                # and the runner's statement for its operands (docs/node-authorization.md).
+                env["TKMS_NODE_RUNNER_ADDRESS"] = address_hex(self.keys.wallet(RUNNER).address)
+                if self.acl == "embedded" or self.node_mode == "gateway":
+                    # --acl embedded: the gateway's own ACL decides, and its grants are
+                    # not on chain for a node to read. --node-mode gateway: the bench's
+                    # comparison (bench/e2e.py).
+                    env["TKMS_NODE_AUTHORIZATION_MODE"] = "gateway"
             self.add(str(i), ["node"], env, port)
         for member in self.members.values():
             wait_healthy(member)
@@ -227,6 +234,7 @@ def run_devnet(
     threshold: int,
     console: Console,
     acl: str = "chain",
+    node_mode: str = "user",
 ) -> None:
     if not 1 <= threshold <= nodes:
         raise ConfigError(f"--threshold must lie in [1, {nodes}]")
@@ -237,7 +245,7 @@ def run_devnet(
         check_shape(state_dir, Shape(nodes, threshold, chain_id))
         previous = DevnetManifest.in_state_dir(state_dir)
         check_ports(base_port, nodes)
-        devnet = Devnet(state_dir, base_port, chain_id, console, acl)
+        devnet = Devnet(state_dir, base_port, chain_id, console, acl, node_mode)
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             raise KeyboardInterrupt

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tkms.dkg.keyset import VerifiedKeyset
 from tkms.gateway.fanout import Fanout, NodeRef
@@ -99,10 +100,15 @@ async def gather_batches(
     salt: bytes,
     *,
     keyset: VerifiedKeyset,
+    context: Mapping[str, Any] | None = None,
 ) -> BatchResult:
-    """Batches from at least ``keyset.threshold`` nodes; else :class:`NotEnoughBatches`."""
+    """Batches from at least ``keyset.threshold`` nodes; else :class:`NotEnoughBatches`.
+
+    ``context``: what user-mode nodes check (protocol.batch_delegation.runner_fields)."""
     start = time.perf_counter()
-    request = batch_request(fanout.gateway, fanout.chain_id, ephemeral_pubkeys, target_pubkey)
+    request = batch_request(
+        fanout.gateway, fanout.chain_id, ephemeral_pubkeys, target_pubkey, context
+    )
     tasks = {
         asyncio.ensure_future(_one(fanout, node, request, salt, keyset.epoch)): i
         for i, node in fanout.nodes.items()

@@ -14,11 +14,14 @@ answers a 500). In threshold mode ``/v1/compute/operands`` answers each
 record with its sealed partials instead (``compute_threshold.py``).
 
 Results are stored as the runner encrypted them (``publicKey`` = K,
-``nonce`` = iv), with no owner and no application (zero addresses) and their
-``handleValueTag``; the store is write-once, so a second publication of a
-handle is "unchanged" (same tag) or "conflicted" (another tag, never
-overwritten). A record is committed before the answer is sent, so it reads
-at once through ``GET /v0|v1/secrets`` by whoever the chain says may view it.
+``nonce`` = iv), with no owner and no application (zero addresses), their
+``handleValueTag`` and, when the runner sent it, its ``bindingSignature`` (the
+runner's ResultBinding over the record, checked against ``RUNNER_ADDRESS``: 400
+``invalid_binding_signature`` if it is not; docs/binding.md); the store is
+write-once, so a second publication of a handle is "unchanged" (same tag) or
+"conflicted" (another tag, never overwritten). A record is committed before the
+answer is sent, so it reads at once through ``GET /v0|v1/secrets`` by whoever
+the chain says may view it.
 """
 
 from __future__ import annotations
@@ -30,17 +33,19 @@ from typing import Any
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.gateway.records import InvalidRecord, RecordExists, StoredRecord
-from tkms.gateway.runner_auth import (
+from tkms.gateway.served_chain import ServedChain, not_configured
+from tkms.gateway.service import Answer, GatewayService
+from tkms.gateway.wire import signed
+from tkms.protocol.binding import ciphertext_digest
+from tkms.protocol.handle import HandleError, parse_handle
+from tkms.protocol.result_binding import parse_binding_signature, result_binding_signer
+from tkms.protocol.runner_statement import (
     RunnerStatement,
     check_fresh,
     check_runner,
     decode_operand_access,
     decode_result_publishing,
 )
-from tkms.gateway.served_chain import ServedChain, not_configured
-from tkms.gateway.service import Answer, GatewayService
-from tkms.gateway.wire import signed
-from tkms.protocol.handle import HandleError, parse_handle
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json
 from tkms.web.params import parse_salt
@@ -143,7 +148,9 @@ class Compute:
         chain = await self._chain(statement)
         created_at = self.service._now()
         records = [
-            _result_record(item, chain.chain_id, created_at, self.service.max_record_bytes)
+            _result_record(
+                item, chain.chain_id, created_at, self.service.max_record_bytes, statement.signer
+            )
             for item in self._result_list(body)
         ]
         counts = await self.service._db(_publish, self.service, records)
@@ -173,7 +180,29 @@ def _field(item: dict[str, Any], name: str, length: int | None = None) -> bytes:
         raise ApiError(400, "invalid_body", f"result: {exc}") from None
 
 
-def _result_record(item: Any, chain_id: int, created_at: int, max_bytes: int) -> StoredRecord:
+def _binding_signature(
+    item: dict[str, Any], handle: bytes, key: bytes, iv: bytes, ciphertext: bytes, runner: bytes
+) -> bytes | None:
+    """The runner's ResultBinding of this result, if it sent one (the Nox runner does not)."""
+    try:
+        signature = parse_binding_signature(item.get("bindingSignature"))
+    except EncodingError as exc:
+        raise ApiError(400, "invalid_body", f"result: {exc}") from None
+    if signature is None:
+        return None
+    signer = result_binding_signer(handle, key, iv, ciphertext_digest(ciphertext), signature)
+    if signer != runner:
+        raise ApiError(
+            400,
+            "invalid_binding_signature",
+            "result: bindingSignature is not the runner's signature of this record",
+        )
+    return signature
+
+
+def _result_record(
+    item: Any, chain_id: int, created_at: int, max_bytes: int, runner: bytes
+) -> StoredRecord:
     if not isinstance(item, dict):
         raise ApiError(400, "invalid_body", "each result is a JSON object")
     try:
@@ -190,10 +219,12 @@ def _result_record(item: Any, chain_id: int, created_at: int, max_bytes: int) ->
     except ValueError:
         raise ApiError(400, "invalid_body", "result: publicKey is not a curve point") from None
     iv = _field(item, "nonce", 12)
+    raw = handle.to_bytes()
+    signature = _binding_signature(item, raw, key, iv, ciphertext, runner)
     try:
         return StoredRecord(
-            handle.to_bytes(), chain_id, handle.solidity_type, NO_ADDRESS, NO_ADDRESS,
-            created_at, ciphertext, key, iv, tag,
+            raw, chain_id, handle.solidity_type, NO_ADDRESS, NO_ADDRESS,
+            created_at, ciphertext, key, iv, tag, signature,
         )  # fmt: skip
     except InvalidRecord as exc:  # every field was checked above: a refusal, never a 500
         raise ApiError(400, "invalid_body", f"result: {exc}") from None

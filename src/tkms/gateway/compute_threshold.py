@@ -20,6 +20,7 @@ from tkms.gateway.compute import Compute
 from tkms.gateway.served_chain import not_configured
 from tkms.gateway.service import Answer, NotEnoughNodes
 from tkms.gateway.wire import signed
+from tkms.protocol.batch_delegation import OperandRecord, runner_fields
 
 log = logging.getLogger("tkms.gateway")
 
@@ -32,7 +33,18 @@ async def operands_v1(compute: Compute, salt_raw: str | None, authorization: str
     keyset = (await chain.keyset()).keyset
     keys = [to_hex(r.ephemeral_pubkey) for r in records]
     try:
-        result = await gather_batches(fanout, keys, statement.rsa_public_key, salt, keyset=keyset)
+        result = await gather_batches(
+            fanout,
+            keys,
+            statement.rsa_public_key,
+            salt,
+            keyset=keyset,
+            # What each user-mode node checks itself (docs/node-authorization.md).
+            context=runner_fields(
+                authorization or "",
+                [OperandRecord(r.handle, r.iv, r.ciphertext, r.binding_signature) for r in records],
+            ),
+        )
     except NotEnoughBatches as exc:
         failures = {i: str(why) for i, why in exc.result.failures.items()}
         log.warning("chain %d: not enough batches: %s", chain.chain_id, sorted(failures.items()))

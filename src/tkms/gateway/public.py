@@ -155,7 +155,12 @@ class PublicDecryption:
                     exclude=frozenset(excluded),
                     # What a user-mode node checks: the binding, isPubliclyDecryptable.
                     context=user_fields(
-                        record.handle, record.iv, record.ciphertext, "", purpose="public"
+                        record.handle,
+                        record.iv,
+                        record.ciphertext,
+                        "",
+                        purpose="public",
+                        binding_signature=record.binding_signature,
                     ),
                 )
             except NotEnoughAnswers as exc:

@@ -51,6 +51,9 @@ class StoredRecord:
     # keccak256(handle ‖ value as 32 bytes): set on a result the runner published
     # (gateway/compute_results.py), None on a user's input.
     value_tag: bytes | None = None
+    # The runner's ResultBinding signature (protocol/result_binding.py): a published
+    # result's handle comes from the chain, so this is what binds it to the record.
+    binding_signature: bytes | None = None
 
     def __post_init__(self) -> None:
         for name, length in (("handle", 32), ("owner", 20), ("application", 20), ("iv", 12)):
@@ -58,6 +61,8 @@ class StoredRecord:
         check_len("ephemeral_pubkey", self.ephemeral_pubkey, 33)
         if self.value_tag is not None:
             check_len("value_tag", self.value_tag, 32)
+        if self.binding_signature is not None:
+            check_len("binding_signature", self.binding_signature, 65)
         if not isinstance(self.ciphertext, bytes):
             raise InvalidRecord("ciphertext must be bytes")
         if self.created_at < 0 or self.created_at >= 2**63:

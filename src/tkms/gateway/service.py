@@ -309,6 +309,7 @@ class GatewayService:
             # Not signed (not in nox's statement): the handle's binding vouches for it.
             "ephemeralPubKey": to_hex(record.ephemeral_pubkey),
         }
+        binding_field(payload, record)
         body = signed(chain.wallet, chain.chain_id, salt, eip712.HANDLE_CRYPTO_MATERIAL, payload)
         return Answer(body, {"kms": time.perf_counter() - start})
 
@@ -340,7 +341,13 @@ class GatewayService:
                 keyset=keyset,
                 exclude=exclude,
                 # What each node in user mode checks itself (docs/node-authorization.md).
-                context=user_fields(record.handle, record.iv, record.ciphertext, authorization),
+                context=user_fields(
+                    record.handle,
+                    record.iv,
+                    record.ciphertext,
+                    authorization,
+                    binding_signature=record.binding_signature,
+                ),
             )
         except NotEnoughAnswers as exc:
             failures = {i: str(why) for i, why in exc.result.failures.items()}
@@ -361,6 +368,7 @@ class GatewayService:
             "threshold": keyset.threshold,
             "partials": result.partials,
         }
+        binding_field(payload, record)
         statement = eip712.HANDLE_THRESHOLD_MATERIAL
         if exclude:  # signed in, so that a client sees a stripped or altered exclude
             payload["exclude"] = sorted(exclude)
@@ -453,6 +461,13 @@ class GatewayService:
             )
         payload = self._acl_payload(handle, listing)
         return Answer(signed(chain.wallet, chain.chain_id, salt, eip712.HANDLE_ACL, payload))
+
+
+def binding_field(payload: dict[str, Any], record: StoredRecord) -> None:
+    """A runner result's ``bindingSignature``, outside the signed statement (docs/binding.md):
+    it needs no gateway signature, the SDK checks it against ``RUNNER_ADDRESS``."""
+    if record.binding_signature is not None:
+        payload["bindingSignature"] = to_hex(record.binding_signature)
 
 
 def _looks_like_handle(value: object) -> bool:

@@ -48,12 +48,13 @@ _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 _INSERT_RECORD = """
 INSERT INTO gateway_records (handle, chain_id, solidity_type, owner, application, created_at,
-                             ciphertext, ephemeral_pubkey, iv, handle_value_tag)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (handle) DO NOTHING
+                             ciphertext, ephemeral_pubkey, iv, handle_value_tag,
+                             binding_signature)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (handle) DO NOTHING
 """
 _SELECT_RECORD = """
 SELECT handle, chain_id, solidity_type, owner, application, created_at,
-       ciphertext, ephemeral_pubkey, iv, handle_value_tag
+       ciphertext, ephemeral_pubkey, iv, handle_value_tag, binding_signature
 FROM gateway_records WHERE handle = %s
 """
 # The public grant stores an empty grantee so that the primary key still dedupes it.
@@ -129,6 +130,7 @@ class SqlRecordStore(ABC):
         r = record
         params = [r.handle, r.chain_id, r.solidity_type.name, r.owner, r.application]
         params += [r.created_at, r.ciphertext, r.ephemeral_pubkey, r.iv, r.value_tag]
+        params.append(r.binding_signature)
         if self._write(_INSERT_RECORD, params) == 0:
             raise RecordExists(f"handle 0x{record.handle.hex()} already exists")
 
@@ -210,6 +212,13 @@ _TAG_COLUMN = "handle_value_tag"
 _SQLITE_ADD_TAG = (
     f"ALTER TABLE gateway_records ADD COLUMN {_TAG_COLUMN} BLOB"
     f" CHECK ({_TAG_COLUMN} IS NULL OR length({_TAG_COLUMN}) = 32)"
+)
+# Migration 2 (bound runner results): the runner's ResultBinding signature, NULL otherwise
+# (a user's input, or a result of a runner that does not sign: the Nox runner's).
+_BINDING_COLUMN = "binding_signature"
+_SQLITE_ADD_BINDING = (
+    f"ALTER TABLE gateway_records ADD COLUMN {_BINDING_COLUMN} BLOB"
+    f" CHECK ({_BINDING_COLUMN} IS NULL OR length({_BINDING_COLUMN}) = 65)"
 )
 
 
@@ -313,6 +322,8 @@ def _sqlite_migrate(conn: sqlite3.Connection) -> None:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(gateway_records)")}
         if _TAG_COLUMN not in columns:
             conn.execute(_SQLITE_ADD_TAG)
+        if _BINDING_COLUMN not in columns:
+            conn.execute(_SQLITE_ADD_BINDING)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -370,10 +381,12 @@ CREATE OR REPLACE TRIGGER gateway_grants_append_only
 """
 
 
-# Migration 1, as for SQLite (the advisory lock of the schema step is still held).
+# Migrations 1 and 2, as for SQLite (the advisory lock of the schema step is still held).
 _POSTGRES_ADD_TAG = f"""
 ALTER TABLE gateway_records ADD COLUMN IF NOT EXISTS {_TAG_COLUMN} BYTEA
     CHECK ({_TAG_COLUMN} IS NULL OR octet_length({_TAG_COLUMN}) = 32);
+ALTER TABLE gateway_records ADD COLUMN IF NOT EXISTS {_BINDING_COLUMN} BYTEA
+    CHECK ({_BINDING_COLUMN} IS NULL OR octet_length({_BINDING_COLUMN}) = 65);
 """
 
 

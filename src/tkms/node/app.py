@@ -18,10 +18,11 @@ from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegate_route import add_delegate_route
 from tkms.node.delegation_batch import add_batch_route
 from tkms.node.delegation_v0 import ChainKey, Delegator
-from tkms.node.request_checks import chain_of_request
 from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes
+from tkms.node.runner_batch import runner_batch_check
 from tkms.node.runtime import build_threshold_runtime
 from tkms.node.user_checks import build_user_checks, user_mode_delegate
+from tkms.protocol.batch_delegation import BATCH_PATH
 from tkms.web.common import add_common_routes
 from tkms.web.errors import ApiError, install_error_handlers
 from tkms.web.fastpath import FastAPIWithFastPath
@@ -127,30 +128,27 @@ def create_app(config: NodeConfig) -> FastAPI:
         else None,
     )
 
-    async def batch_ready(chain_id_raw: str | None) -> None:
-        if linked:
-            await chains.require_v1(chain_id_raw)
-        # A batch carries no handle and no user token: in user mode it would be the
-        # gateway-only path again (docs/node-authorization.md, "the runner: next step").
-        if chain_of_request(chain_id_raw, threshold.partials.gateways) in user_checks.readers:
-            raise ApiError(
-                403, "user_mode", "batch delegation is not served in user mode (no user checks)"
-            )
-
+    # In user mode a batch is the runner's operands, each key checked (node/runner_batch.py).
     add_batch_route(  # docs/batch-delegation.md
         app,
         threshold.partials,
         delegations,
         decisions,
         config.max_delegation_batch,
-        ready=batch_ready if linked or user_checks.readers else None,
+        ready=chains.require_v1 if linked else None,
+        user_check=runner_batch_check(user_checks) if user_checks.readers else None,
     )
 
     app.state.delegator = delegator
     app.state.threshold = threshold
     app.state.chains = chains
     app.state.audit = audit
-    body_limits = {DKG_PREFIX: config.dkg_body_limit()}
+    body_limits = {
+        DKG_PREFIX: config.dkg_body_limit(),
+        # A user-mode batch carries the runner's statement (≤ 24 KiB) and per key its
+        # binding inputs (~300 bytes): 128 keys need more than the default 64 KiB.
+        BATCH_PATH: max(config.max_body_bytes, 256 * 1024),
+    }
     app.add_middleware(BodyLimit, limit=config.max_body_bytes, prefix_limits=body_limits)
     recorder = RouteMetrics(registry, "tkms_node")
     app.add_middleware(Metrics, recorder=recorder)

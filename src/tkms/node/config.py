@@ -10,6 +10,8 @@ the connection limits (:class:`tkms.web.limits.HttpLimits`),
 ``TKMS_NODE_AUDIT_MAX_BYTES`` (64 MiB) the size at which it rotates (docs/audit.md).
 ``TKMS_NODE_AUTHORIZATION_MODE`` is ``user`` or ``gateway`` (docs/node-authorization.md):
 unset, every linked chain is served in ``user`` mode and every other in ``gateway`` mode.
+``TKMS_NODE_RUNNER_ADDRESS`` (or ``…CHAINS__<id>__RUNNER_ADDRESS``) is the runner user mode
+serves operands to, ``TKMS_NODE_RUNNER_MAX_BLOCK_AGE`` (256) its statements' freshness.
 
 A chain with ``…__RPC_URL`` and ``…__NOX_COMPUTE_CONTRACT_ADDRESS`` is *linked*:
 its gateway comes from the contract's ``gateway()`` and its key is checked
@@ -78,6 +80,9 @@ class ChainConfig(BaseModel):
     gateway_address: str | None = None
     rpc_url: str | None = None
     nox_compute_contract_address: str | None = None
+    # The runner whose OperandAccessAuthorization this chain's user-mode checks accept
+    # (docs/node-authorization.md); unset: the node-wide TKMS_NODE_RUNNER_ADDRESS.
+    runner_address: str | None = None
     call_timeout: float = Field(8.0, gt=0, le=600)
     connect_timeout: float = Field(5.0, gt=0, le=600)
     # How often a linked chain's gateway() and kmsPublicKey() are read again; a
@@ -85,9 +90,9 @@ class ChainConfig(BaseModel):
     refresh_interval: float = Field(5.0, ge=0.1, le=3600)
 
     _check_ecc = field_validator("ecc_key")(check_private_key)
-    _check_addresses = field_validator("gateway_address", "nox_compute_contract_address")(
-        check_address
-    )
+    _check_addresses = field_validator(
+        "gateway_address", "nox_compute_contract_address", "runner_address"
+    )(check_address)
     _durations = field_validator(
         "call_timeout", "connect_timeout", "refresh_interval", mode="before"
     )(_seconds)
@@ -141,9 +146,14 @@ class NodeConfig(BaseModel):
     # its signature, key, the binding and isViewer on this node's own RPC) or only
     # the gateway's signature (``gateway``). None: ``user`` on every linked chain.
     authorization_mode: Literal["user", "gateway"] | None = None
+    # RUNNER_ADDRESS of every chain that does not name its own (``…__RUNNER_ADDRESS``):
+    # user mode serves purpose ``runner`` only for it, and accepts its ResultBinding
+    # signatures. Its statements' blockNumber must be within this many blocks of the head.
+    runner_address: str | None = None
+    runner_max_block_age: int = Field(256, ge=1, le=2**32)
 
     _check_wallet = field_validator("wallet_key")(check_private_key)
-    _check_admin = field_validator("dkg_admin_address")(check_address)
+    _check_admin = field_validator("dkg_admin_address", "runner_address")(check_address)
     _check_state_dir = field_validator("state_dir", "audit_dir")(check_directory)
 
     def audit_directory(self) -> Path | None:
@@ -156,6 +166,11 @@ class NodeConfig(BaseModel):
         if self.authorization_mode == "gateway":
             return False
         return self.chains[chain_id].linked
+
+    def runner(self, chain_id: int) -> bytes | None:
+        """The chain's RUNNER_ADDRESS (its own, else the node-wide one), or None."""
+        text = self.chains[chain_id].runner_address or self.runner_address
+        return None if text is None else parse_address(text)
 
     def dkg_body_limit(self) -> int:
         return self.dkg_max_body_bytes or dkg_round_bytes(self.dkg_max_members)

@@ -13,18 +13,20 @@ ephemeral key and the target key), with one signature over the whole list
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
 from starlette.responses import Response
 
-from tkms.crypto import eip712, rsa
+from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import SignatureError, recover_address
 from tkms.node.audit import AuditNote, Decisions
 from tkms.node.delegate_route import PlainRoute, Ready
-from tkms.node.delegation_v1 import PartialDelegator
+from tkms.node.delegation_v1 import PartialDelegator, ShareHolding
 from tkms.node.request_checks import chain_of_request, parse_bearer, parse_ephemeral, parse_target
 from tkms.protocol.batch_delegation import BATCH_PATH, batch_message
 from tkms.web import openapi
@@ -48,6 +50,36 @@ def _parse_body(body: bytes, max_batch: int) -> tuple[list[str], str]:
     return keys, target
 
 
+@dataclass(frozen=True)
+class CheckedBatch:
+    """A batch whose gateway-mode checks passed: what :func:`answer_batch` needs."""
+
+    chain_id: int
+    salt: bytes
+    held: ShareHolding
+    keys: list[str]  # the ephemeral keys as sent (the audit log fingerprints them)
+    target_text: str
+    points: list[curve.Point]
+    target: rsa.RSAPublicKey
+
+
+class BatchCheck(Protocol):
+    """``user`` mode's checks of a batch (node/runner_batch.py): None if the chain is served
+    in gateway mode, else one audit note per key (its handle); raises ApiError."""
+
+    def __call__(
+        self, checked: CheckedBatch, body: bytes, note: AuditNote
+    ) -> Awaitable[list[AuditNote] | None]: ...
+
+
+class KeyRefusals(ApiError):
+    """A batch refused with a reason per key: each is its own audit entry (docs/audit.md)."""
+
+    def __init__(self, status: int, code: str, message: str, refusals: list[tuple[AuditNote, str]]):
+        super().__init__(status, code, message)
+        self.refusals = refusals
+
+
 def delegate_batch(
     partials: PartialDelegator,
     max_batch: int,
@@ -58,8 +90,23 @@ def delegate_batch(
     note: AuditNote | None = None,
     served_keys: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The batch answer; ``note`` is filled in as the checks pass and ``served_keys``
-    receives the ephemeral keys served (for the audit log: one entry per partial)."""
+    """The batch answer (gateway mode); ``served_keys`` receives the ephemeral keys served."""
+    checked = check_batch(partials, max_batch, chain_id_raw, salt_raw, authorization, body, note)
+    if served_keys is not None:
+        served_keys.extend(checked.keys)
+    return answer_batch(partials, checked)
+
+
+def check_batch(
+    partials: PartialDelegator,
+    max_batch: int,
+    chain_id_raw: str | None,
+    salt_raw: str | None,
+    authorization: str | None,
+    body: bytes,
+    note: AuditNote | None = None,
+) -> CheckedBatch:
+    """Every check of gateway mode; ``note`` is filled in as the checks pass."""
     note = note or AuditNote("v1-batch")
     chain_id = chain_of_request(chain_id_raw, partials.gateways)
     note.chain_id = chain_id
@@ -83,18 +130,21 @@ def delegate_batch(
         raise ApiError(401, "unauthorized_signer", "authorization is not signed by the gateway")
     points = [parse_ephemeral(k) for k in keys]
     target = parse_target(target_text)
+    return CheckedBatch(chain_id, salt, held, keys, target_text, points, target)
+
+
+def answer_batch(partials: PartialDelegator, checked: CheckedBatch) -> dict[str, Any]:
+    held = checked.held
     sealed = []
-    for point in points:
+    for point in checked.points:
         s_enc, proof = held.prover.partial(point)
-        sealed.append(to_hex(rsa.encrypt(target, s_enc + proof)))
+        sealed.append(to_hex(rsa.encrypt(checked.target, s_enc + proof)))
     signature_out = eip712.sign(
         partials.wallet,
-        eip712.delegate_domain(chain_id, salt),
+        eip712.delegate_domain(checked.chain_id, checked.salt),
         eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
         {"index": held.index, "epoch": held.epoch, "encryptedPartials": sealed},
     )
-    if served_keys is not None:
-        served_keys.extend(keys)
     return {
         "index": held.index,
         "epoch": held.epoch,
@@ -110,39 +160,50 @@ def add_batch_route(
     decisions: Decisions,
     max_batch: int,
     ready: Ready | None = None,
+    user_check: BatchCheck | None = None,
 ) -> None:
     """Counted in ``tkms_node_delegations_total`` by partial, version ``v1-batch``.
 
     The audit log (docs/audit.md) gets one ``served`` entry per partial, each with
-    its K's fingerprint, or one ``refused`` entry for the whole batch.
+    its K's fingerprint (and in user mode its handle), or, refused, one entry per key
+    with its reason once the keys are known (user mode), else one for the whole batch.
     """
 
     async def delegate_v1_batch(request: Request) -> Response:
         query = request.query_params
         note = AuditNote("v1-batch")
-        served: list[str] = []
+        served: list[AuditNote] = []
         try:
             require_json(request)
             if ready is not None:
                 await ready(query.get("chain_id"))
-            answer = delegate_batch(
+            body = await request.body()
+            checked = check_batch(
                 partials,
                 max_batch,
                 query.get("chain_id"),
                 query.get("salt"),
                 request.headers.get("authorization"),
-                await request.body(),
+                body,
                 note,
-                served,
             )
+            per_key = None if user_check is None else await user_check(checked, body, note)
+            if per_key is None:
+                per_key = [dataclasses.replace(note, ephemeral_pubkey=k) for k in checked.keys]
+            answer = answer_batch(partials, checked)
+            served = per_key
+        except KeyRefusals as exc:
+            for key_note, reason in exc.refusals:
+                decisions.record(key_note, "refused", reason)
+            raise
         except ApiError as exc:
             decisions.record(note, "refused", exc.code)
             raise
         except Exception:
             decisions.record(note, "refused", "internal_error")
             raise
-        for key in served:
-            decisions.record(dataclasses.replace(note, ephemeral_pubkey=key), "served", None)
+        for key_note in served:
+            decisions.record(key_note, "served", None)
         chain = str(chain_of_request(query.get("chain_id"), partials.gateways))
         delegations.labels(chain, "v1-batch").inc(len(answer["encryptedPartials"]))
         return json_response(answer)

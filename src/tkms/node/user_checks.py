@@ -5,13 +5,15 @@ that alone reads every record. In ``user`` mode a ``/v1/delegate`` request also
 carries what the gateway was given and the node checks it all by itself, after
 the gateway's signature (kept as a second factor) and before any share is used:
 
-1. ``purpose`` (absent: ``user``): ``user`` or ``public``; ``runner`` is not
-   served yet (400 ``unsupported_purpose``).
+1. ``purpose`` (absent: ``user``): ``user``, ``public`` or ``runner`` (the latter only
+   with a ``RUNNER_ADDRESS`` configured for the chain, else 400 ``unsupported_purpose``).
 2. ``handle`` of the request's chain (400 ``invalid_handle``), ``iv`` and
    ``ciphertextDigest`` (400 ``invalid_body``), and the binding: the handle's 25
-   last bytes are those of ``(K, iv, digest)`` (403 ``binding_mismatch``), so the
-   ``K`` multiplied is the record's of this handle and no other.
-3. ``public``: ``isPubliclyDecryptable(handle)`` (403 ``not_publicly_decryptable``).
+   last bytes are those of ``(K, iv, digest)``, or ``bindingSignature`` is the
+   runner's ResultBinding of them (a result's handle) (403 ``binding_mismatch``), so
+   the ``K`` multiplied is the record's of this handle and no other.
+3. ``public``: ``isPubliclyDecryptable(handle)`` (403 ``not_publicly_decryptable``);
+   ``runner``: the runner's statement (node/runner_checks.py).
 4. ``user``: the ``DataAccessAuthorization`` as the user sent it (``authorization``,
    the ``EIP712 <token>`` header value) decodes and its window holds (401, the
    gateway's codes: one implementation, :mod:`tkms.protocol.access`); the target key
@@ -34,16 +36,18 @@ from typing import Any, TypeVar
 from tkms.chain.contract import AsyncNoxCompute
 from tkms.chain.erc1271 import is_contract_async, is_valid_signature_async
 from tkms.chain.errors import ChainError
-from tkms.chain.rpc import AsyncRpcClient
+from tkms.chain.rpc import AsyncRpcClient, quantity
 from tkms.crypto.ecies import IV_LENGTH
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.node.audit import AuditNote
 from tkms.node.config import NodeConfig
 from tkms.node.delegate_route import Delegate
 from tkms.node.delegation_v1 import CheckedRequest, PartialDelegator
+from tkms.node.runner_checks import RunnerPolicy, check_runner_request
 from tkms.protocol.access import decode_data_access
-from tkms.protocol.binding import DIGEST_LENGTH, is_bound
+from tkms.protocol.binding import DIGEST_LENGTH
 from tkms.protocol.handle import HandleError, parse_handle
+from tkms.protocol.result_binding import is_record_of, parse_binding_signature
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json_object
 
@@ -56,10 +60,18 @@ class ChainReader:
     """One linked chain's NoxCompute, read by this node's own RPC endpoint (never cached)."""
 
     def __init__(
-        self, chain_id: int, rpc_url: str, contract: bytes, *, timeout: float, connect: float
+        self,
+        chain_id: int,
+        rpc_url: str,
+        contract: bytes,
+        *,
+        timeout: float,
+        connect: float,
+        runner: RunnerPolicy | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.contract = contract
+        self.runner = runner  # None: purpose runner is not served on this chain
         self._rpc = AsyncRpcClient(rpc_url, timeout=timeout, connect_timeout=connect)
         self._nox = AsyncNoxCompute(self._rpc, contract)
 
@@ -78,6 +90,14 @@ class ChainReader:
             raise ApiError(
                 503, "chain_unavailable", f"cannot read chain {self.chain_id}: {call} failed"
             ) from None
+
+    async def head(self) -> int:
+        """The chain's latest block (the runner's statements are bounded by it)."""
+
+        async def ask() -> int:
+            return quantity(await self._rpc.request("eth_blockNumber"), "block number")
+
+        return await self._read("eth_blockNumber", ask())
 
     async def is_viewer(self, handle: bytes, user: bytes) -> bool:
         return await self._read("isViewer", self._nox.is_viewer(handle, user))
@@ -101,6 +121,27 @@ def _hex_field(data: Mapping[str, Any], name: str, length: int) -> bytes:
         return parse_hex(data.get(name), name=name, length=length)
     except EncodingError as exc:
         raise ApiError(400, "invalid_body", str(exc)) from None
+
+
+def check_binding(
+    data: Mapping[str, Any], k: bytes, chain_id: int, reader: ChainReader, note: AuditNote
+) -> bytes:
+    """The handle, once ``K``, ``iv`` and the digest are its record's (checks 2)."""
+    try:
+        handle = parse_handle(data.get("handle"), chain_id=chain_id).to_bytes()
+    except HandleError as exc:
+        raise ApiError(400, "invalid_handle", str(exc)) from None
+    note.handle = to_hex(handle)
+    iv = _hex_field(data, "iv", IV_LENGTH)
+    digest = _hex_field(data, "ciphertextDigest", DIGEST_LENGTH)
+    try:
+        signature = parse_binding_signature(data.get("bindingSignature"))
+    except EncodingError as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from None
+    runner = None if reader.runner is None else reader.runner.runner
+    if not is_record_of(handle, k, iv, digest, signature, runner):
+        raise ApiError(403, "binding_mismatch", "K, iv and digest are not this handle's record")
+    return handle
 
 
 class UserChecks:
@@ -128,18 +169,24 @@ class UserChecks:
         purpose = data.get("purpose", "user")
         if purpose not in PURPOSES:
             raise ApiError(400, "invalid_purpose", f"purpose must be one of {', '.join(PURPOSES)}")
-        if purpose == "runner":
-            raise ApiError(400, "unsupported_purpose", "runner operands are not served yet")
-        try:
-            handle = parse_handle(data.get("handle"), chain_id=checked.chain_id).to_bytes()
-        except HandleError as exc:
-            raise ApiError(400, "invalid_handle", str(exc)) from None
-        note.handle = to_hex(handle)
-        iv = _hex_field(data, "iv", IV_LENGTH)
-        digest = _hex_field(data, "ciphertextDigest", DIGEST_LENGTH)
+        policy = reader.runner
+        if purpose == "runner" and policy is None:
+            raise ApiError(
+                400, "unsupported_purpose", "no runner is configured at this node (RUNNER_ADDRESS)"
+            )
         k = parse_hex(checked.body.ephemeral_pubkey, length=33)  # a point: checked already
-        if not is_bound(handle, k, iv, digest):
-            raise ApiError(403, "binding_mismatch", "K, iv and digest are not this handle's record")
+        handle = check_binding(data, k, checked.chain_id, reader, note)
+        if purpose == "runner" and policy is not None:
+            await check_runner_request(
+                data.get("authorization"),
+                chain_id=checked.chain_id,
+                target=checked.body.target_pubkey,
+                handles=[to_hex(handle)],
+                policy=policy,
+                head=reader.head,
+                note=note,
+            )
+            return
         if purpose == "public":
             if not await reader.is_publicly_decryptable(handle):
                 raise ApiError(403, "not_publicly_decryptable", "this handle is not public")
@@ -182,12 +229,14 @@ def build_user_checks(config: NodeConfig) -> UserChecks:
         contract = chain.contract()
         if not config.user_mode(chain_id) or chain.rpc_url is None or contract is None:
             continue
+        runner = config.runner(chain_id)
         readers[chain_id] = ChainReader(
             chain_id,
             chain.rpc_url,
             contract,
             timeout=chain.call_timeout,
             connect=chain.connect_timeout,
+            runner=None if runner is None else RunnerPolicy(runner, config.runner_max_block_age),
         )
     return UserChecks(readers)
 

@@ -11,13 +11,13 @@ the request's salt). Each ``encryptedPartial`` is exactly protocol.md §3.2's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.crypto.wallet import SignatureError, Wallet
+from tkms.crypto.wallet import SignatureError, Wallet, keccak256
 from tkms.protocol.delegation import DelegationAnswerError, SealedPartial
 
 BATCH_PATH = "/v1/delegate/batch"
@@ -29,10 +29,13 @@ class BatchRequest:
     ephemeral_pubkeys: tuple[str, ...]
     target_pubkey: str
     signature: str  # the gateway's BatchDelegateAuthorization, 0x-hex
+    # What a user-mode node checks besides the signature (runner_fields); not signed.
+    context: Mapping[str, Any] | None = None
 
     @property
     def body(self) -> dict[str, Any]:
         return {
+            **(self.context or {}),
             "ephemeralPubKeys": list(self.ephemeral_pubkeys),
             "targetPubKey": self.target_pubkey,
         }
@@ -50,7 +53,11 @@ def batch_message(ephemeral_pubkeys: Sequence[str], target_pubkey: str) -> dict[
 
 
 def batch_request(
-    gateway: Wallet, chain_id: int, ephemeral_pubkeys: Sequence[str], target_pubkey: str
+    gateway: Wallet,
+    chain_id: int,
+    ephemeral_pubkeys: Sequence[str],
+    target_pubkey: str,
+    context: Mapping[str, Any] | None = None,
 ) -> BatchRequest:
     signature = eip712.sign(
         gateway,
@@ -58,7 +65,36 @@ def batch_request(
         eip712.BATCH_DELEGATE_AUTHORIZATION,
         batch_message(ephemeral_pubkeys, target_pubkey),
     )
-    return BatchRequest(chain_id, tuple(ephemeral_pubkeys), target_pubkey, to_hex(signature))
+    return BatchRequest(
+        chain_id, tuple(ephemeral_pubkeys), target_pubkey, to_hex(signature), context
+    )
+
+
+@dataclass(frozen=True)
+class OperandRecord:
+    """What a user-mode node needs of one operand's record: its binding inputs."""
+
+    handle: bytes
+    iv: bytes
+    ciphertext: bytes
+    binding_signature: bytes | None = None  # a runner result's ResultBinding
+
+
+def runner_fields(authorization: str, records: Sequence[OperandRecord]) -> dict[str, Any]:
+    """The user-mode fields of a batch (docs/batch-delegation.md "User mode"): the runner's
+    statement as it sent it, and per key the binding inputs (never a ciphertext: its digest).
+    A node in gateway mode ignores them."""
+    operands = []
+    for r in records:
+        item = {
+            "handle": to_hex(r.handle),
+            "iv": to_hex(r.iv),
+            "ciphertextDigest": to_hex(keccak256(r.ciphertext)),
+        }
+        if r.binding_signature is not None:
+            item["bindingSignature"] = to_hex(r.binding_signature)
+        operands.append(item)
+    return {"purpose": "runner", "authorization": authorization, "operands": operands}
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,9 @@ def ciphertext_digest(ciphertext: bytes) -> bytes:
     return keccak256(ciphertext)
 
 
-def binding(prefix: bytes, ephemeral_pubkey: bytes, iv: bytes, digest: bytes) -> bytes:
-    """The 25 bytes that follow ``prefix`` (a handle's first 7 bytes) in a bound handle.
+def record_digest(prefix: bytes, ephemeral_pubkey: bytes, iv: bytes, digest: bytes) -> bytes:
+    """The whole 32-byte hash a binding is cut from: what a runner signs for a result
+    handle, whose 25 last bytes come from the chain (protocol/result_binding.py).
 
     ``ephemeral_pubkey`` is K compressed (33 bytes); ``digest`` is
     :func:`ciphertext_digest` of the ciphertext.
@@ -55,7 +56,12 @@ def binding(prefix: bytes, ephemeral_pubkey: bytes, iv: bytes, digest: bytes) ->
         raise BindingError(f"iv must be {IV_LENGTH} bytes")
     if len(digest) != DIGEST_LENGTH:
         raise BindingError(f"ciphertext digest must be {DIGEST_LENGTH} bytes")
-    return keccak256(DOMAIN + prefix + ephemeral_pubkey + iv + digest)[:RANDOM_LENGTH]
+    return keccak256(DOMAIN + prefix + ephemeral_pubkey + iv + digest)
+
+
+def binding(prefix: bytes, ephemeral_pubkey: bytes, iv: bytes, digest: bytes) -> bytes:
+    """The 25 bytes that follow ``prefix`` (a handle's first 7 bytes) in a bound handle."""
+    return record_digest(prefix, ephemeral_pubkey, iv, digest)[:RANDOM_LENGTH]
 
 
 def bound_handle(prefix: bytes, ephemeral_pubkey: bytes, iv: bytes, ciphertext: bytes) -> bytes:

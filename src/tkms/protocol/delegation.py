@@ -76,20 +76,29 @@ def delegate_request(
 
 
 def user_fields(
-    handle: bytes, iv: bytes, ciphertext: bytes, authorization: str, purpose: str = "user"
+    handle: bytes,
+    iv: bytes,
+    ciphertext: bytes,
+    authorization: str,
+    purpose: str = "user",
+    binding_signature: bytes | None = None,
 ) -> dict[str, str]:
     """What a ``user``-mode node checks besides the gateway's signature
     (docs/node-authorization.md): the handle, its record's binding inputs (never the
-    ciphertext: its digest) and the user's ``Authorization`` value as sent. A node in
-    ``gateway`` mode ignores them."""
+    ciphertext: its digest) and the user's ``Authorization`` value as sent (the runner's
+    for purpose ``runner``); ``binding_signature``: a runner result's ResultBinding
+    signature, what binds a handle from the chain to its record. A node in ``gateway``
+    mode ignores them."""
     fields = {
         "purpose": purpose,
         "handle": to_hex(handle),
         "iv": to_hex(iv),
         "ciphertextDigest": to_hex(keccak256(ciphertext)),
     }
-    if purpose == "user":
+    if purpose != "public":
         fields["authorization"] = authorization
+    if binding_signature is not None:
+        fields["bindingSignature"] = to_hex(binding_signature)
     return fields
 
 

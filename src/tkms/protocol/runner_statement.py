@@ -1,5 +1,8 @@
 """The runner's signed statements: operand access and result publishing authorizations.
 
+Pure (no I/O): the gateway checks them (gateway/compute.py), and so does every node in
+``user`` mode for the runner's operands (node/runner_checks.py).
+
 ``OperandAccessAuthorization`` and ``ResultPublishingAuthorization`` both
 travel as ``Authorization: EIP712 <base64(JSON {payload, signature})>`` in
 the domain ``Handle Gateway``/``1``/chainId with no salt and no
@@ -16,14 +19,16 @@ what it fetches only its runner can open.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tkms.crypto import eip712
-from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_address, parse_hex
-from tkms.crypto.wallet import SignatureError
-from tkms.gateway.authz import read_token
+from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_address, parse_hex, to_hex
+from tkms.crypto.wallet import SignatureError, Wallet
+from tkms.protocol.access import token as read_token
 from tkms.web.errors import ApiError
 
 # 64 operands in hex and an RSA-4096 key stay well below this (the server's
@@ -122,3 +127,24 @@ def check_fresh(statement: RunnerStatement, head: int, max_age: int) -> None:
             f"blockNumber {statement.block_number} is more than {max_age} blocks"
             f" from the chain head {head}",
         )
+
+
+def operand_access_header(
+    runner: Wallet, chain_id: int, block_number: int, operands: list[str], rsa_public_key: str
+) -> str:
+    """An ``OperandAccessAuthorization`` header value, as a runner sends it (no caller, no
+    transaction: what a tool that is not serving a chain event names; ``tkms delegate``)."""
+    message: dict[str, Any] = {
+        "chainId": chain_id,
+        "blockNumber": block_number,
+        "caller": bytes(20),
+        "transactionHash": "0x" + "00" * 32,
+        "operands": operands,
+        "rsaPublicKey": rsa_public_key,
+    }
+    signature = eip712.sign(
+        runner, eip712.gateway_domain(chain_id), eip712.OPERAND_ACCESS_AUTHORIZATION, message
+    )
+    wire = {**message, "caller": "0x" + "00" * 20}
+    token = json.dumps({"payload": wire, "signature": to_hex(signature)})
+    return "EIP712 " + base64.b64encode(token.encode()).decode()
