@@ -53,11 +53,12 @@ from bench.common import (
 from bench.delegate import MULT_CONST, PARSE_K, floor_cases
 from bench.delegate_fixture import CHAIN_ID, Fixture
 from bench.http_load import WRK_LUA, run_wrk
+from bench.targets import SERVER_CPU, print_targets, server_cpu_row
 from tkms.crypto import curve
 from tkms.crypto.encoding import to_hex
 from tkms.devnet.processes import free_port
 
-TARGET = 1.6  # issue 13: one node's server CPU per request ≤ 1.6 × its primitive floor
+TARGET = SERVER_CPU
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = (
     ("uvicorn", "fastapi"),
@@ -206,7 +207,7 @@ def main() -> None:
     for s in servers:
         for route in ROUTES:
             cpu = sorted(http[(s.name, route)])
-            med = cpu[len(cpu) // 2]
+            med = median(cpu)
             r = med / floors[route].median_us
             rows.append([s.name, route, fmt_us(med), ", ".join(fmt_us(c) for c in cpu),
                          fmt_us(floors[route].median_us), f"{r:.2f}×",
@@ -218,6 +219,12 @@ def main() -> None:
         rows,
         markdown=args.markdown,
         caption=f"load during the HTTP runs: {loaded}; floors measured after them, in process",
+    )  # fmt: skip
+    chosen = next(s for s in servers if s.name == "uvicorn + fastpath")
+    print_targets(
+        [server_cpu_row(f"{route} ({chosen.name})", median(http[(chosen.name, route)]),
+                        floors[route].median_us) for route in ROUTES],
+        markdown=args.markdown,
     )  # fmt: skip
     json_rows = [[n, fmt_us(timings[n].median_us), fmt_us(timings[n].min_us)] for n in cases
                  if n in json_cases(fx)]  # fmt: skip
@@ -254,6 +261,10 @@ def measure_http(
                     cpu_us = (after - before) / fields["requests"] * 1e6
                     results.setdefault((s.name, route), []).append(cpu_us)
     return results
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def _has_granian() -> bool:
