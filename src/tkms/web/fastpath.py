@@ -27,7 +27,9 @@ same answers:
   as Metrics does).
 
 Only the method a route names is taken (a HEAD, or any other method, falls
-through to FastAPI and gets its 405). A middleware placed outside the fast
+through to FastAPI and gets its 405). A fast route must be the router's first
+match for its paths (no earlier route of the same method matching them), as
+every one of ours is. A middleware placed outside the fast
 path still applies (the gateway's CORS); one placed inside it does not, so a
 service places it inside only what does not concern its routes (the
 gateway's write rate limit is for POSTs, its fast routes are GETs).
