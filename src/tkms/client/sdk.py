@@ -350,7 +350,7 @@ class AsyncClient(_Base):
 
     def __init__(self, gateway_url: str, wallet: Wallet, *, timeout: float = 10.0, **kw: Any):
         super().__init__(gateway_url, wallet, **kw)
-        # h11, not httpx: a tenth of the CPU per request (client/http11.py).
+        # h11, not httpx: a fifth to an eighth of its CPU per request (client/http11.py).
         self._http = Http11(self.url, timeout=timeout)
 
     async def _run(self, flow: Flow[T]) -> T:
