@@ -46,7 +46,7 @@ MAX_LIFETIME = 24 * 3600
 """How far ahead a start may expire: it bounds how long a node remembers a session."""
 
 
-def _admin_check(admin: bytes | None, digest: bytes, signature_hex: object) -> None:
+def admin_check(admin: bytes | None, digest: bytes, signature_hex: object) -> None:
     if admin is None:
         raise ApiError(403, "dkg_disabled", "this node has no DKG admin address configured")
     try:
@@ -111,7 +111,7 @@ class DkgService:
         digest = eip712.digest(
             eip712.dkg_domain(config.chain_id), eip712.DKG_START, config.start_statement()
         )
-        _admin_check(self.admin, digest, body.get("authorization"))
+        admin_check(self.admin, digest, body.get("authorization"))
         with self._lock:
             now = self.clock()
             if config.expires_at <= now:
@@ -175,7 +175,7 @@ class DkgService:
                 eip712.DKG_STEP,
                 {"sessionId": session, "round": round_},
             )
-            _admin_check(self.admin, digest, body.get("authorization"))
+            admin_check(self.admin, digest, body.get("authorization"))
             if participant.config.expires_at <= self.clock():
                 self.participant = None
                 log.warning("ceremony %s expired at round %d", session.hex()[:16], self.round)
