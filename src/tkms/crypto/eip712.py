@@ -195,6 +195,28 @@ DKG_START = _statement(
     ("DkgMember", (("index", "uint256"), ("signer", "address"), ("encryptionKey", "bytes"))),
 )
 DKG_STEP = _statement("DkgStep", ("DkgStep", (("sessionId", "bytes32"), ("round", "uint256"))))
+# ReshareStart names the old keyset (its Keyset digest, epoch, key and threshold), the
+# dealers and the whole new committee; its rounds reuse DkgStep with the reshare's session id.
+RESHARE_START = _statement(
+    "ReshareStart",
+    (
+        "ReshareStart",
+        (
+            ("sessionId", "bytes32"),
+            ("publicKey", "bytes"),
+            ("oldKeysetDigest", "bytes32"),
+            ("oldEpoch", "uint256"),
+            ("oldThreshold", "uint256"),
+            ("dealers", "uint256[]"),
+            ("newEpoch", "uint256"),
+            ("newThreshold", "uint256"),
+            ("newMembers", "DkgMember[]"),
+            ("nonce", "bytes32"),
+            ("expiresAt", "uint256"),
+        ),
+    ),
+    ("DkgMember", (("index", "uint256"), ("signer", "address"), ("encryptionKey", "bytes"))),
+)
 
 # --- gateway ACL (tkms extensions of the Handle Gateway; nox keeps its ACL on-chain) ---
 
@@ -347,6 +369,7 @@ STATEMENTS: Mapping[str, Statement] = {
         HANDLE_PROOF,
         DKG_START,
         DKG_STEP,
+        RESHARE_START,
         ACL_GRANT,
         HANDLE_ACL,
         ACL_READ,

@@ -3,6 +3,7 @@
 Public packages (:mod:`.messages`) and secret state (:mod:`.secrets`) never
 share an object; :class:`DkgParticipant` is the state machine a node runs;
 :func:`run_in_process` drives a whole committee in memory.
+:class:`ReshareParticipant` moves the same key to a new committee and epoch.
 """
 
 from tkms.dkg.ceremony import DkgParticipant, Phase
@@ -29,6 +30,8 @@ from tkms.dkg.messages import (
     KeysetSignature,
     parse_message,
 )
+from tkms.dkg.reshare import ReshareParticipant
+from tkms.dkg.reshare_config import ReshareConfig, single_keyset
 from tkms.dkg.secrets import NodeIdentity
 from tkms.dkg.simulation import Simulation, make_committee, run_in_process
 
@@ -50,6 +53,8 @@ __all__ = [
     "KeysetSignature",
     "NodeIdentity",
     "Phase",
+    "ReshareConfig",
+    "ReshareParticipant",
     "SignedKeyset",
     "Simulation",
     "check_keyset_signatures",
@@ -57,4 +62,5 @@ __all__ = [
     "parse_keyset",
     "parse_message",
     "run_in_process",
+    "single_keyset",
 ]

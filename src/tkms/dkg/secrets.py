@@ -6,10 +6,10 @@ packages in :mod:`tkms.dkg.messages` are built from it by the ceremony.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tkms.crypto import curve, ecies
-from tkms.crypto.shamir import Polynomial, Share
+from tkms.crypto.shamir import Polynomial, Share, lagrange_coefficients
 from tkms.crypto.wallet import Wallet
 from tkms.dkg.committee import CommitteeMember
 
@@ -88,3 +88,49 @@ class SecretState:
 
     def __repr__(self) -> str:
         return f"SecretState(index={self.index}, dealers={sorted(self._received)}, values=<hidden>)"
+
+
+class ReshareSecrets:
+    """A reshare's secret side: the dealer's old share and polynomial, the sub-shares got.
+
+    Sub-shares are keyed by the old index of their dealer; the new share is
+    their Lagrange combination over the canonical subset.
+    """
+
+    __slots__ = ("_old_share", "_received", "polynomial")
+
+    def __init__(self, old_share: int | None) -> None:
+        self._old_share = old_share
+        self.polynomial: Polynomial | None = None
+        self._received: dict[int, int] = {}
+
+    def deal(self, threshold: int) -> Polynomial:
+        """``g(0) = x_j``; afterwards the share lives only as the polynomial's constant."""
+        assert self._old_share is not None  # only a dealer deals
+        self.polynomial = Polynomial.random(threshold, self._old_share)
+        self._old_share = None
+        return self.polynomial
+
+    def share_for(self, recipient: int) -> int:
+        assert self.polynomial is not None
+        return self.polynomial.evaluate(recipient)
+
+    def accept(self, dealer: int, value: int) -> None:
+        self._received[dealer] = value
+
+    def forget(self, dealer: int) -> None:
+        self._received.pop(dealer, None)
+
+    def received_from(self, dealer: int) -> int | None:
+        return self._received.get(dealer)
+
+    def sum_from(self, dealers: Iterable[int]) -> int:
+        return sum(self._received[d] for d in dealers) % curve.ORDER
+
+    def combine(self, subset: Sequence[int]) -> int:
+        """``x'_i = Σ_{j∈S} λ_j(0)·s_ji`` (λ over the old indexes of ``S``)."""
+        lam = lagrange_coefficients(subset)
+        return sum(lam[j] * self._received[j] for j in subset) % curve.ORDER
+
+    def __repr__(self) -> str:
+        return f"ReshareSecrets(dealers={sorted(self._received)}, values=<hidden>)"
