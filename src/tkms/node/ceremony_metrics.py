@@ -52,7 +52,9 @@ class LifecycleCollector(Collector):
         yield epoch
         yield status
         seconds = GaugeMetricFamily(
-            "tkms_node_ceremony_seconds", "Duration of the last ceremony", labels=["chain_id", "kind"]
+            "tkms_node_ceremony_seconds",
+            "Duration of the last ceremony",
+            labels=["chain_id", "kind"],
         )
         outcome = GaugeMetricFamily(
             "tkms_node_ceremony_succeeded",

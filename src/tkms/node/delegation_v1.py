@@ -28,7 +28,6 @@ from tkms.node.request_checks import (
 from tkms.web.errors import ApiError
 from tkms.web.params import parse_salt
 
-
 REQUESTED_EPOCH: ContextVar[int | None] = ContextVar("tkms_requested_epoch", default=None)
 """The epoch a delegation names (``?epoch=``, set by the route): None for the current one."""
 

@@ -220,10 +220,12 @@ class DkgService:
         body = keyset.to_json(chain_id=chain_id, signatures=participant.keyset_signatures)
         held = ChainShare(participant.index, keyset.epoch, keyset.threshold, share.value, body)
         self.secrets.chains[chain_id] = held
+        self.secrets.lifecycle[chain_id] = {"status": "serving", "epoch": keyset.epoch}
         try:
             self.keystore.save(self.secrets)  # durable before anyone is told "done"
         except OSError:
             del self.secrets.chains[chain_id]
+            self.secrets.lifecycle.pop(chain_id, None)
             raise ApiError(503, "state_unavailable", "cannot seal the new share") from None
         self.partials.holdings[chain_id] = holding_from(held)
         log.info(

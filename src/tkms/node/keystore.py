@@ -58,8 +58,6 @@ class ChainShare:
     def __repr__(self) -> str:
         return f"ChainShare(index={self.index}, epoch={self.epoch}, share=<hidden>)"
 
-
-
     def to_json(self) -> dict[str, Any]:
         return {
             "index": self.index,

@@ -277,9 +277,7 @@ class ReshareService:
         now = self.dkg.clock()
         if self.secrets.due_for_destruction(now):
             self.destroy_due()
-        times = [
-            r.destroy_at for held in self.secrets.retired.values() for r in held.values()
-        ]
+        times = [r.destroy_at for held in self.secrets.retired.values() for r in held.values()]
         if times:
             timer = threading.Timer(max(0.0, min(times) - now) + 0.05, self.destroy_due)
             timer.daemon = True
