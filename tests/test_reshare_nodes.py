@@ -117,7 +117,7 @@ def test_reshare_keeps_y_and_old_records(
     assert f'tkms_node_ceremony_succeeded{{chain_id="{chain_id}",kind="reshare"}} 1.0' in text
     left = sorted(set(OLD) - set(new_nodes))
     for node in left:
-        assert f'status="left"}} 1.0' in _metrics(cluster, node)
+        assert f'{{chain_id="{chain_id}",status="left"}} 1.0' in _metrics(cluster, node)
         gone = httpx.get(cluster.nodes[node].url + "/v1/keyset", params={"chain_id": chain_id})
         assert gone.status_code == 410 and gone.json()["error"] == "left_committee"
 
