@@ -17,6 +17,7 @@ from tkms.crypto.encoding import ascii_decimal, to_hex
 from tkms.crypto.shamir import (
     aggregate_commitments,
     evaluate_commitments_many,
+    lagrange_coefficients,
     verify_verification_keys,
 )
 from tkms.crypto.wallet import SignatureError, Wallet, recover_address
@@ -126,6 +127,40 @@ def derive_keyset(
             raise DkgAbort("the qualified commitments evaluate to the point at infinity")
         out.append(KeysetNode(index, signer, vk))
     assert public_key is not None  # nodes is never empty
+    return KeysetResult(epoch, threshold, public_key, tuple(out))
+
+
+def derive_reshared_keyset(
+    epoch: int,
+    threshold: int,
+    public_key: curve.Point,
+    commitments: Mapping[int, Sequence[curve.Point]],
+    nodes: Sequence[tuple[int, bytes]],
+) -> KeysetResult:
+    """The keyset of a reshare from the canonical subset ``S`` (the keys of ``commitments``).
+
+    ``A_k = Σ_{j∈S} λ_j·C_jk`` (λ at 0 over the old indexes of ``S``; public
+    scalars and points), ``Y'_i = A(i)``; ``A_0`` must be ``Y``.
+    """
+    subset = sorted(commitments)
+    lam = lagrange_coefficients(subset)
+    scalars = [lam[j] for j in subset]
+    agg: list[curve.Point | None] = []
+    for k in range(threshold):
+        try:
+            agg.append(curve.linear_combination([commitments[j][k] for j in subset], scalars))
+        except curve.CurveError:
+            agg.append(None)
+    if agg[0] is None or not curve.points_equal(agg[0], public_key):
+        # Each C_j0 = Y_j is checked on arrival: only an inconsistent old keyset gets here.
+        raise DkgAbort("the dealers' constant terms do not interpolate to Y")
+    vks = evaluate_commitments_many(agg, [index for index, _ in nodes])
+    out = []
+    for index, signer in nodes:
+        vk = vks[index]
+        if vk is None:
+            raise DkgAbort("the new commitments evaluate to the point at infinity")
+        out.append(KeysetNode(index, signer, vk))
     return KeysetResult(epoch, threshold, public_key, tuple(out))
 
 

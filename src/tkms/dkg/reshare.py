@@ -22,13 +22,11 @@ which committee a sender index belongs to, and which signer it must carry.
 
 from __future__ import annotations
 
-import hashlib
-
 from tkms.crypto import curve, ecies, shamir
 from tkms.crypto.shamir import Share
 from tkms.dkg.ceremony import Phase
 from tkms.dkg.errors import DkgAbort, DkgEquivocationError, DkgError, DkgProtocolError
-from tkms.dkg.keyset import KeysetNode, KeysetResult, check_keyset_signatures
+from tkms.dkg.keyset import KeysetResult, check_keyset_signatures, derive_reshared_keyset
 from tkms.dkg.messages import (
     Complaint,
     Deal,
@@ -38,21 +36,10 @@ from tkms.dkg.messages import (
     KeysetSignature,
     RevealedShare,
     sign,
-    signer_of,
-    signing_digest,
 )
 from tkms.dkg.reshare_config import ReshareConfig
+from tkms.dkg.reshare_inbox import ReshareInbox
 from tkms.dkg.secrets import NodeIdentity, ReshareSecrets
-
-DEALS_DOMAIN = b"tkms-reshare-deals:v1"
-_ORDER = {p: n for n, p in enumerate(Phase)}
-_CLOSES = {
-    Deal.KIND: Phase.DEALING,
-    Complaint.KIND: Phase.COMPLAINING,
-    Justification.KIND: Phase.JUSTIFYING,
-    KeysetSignature.KIND: Phase.SIGNING,
-}
-_FROM_DEALER = (Deal.KIND, Justification.KIND)
 
 
 class ReshareParticipant:
@@ -98,13 +85,7 @@ class ReshareParticipant:
         self._identity = identity
         self._secret = ReshareSecrets(old_share)
         self._phase = Phase.CREATED
-        self._deals: dict[int, Deal] = {}
-        self._complaints: dict[int, Complaint] = {}
-        self._justifications: dict[int, Justification] = {}
-        self._keyset_sigs: dict[int, KeysetSignature] = {}
-        self._digests: dict[tuple[str, int], bytes] = {}
-        self._malformed_deals: set[int] = set()
-        self._equivocators: set[int] = set()
+        self._inbox = ReshareInbox(config, old_index, new_index)
         self._accused_by_me: tuple[int, ...] = ()
         self._deals_digest_seen: bytes | None = None
         self._qualified: frozenset[int] | None = None
@@ -169,24 +150,23 @@ class ReshareParticipant:
         return self._accused_by_me
 
     def deal_of(self, dealer: int) -> Deal | None:
-        return self._deals.get(dealer)
+        return self._inbox.deals.get(dealer)
 
     def is_own(self, message: DkgMessage) -> bool:
         """Whether ``message`` names this node as its sender (in the committee its kind implies)."""
-        mine = self.old_index if message.KIND in _FROM_DEALER else self.new_index
-        return mine is not None and message.sender == mine
+        return self._inbox.is_own(message)
 
     def ready(self) -> bool:
         """All messages the current phase waits for are in: the driver may advance early."""
-        receivers = set(self.config.new_indices)
+        receivers, inbox = set(self.config.new_indices), self._inbox
         if self._phase is Phase.DEALING:
-            return set(self._deals) >= set(self.config.dealers)
+            return set(inbox.deals) >= set(self.config.dealers)
         if self._phase is Phase.COMPLAINING:
-            return set(self._complaints) == receivers
+            return set(inbox.complaints) == receivers
         if self._phase is Phase.JUSTIFYING:
-            return self._accused() <= set(self._justifications)
+            return inbox.accused() <= set(inbox.justifications)
         if self._phase is Phase.SIGNING:
-            return set(self._keyset_sigs) == receivers
+            return set(inbox.keyset_sigs) == receivers
         return False
 
     def __repr__(self) -> str:
@@ -200,65 +180,12 @@ class ReshareParticipant:
     def receive(self, message: DkgMessage) -> None:
         """Take one message from a peer; refuse it with :class:`DkgProtocolError`.
 
-        A node's own message coming back through the relay is ignored when it
-        is the very one it sent; a second, different message of the same kind
-        from one sender is equivocation, recorded and raised.
+        The node's own message echoed by the relay is ignored; a second,
+        different message of one kind from one sender is equivocation, raised.
         """
         if self._phase in (Phase.DONE, Phase.FAILED):
             raise DkgProtocolError("the ceremony is over")
-        if message.session_id != self.config.session_id:
-            raise DkgProtocolError("message belongs to another session")
-        sender = message.sender
-        if message.KIND in _FROM_DEALER:
-            if not self.config.is_dealer(sender):
-                raise DkgProtocolError("sender is not a dealer of this reshare")
-            expected = self.config.old_node(sender).signer
-        else:
-            if not self.config.is_member(sender):
-                raise DkgProtocolError("sender is not in the new committee")
-            expected = self.config.member(sender).signer
-        digest = signing_digest(message)
-        known = self._digests.get((message.KIND, sender))
-        if self.is_own(message):
-            if known == digest:
-                return
-            raise DkgProtocolError("message claims to come from this node")
-        if signer_of(message, digest) != expected:
-            raise DkgProtocolError(f"bad signature on a {message.KIND} from node {sender}")
-        if known == digest:
-            return  # a relay's retransmission
-        if _ORDER[self._phase] > _ORDER[_CLOSES[message.KIND]]:
-            raise DkgProtocolError(f"late {message.KIND} from node {sender}")
-        if known is not None:
-            if message.KIND in _FROM_DEALER:
-                self._equivocators.add(sender)
-            raise DkgEquivocationError(f"node {sender} sent two different {message.KIND}s")
-        self._store(message, digest)
-
-    def _store(self, message: DkgMessage, digest: bytes) -> None:
-        sender = message.sender
-        self._digests[(message.KIND, sender)] = digest
-        if isinstance(message, Deal):
-            self._deals[sender] = message
-            if not self._well_formed(message):
-                # Public and signed, C_j0 included: every node drops this dealer alike.
-                self._malformed_deals.add(sender)
-        elif isinstance(message, Complaint):
-            self._complaints[sender] = message
-        elif isinstance(message, Justification):
-            self._justifications[sender] = message
-        else:
-            self._keyset_sigs[sender] = message
-
-    def _well_formed(self, deal: Deal) -> bool:
-        recipients = [s.recipient for s in deal.shares]
-        return (
-            len(deal.commitments) == self.config.new_threshold
-            and recipients == list(self.config.new_indices)
-            and curve.points_equal(
-                deal.commitments[0], self.config.old_node(deal.sender).verification_key
-            )
-        )
+        self._inbox.receive(message, self._phase)
 
     # --- phases ------------------------------------------------------------
 
@@ -301,31 +228,23 @@ class ReshareParticipant:
             raise
 
     def _emit(self, message: DkgMessage) -> list[DkgMessage]:
-        self._store(message, signing_digest(message))
+        self._inbox.store(message)
         return [message]
 
-    def _commitments(self, dealer: int) -> tuple[curve.Point, ...]:
-        return self._deals[dealer].commitments
-
-    def _dealers(self) -> list[int]:
-        """Dealers with one well-formed deal in hand (this node included)."""
-        bad = self._malformed_deals | self._equivocators
-        return [j for j in self.config.dealers if j in self._deals and j not in bad]
-
     def _close_dealing(self) -> list[DkgMessage]:
-        self._deals_digest_seen = self._deals_digest()
+        self._deals_digest_seen = self._inbox.deals_digest()
         self._phase = Phase.COMPLAINING
         if self.new_index is None:
             return []
-        bad = [j for j in self._dealers() if not self._accept(j)]
-        good = [j for j in self._dealers() if j not in bad]
+        bad = [j for j in self._inbox.dealers() if not self._accept(j)]
+        good = [j for j in self._inbox.dealers() if j not in bad]
         # One aggregate check for all dealers; per-dealer checks only to find a cheat.
         if good and not self._sum_matches(good):
             bad.extend(j for j in good if not self._share_matches(j))
         for j in bad:
             self._secret.forget(j)
         # A public fault (wrong C_j0, bad shape) is named too: the complaint shows it.
-        named = set(bad) | {j for j in self._malformed_deals if j in self._deals}
+        named = set(bad) | {j for j in self._inbox.malformed_deals if j in self._inbox.deals}
         self._accused_by_me = tuple(sorted(named))
         complaint = Complaint(
             self.config.session_id, self.new_index, self._deals_digest_seen, self._accused_by_me
@@ -334,7 +253,7 @@ class ReshareParticipant:
 
     def _accept(self, dealer: int) -> bool:
         assert self.new_index is not None
-        sealed = self._deals[dealer].share_for(self.new_index)
+        sealed = self._inbox.deals[dealer].share_for(self.new_index)
         assert sealed is not None  # _well_formed: a sub-share for every new member
         info = self.config.share_info(dealer, self.new_index)
         try:
@@ -346,7 +265,7 @@ class ReshareParticipant:
 
     def _sum_matches(self, dealers: list[int]) -> bool:
         assert self.new_index is not None
-        agg = shamir.aggregate_commitments([self._commitments(j) for j in dealers])
+        agg = shamir.aggregate_commitments([self._inbox.commitments(j) for j in dealers])
         expected = shamir.evaluate_commitments(agg, self.new_index)
         total = self._secret.sum_from(dealers)
         return (
@@ -359,61 +278,33 @@ class ReshareParticipant:
         value = self._secret.received_from(dealer)
         if value is None or self.new_index is None:
             return False
-        return shamir.verify_share(self._commitments(dealer), Share(self.new_index, value))
-
-    def _deals_digest(self) -> bytes:
-        """What this node saw in round 1: every deal's transcript digest, by dealer."""
-        h = hashlib.sha256(DEALS_DOMAIN)
-        for j in sorted(self._deals):
-            h.update(j.to_bytes(2, "big") + self._digests[(Deal.KIND, j)])
-        for j in sorted(self._equivocators):
-            h.update(b"equivocation" + j.to_bytes(2, "big"))
-        return h.digest()
-
-    def _accused(self) -> set[int]:
-        dealers = set(self._dealers())
-        return {j for c in self._complaints.values() for j in c.accused if j in dealers}
-
-    def _complainers(self, dealer: int) -> list[int]:
-        return sorted(m for m, c in self._complaints.items() if dealer in c.accused)
+        return shamir.verify_share(self._inbox.commitments(dealer), Share(self.new_index, value))
 
     def _close_complaining(self) -> list[DkgMessage]:
         self._phase = Phase.JUSTIFYING
-        if self.old_index is None or self.old_index not in self._dealers():
+        if self.old_index is None or self.old_index not in self._inbox.dealers():
             return []
-        accusers = self._complainers(self.old_index)
+        accusers = self._inbox.complainers(self.old_index)
         if not accusers:
             return []
         revealed = tuple(RevealedShare(m, self._secret.share_for(m)) for m in accusers)
         justification = Justification(self.config.session_id, self.old_index, revealed)
         return self._emit(sign(justification, self._identity.wallet))
 
-    def _justified(self, dealer: int) -> bool:
-        """Every complaint against ``dealer`` answered with a sub-share matching its commitments."""
-        complainers = self._complainers(dealer)
-        if not complainers:
-            return True
-        answer = self._justifications.get(dealer)
-        if answer is None:
-            return False
-        for m in complainers:
-            value = answer.share_for(m)
-            if value is None or not shamir.verify_share(self._commitments(dealer), Share(m, value)):
-                return False
-        return True
-
     def _close_justifying(self) -> list[DkgMessage]:
-        qual = frozenset(j for j in self._dealers() if self._justified(j))
+        qual = frozenset(j for j in self._inbox.dealers() if self._inbox.justified(j))
         need = self.config.old_threshold
         if len(qual) < need:
             raise DkgAbort(f"only {len(qual)} qualified dealers, need {need}: epoch stays")
         differing = sorted(
-            m for m, c in self._complaints.items() if c.deals_digest != self._deals_digest_seen
+            m
+            for m, c in self._inbox.complaints.items()
+            if c.deals_digest != self._deals_digest_seen
         )
         if differing:
             raise DkgEquivocationError(f"new members {differing} saw other deals than this node")
         for j in self._accused_by_me:
-            answer = self._justifications.get(j)
+            answer = self._inbox.justifications.get(j)
             if j in qual and answer is not None and self.new_index is not None:
                 value = answer.share_for(self.new_index)
                 assert value is not None  # _justified checked it
@@ -432,30 +323,12 @@ class ReshareParticipant:
         return self._emit(sign(message, self._identity.wallet))
 
     def _derive_keyset(self, subset: tuple[int, ...]) -> KeysetResult:
-        """``A_k = Σ_{j∈S} λ_j·C_jk`` (public scalars and points), then ``Y'_i = A(i)``."""
-        lam = shamir.lagrange_coefficients(subset)
-        scalars = [lam[j] for j in subset]
-        agg: list[curve.Point | None] = []
-        for k in range(self.config.new_threshold):
-            try:
-                agg.append(
-                    curve.linear_combination([self._commitments(j)[k] for j in subset], scalars)
-                )
-            except curve.CurveError:
-                agg.append(None)
-        public_key = self.config.old_keyset.public_key
-        if agg[0] is None or not curve.points_equal(agg[0], public_key):
-            # Every C_j0 = Y_j was checked: only an inconsistent old keyset gets here.
-            raise DkgAbort("the dealers' constant terms do not interpolate to Y")
-        vks = shamir.evaluate_commitments_many(agg, self.config.new_indices)
-        nodes = []
-        for m in self.config.new_members:
-            vk = vks[m.index]
-            if vk is None:
-                raise DkgAbort("the new commitments evaluate to the point at infinity")
-            nodes.append(KeysetNode(m.index, m.signer, vk))
-        return KeysetResult(
-            self.config.new_epoch, self.config.new_threshold, public_key, tuple(nodes)
+        return derive_reshared_keyset(
+            self.config.new_epoch,
+            self.config.new_threshold,
+            self.config.old_keyset.public_key,
+            {j: self._inbox.commitments(j) for j in subset},
+            [(m.index, m.signer) for m in self.config.new_members],
         )
 
     def _derive_share(self, subset: tuple[int, ...], keyset: KeysetResult) -> Share:
@@ -472,7 +345,7 @@ class ReshareParticipant:
         keyset = self._keyset
         assert keyset is not None
         mine = keyset.digest(self.config.chain_id)
-        received = self._keyset_sigs
+        received = self._inbox.keyset_sigs
         offered = {m: msg.keyset_signature for m, msg in received.items()}  # own one included
         # Every new member must hold its share and say so: a silent one would be a dead index.
         bad = check_keyset_signatures(
