@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.cluster import CHAIN_ID, Cluster
-from tests.reshare_net import committee_of, decrypts, directory_of, partials, verified
+from tests.reshare_net import committee_of, decrypts, directory_of, partials, start_slowly, verified
 from tkms.client.recombine import open_partial
 from tkms.client.relay import run_ceremony
 from tkms.client.reshare_relay import run_reshare
@@ -36,7 +36,7 @@ CHAINS = {name: CHAIN_ID + 100 + k for k, name in enumerate(SCENARIOS)}
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster.create(Path(tmp_path_factory.mktemp("reshare")), 9, tuple(CHAINS.values()))
     try:
-        c.start_all()
+        start_slowly(c)
         yield c
     finally:
         c.stop_all()

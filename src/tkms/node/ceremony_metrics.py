@@ -46,7 +46,7 @@ class LifecycleCollector(Collector):
             held = self.secrets.chains.get(chain_id)
             if held is not None:
                 epoch.add_metric([str(chain_id)], held.epoch)
-            now = states.status_of(self.secrets, chain_id).get("status")
+            now = states.status_of(self.secrets, chain_id)
             for name in states.STATUSES:
                 status.add_metric([str(chain_id), name], 1.0 if name == now else 0.0)
         yield epoch

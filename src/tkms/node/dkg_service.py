@@ -36,6 +36,8 @@ from tkms.dkg import (
     Phase,
     parse_message,
 )
+from tkms.dkg.lifecycle import Event
+from tkms.node import lifecycle_store
 from tkms.node.delegation_v1 import PartialDelegator, ShareHolding
 from tkms.node.keystore import ChainShare, NodeSecrets, SealedKeystore
 from tkms.web.errors import ApiError
@@ -219,8 +221,12 @@ class DkgService:
             raise ApiError(409, "key_exists", f"this node holds a key of chain {chain_id}")
         body = keyset.to_json(chain_id=chain_id, signatures=participant.keyset_signatures)
         held = ChainShare(participant.index, keyset.epoch, keyset.threshold, share.value, body)
+        # The lifecycle as the table says (tkms.dkg.lifecycle): generating, then serving.
+        lifecycle_store.apply(
+            self.secrets, chain_id, Event.DKG_STARTED, session_id=participant.config.session_id
+        )
+        lifecycle_store.apply(self.secrets, chain_id, Event.DKG_DONE, epoch=keyset.epoch)
         self.secrets.chains[chain_id] = held
-        self.secrets.lifecycle[chain_id] = {"status": "serving", "epoch": keyset.epoch}
         try:
             self.keystore.save(self.secrets)  # durable before anyone is told "done"
         except OSError:

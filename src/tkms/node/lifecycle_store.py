@@ -1,71 +1,68 @@
-"""The lifecycle status a node records per chain key, as the keystore keeps it.
+"""A node's lifecycle state per chain key (tkms.dkg.lifecycle), kept in its keystore.
 
-The statuses and their allowed transitions are those of docs/dkg.md
-("lifecycle"): fresh → generating → serving e → resharing e → serving e+1,
-left, or failed; epochs only go up. The node writes the JSON form
-``{"status", "epoch"}`` next to the shares, so that a restart knows where it
-stood; a reshare in progress at a restart is aborted (:func:`on_restart`).
+The keystore stores :meth:`KeyLifecycle.to_json` next to the chain's shares;
+a keystore written before lifecycles existed implies one (a share held:
+serving its epoch; none: fresh). Every change goes through the table of
+:mod:`tkms.dkg.lifecycle`: a transition it does not allow is refused
+(409 ``invalid_transition``) before anything is dealt.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from tkms.dkg.errors import DkgMessageError
+from tkms.dkg.lifecycle import Event, KeyLifecycle, LifecycleError, Status
+from tkms.node.keystore import NodeSecrets
+from tkms.web.errors import ApiError
 
-from tkms.node.keystore import ChainShare, NodeSecrets
-
-FRESH = "fresh"
-GENERATING = "generating"
-SERVING = "serving"
-RESHARING = "resharing"
-LEFT = "left"
-FAILED = "failed"
-STATUSES = (FRESH, GENERATING, SERVING, RESHARING, LEFT, FAILED)
+STATUSES = tuple(s.value for s in Status)
 
 
-def state(status: str, epoch: int | None) -> dict[str, Any]:
-    return {"status": status, "epoch": epoch}
-
-
-def serving(epoch: int) -> dict[str, Any]:
-    return state(SERVING, epoch)
-
-
-def resharing(epoch: int) -> dict[str, Any]:
-    return state(RESHARING, epoch)
-
-
-def left(epoch: int) -> dict[str, Any]:
-    return state(LEFT, epoch)
-
-
-def after_abort(held: ChainShare | None) -> dict[str, Any]:
-    """An aborted reshare: the share held serves on; a joiner with none is fresh again."""
-    return serving(held.epoch) if held is not None else state(FRESH, None)
-
-
-def put(secrets: NodeSecrets, chain_id: int, value: dict[str, Any] | None) -> None:
-    if value is None:
-        secrets.lifecycle.pop(chain_id, None)
-    else:
-        secrets.lifecycle[chain_id] = value
-
-
-def status_of(secrets: NodeSecrets, chain_id: int) -> dict[str, Any]:
-    """The recorded state, or the one a v1 keystore implies (a share: serving its epoch)."""
+def load(secrets: NodeSecrets, chain_id: int) -> KeyLifecycle:
     recorded = secrets.lifecycle.get(chain_id)
     if recorded is not None:
-        return recorded
-    return after_abort(secrets.chains.get(chain_id))
+        try:
+            return KeyLifecycle.from_json(recorded)
+        except DkgMessageError:
+            pass  # sealed, so ours: an older layout; the shares held say where we stand
+    held = secrets.chains.get(chain_id)
+    if held is not None:
+        return KeyLifecycle(Status.SERVING, held.epoch, last_epoch=held.epoch)
+    return KeyLifecycle()
+
+
+def store(secrets: NodeSecrets, chain_id: int, state: KeyLifecycle) -> None:
+    secrets.lifecycle[chain_id] = state.to_json()
+
+
+def apply(
+    secrets: NodeSecrets,
+    chain_id: int,
+    event: Event,
+    *,
+    epoch: int | None = None,
+    session_id: bytes | None = None,
+) -> KeyLifecycle:
+    """The next state (in memory; the caller saves the keystore), or a 409."""
+    try:
+        state = load(secrets, chain_id).apply(event, epoch=epoch, session_id=session_id)
+    except LifecycleError as exc:
+        raise ApiError(409, "invalid_transition", str(exc)) from None
+    store(secrets, chain_id, state)
+    return state
+
+
+def status_of(secrets: NodeSecrets, chain_id: int) -> str:
+    return load(secrets, chain_id).status.value
 
 
 def on_restart(secrets: NodeSecrets, now: float) -> bool:
-    """Abort every reshare cut by the restart; destroy due shares. True if anything changed."""
+    """Abort every ceremony cut by the restart; destroy due shares. True if anything changed."""
     changed = bool(secrets.reshares)
-    for chain_id in list(secrets.reshares):
-        del secrets.reshares[chain_id]
-        put(secrets, chain_id, after_abort(secrets.chains.get(chain_id)))
-    for chain_id, value in list(secrets.lifecycle.items()):
-        if value.get("status") == GENERATING and chain_id not in secrets.chains:
-            put(secrets, chain_id, state(FRESH, None))  # a DKG cut by the restart
+    secrets.reshares.clear()
+    for chain_id in list(secrets.lifecycle):
+        state = load(secrets, chain_id)
+        after = state.on_restart()
+        if after != state:
+            store(secrets, chain_id, after)
             changed = True
     return bool(secrets.destroy_due(now)) or changed

@@ -25,6 +25,7 @@ from typing import Any
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.dkg import DkgError, DkgMessageError, Phase, parse_keyset, parse_message
+from tkms.dkg.lifecycle import Event, Status
 from tkms.dkg.reshare import ReshareParticipant
 from tkms.dkg.reshare_config import ReshareConfig
 from tkms.node import lifecycle_store as states
@@ -98,13 +99,22 @@ class ReshareService:
                 config.session_id, config.expires_at, config.old_epoch, config.new_epoch
             )
             before = self.secrets.lifecycle.get(chain_id)
-            self.secrets.lifecycle[chain_id] = states.resharing(config.old_epoch)
+            states.apply(
+                self.secrets,
+                chain_id,
+                Event.RESHARE_STARTED,
+                epoch=config.new_epoch,
+                session_id=config.session_id,
+            )
             try:  # durable before this node deals: a replay after a restart is refused
                 self.dkg.keystore.save(self.secrets)
             except OSError:
                 del self.secrets.sessions[config.session_id]
                 del self.secrets.reshares[chain_id]
-                states.put(self.secrets, chain_id, before)
+                if before is None:
+                    self.secrets.lifecycle.pop(chain_id, None)
+                else:
+                    self.secrets.lifecycle[chain_id] = before
                 raise ApiError(
                     503, "state_unavailable", "cannot record the session durably"
                 ) from None
@@ -222,8 +232,8 @@ class ReshareService:
         chain_id = participant.config.chain_id
         self._record(participant, "failed")
         self.secrets.reshares.pop(chain_id, None)
-        held = self.secrets.chains.get(chain_id)
-        states.put(self.secrets, chain_id, states.after_abort(held))
+        if states.load(self.secrets, chain_id).status is Status.RESHARING:
+            states.apply(self.secrets, chain_id, Event.RESHARE_FAILED)
         try:
             self.dkg.keystore.save(self.secrets)
         except OSError:
@@ -248,10 +258,10 @@ class ReshareService:
             secrets.retired.setdefault(chain_id, {})[old.epoch] = RetiredShare(old, destroy_at)
         if new is not None:
             secrets.chains[chain_id] = new
-            states.put(secrets, chain_id, states.serving(new.epoch))
+            states.apply(secrets, chain_id, Event.RESHARE_DONE, epoch=new.epoch)
         else:
             secrets.chains.pop(chain_id, None)
-            states.put(secrets, chain_id, states.left(config.old_epoch))
+            states.apply(secrets, chain_id, Event.LEFT)
         secrets.reshares.pop(chain_id, None)
         try:
             self.dkg.keystore.save(secrets)  # the switch: one atomic write
