@@ -34,8 +34,7 @@ from tkms.client.relay import (
 from tkms.crypto import eip712
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg import DkgMessageError, parse_keyset
-from tkms.dkg.keyset import KeysetResult
+from tkms.dkg.keyset import KeysetError, KeysetResult, verify_keyset
 from tkms.dkg.reshare_config import ReshareConfig
 
 
@@ -59,9 +58,15 @@ class ReshareOutcome:
 
 
 async def old_keyset(
-    http: httpx.AsyncClient, committee: Committee
+    http: httpx.AsyncClient, committee: Committee, trusted: bytes | None = None
 ) -> tuple[KeysetResult, list[int]]:
-    """The keyset the old committee serves, and the indexes of the nodes that serve it."""
+    """The newest keyset the old committee serves, and the indexes of the nodes serving it.
+
+    Each body is checked as a client checks one (:func:`verify_keyset`: every
+    member's signature, or consistency with ``trusted``): a node cannot make
+    the relay reshare a keyset the committee never signed. A node still on an
+    older epoch (it missed the last switch) is not a dealer; it may be a new member.
+    """
 
     async def one(url: str) -> KeysetResult | None:
         try:
@@ -70,28 +75,21 @@ async def old_keyset(
             )
             if response.status_code != 200:
                 return None
-            signed = parse_keyset(response.json())
-        except (httpx.HTTPError, ValueError, DkgMessageError):
+            return verify_keyset(response.json(), committee.chain_id, trusted).keyset
+        except (httpx.HTTPError, ValueError, KeysetError):
             return None
-        return signed.keyset if signed.chain_id == committee.chain_id else None
 
     found = await asyncio.gather(*(one(n.url) for n in committee.nodes))
-    by_digest: dict[bytes, list[int]] = {}
-    keysets: dict[bytes, KeysetResult] = {}
-    for node, keyset in zip(committee.nodes, found, strict=True):
-        if keyset is not None:
-            digest = keyset.digest(committee.chain_id)
-            keysets[digest] = keyset
-            by_digest.setdefault(digest, []).append(node.index)
-    if not by_digest:
-        raise CeremonyError("no node of the old committee serves a keyset")
-    if len(by_digest) > 1:
-        epochs = sorted(k.epoch for k in keysets.values())
-        raise CeremonyError(f"the old committee serves different keysets (epochs {epochs})")
-    digest, holders = next(iter(by_digest.items()))
-    keyset = keysets[digest]
+    served = [(n.index, k) for n, k in zip(committee.nodes, found, strict=True) if k is not None]
+    if not served:
+        raise CeremonyError("no node of the old committee serves a valid keyset")
+    newest = max(k.epoch for _, k in served)
+    digests = {k.digest(committee.chain_id) for _, k in served if k.epoch == newest}
+    if len(digests) > 1:
+        raise CeremonyError(f"the old committee serves different keysets of epoch {newest}")
+    keyset = next(k for _, k in served if k.epoch == newest)
     listed = {n.index for n in keyset.nodes}
-    return keyset, sorted(i for i in holders if i in listed)
+    return keyset, sorted(i for i, k in served if k.epoch == newest and i in listed)
 
 
 async def run_reshare_async(
@@ -101,6 +99,7 @@ async def run_reshare_async(
     threshold: int,
     *,
     dealers: Sequence[int] | None = None,
+    trusted: bytes | None = None,
     timeout: float = 60.0,
     lifetime: float = 600.0,
     interceptor: Interceptor | None = None,
@@ -109,7 +108,7 @@ async def run_reshare_async(
     if old.chain_id != new.chain_id:
         raise CeremonyError("the old and new committee files name different chains")
     async with httpx.AsyncClient(timeout=timeout) as http:
-        keyset, holders = await old_keyset(http, old)
+        keyset, holders = await old_keyset(http, old, trusted)
         chosen = sorted(dealers) if dealers is not None else holders
         members = await _identities(http, new)
         try:

@@ -51,6 +51,20 @@ def apply(
     return state
 
 
+def superseded(secrets: NodeSecrets, chain_id: int, epoch: int) -> None:
+    """A node whose epoch-``epoch`` share was superseded by a switch it missed: it has,
+    in effect, left that committee (the table then lets it rejoin by a reshare)."""
+    store(secrets, chain_id, KeyLifecycle(Status.LEFT, last_epoch=epoch))
+
+
+def reconcile(secrets: NodeSecrets, chain_id: int) -> None:
+    """After an abort: a node that still holds a share serves its epoch."""
+    held = secrets.chains.get(chain_id)
+    state = load(secrets, chain_id)
+    if held is not None and state.status is not Status.SERVING and not state.in_progress:
+        store(secrets, chain_id, KeyLifecycle(Status.SERVING, held.epoch, last_epoch=held.epoch))
+
+
 def status_of(secrets: NodeSecrets, chain_id: int) -> str:
     return load(secrets, chain_id).status.value
 
@@ -64,5 +78,6 @@ def on_restart(secrets: NodeSecrets, now: float) -> bool:
         after = state.on_restart()
         if after != state:
             store(secrets, chain_id, after)
+            reconcile(secrets, chain_id)
             changed = True
     return bool(secrets.destroy_due(now)) or changed

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tkms.crypto import eip712
-from tkms.crypto.encoding import EncodingError, parse_hex
+from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.dkg import DkgError, DkgMessageError, Phase, parse_keyset, parse_message
 from tkms.dkg.lifecycle import Event, Status
 from tkms.dkg.reshare import ReshareParticipant
@@ -40,6 +40,16 @@ DEFAULT_GRACE = 60
 """Seconds an old epoch's share keeps answering after the switch (the gateway's switch time)."""
 
 ParticipantFactory = Callable[..., ReshareParticipant]
+
+
+def _behind(held: ChainShare, config: ReshareConfig, new_index: int | None) -> bool:
+    """A node that missed a switch (killed at the wrong instant): same Y, older epoch.
+
+    It cannot deal (its share is of an older polynomial) but may join as a new
+    member; its stale share is retired at the switch like any old one.
+    """
+    same_key = held.keyset.get("publicKey") == to_hex(config.old_keyset.public_key_bytes)
+    return same_key and held.epoch < config.old_epoch and new_index is not None
 
 
 class ReshareService:
@@ -99,6 +109,8 @@ class ReshareService:
                 config.session_id, config.expires_at, config.old_epoch, config.new_epoch
             )
             before = self.secrets.lifecycle.get(chain_id)
+            if held is not None and held.epoch < config.old_epoch:
+                states.superseded(self.secrets, chain_id, held.epoch)
             states.apply(
                 self.secrets,
                 chain_id,
@@ -138,13 +150,15 @@ class ReshareService:
                 ours = parse_keyset(held.keyset).keyset.digest(config.chain_id)
             except DkgMessageError:
                 ours = b""
-            if ours != config.old_keyset_digest:
+            if ours != config.old_keyset_digest and not _behind(held, config, new_index):
                 raise ApiError(
                     409,
                     "keyset_mismatch",
                     f"this node holds keyset epoch {held.epoch} of chain {config.chain_id},"
                     " not the one this reshare continues",
                 )
+            if ours != config.old_keyset_digest:
+                old_index = None  # behind: its share is of an older epoch; it only receives
         elif old_index is not None and config.is_dealer(old_index):
             raise ApiError(409, "keyset_mismatch", "this node holds no share of the old keyset")
         dealer = old_index if old_index is not None and config.is_dealer(old_index) else None
@@ -234,6 +248,7 @@ class ReshareService:
         self.secrets.reshares.pop(chain_id, None)
         if states.load(self.secrets, chain_id).status is Status.RESHARING:
             states.apply(self.secrets, chain_id, Event.RESHARE_FAILED)
+        states.reconcile(self.secrets, chain_id)
         try:
             self.dkg.keystore.save(self.secrets)
         except OSError:
