@@ -295,13 +295,17 @@ class ReshareService:
             partials.holdings.pop(chain_id, None)
         self._record(participant, "done")
         log.info("reshare complete: chain %d epoch %d", chain_id, config.new_epoch)
-        self.schedule_destruction()
+        self._schedule_locked()
 
     def schedule_destruction(self) -> None:
         """Destroy every retired share whose time has come, now or at its time."""
+        with self.dkg._lock:
+            self._schedule_locked()
+
+    def _schedule_locked(self) -> None:
         now = self.dkg.clock()
         if self.secrets.due_for_destruction(now):
-            self.destroy_due()
+            self._destroy_locked()
         times = [r.destroy_at for held in self.secrets.retired.values() for r in held.values()]
         if times:
             timer = threading.Timer(max(0.0, min(times) - now) + 0.05, self.destroy_due)
@@ -311,17 +315,22 @@ class ReshareService:
 
     def destroy_due(self) -> None:
         with self.dkg._lock:
-            gone = self.secrets.destroy_due(self.dkg.clock())
-            if not gone:
-                return
-            try:
-                self.dkg.keystore.save(self.secrets)  # write 2: the old share is gone
-            except OSError:
-                log.warning("could not destroy retired shares yet; retried at the next write")
-                return
-            for chain_id, epoch in gone:
-                self.dkg.partials.previous.get(chain_id, {}).pop(epoch, None)
-                log.info("chain %d: the share of epoch %d is destroyed", chain_id, epoch)
+            self._destroy_locked()
+
+    def _destroy_locked(self) -> None:
+        snapshot = self.secrets.to_json()
+        gone = self.secrets.destroy_due(self.dkg.clock())
+        if not gone:
+            return
+        try:
+            self.dkg.keystore.save(self.secrets)  # write 2: the old share is gone
+        except OSError:
+            self.secrets.retired = NodeSecrets.from_json(snapshot).retired
+            log.warning("could not destroy retired shares yet; retried at the next write")
+            return
+        for chain_id, epoch in gone:
+            self.dkg.partials.previous.get(chain_id, {}).pop(epoch, None)
+            log.info("chain %d: the share of epoch %d is destroyed", chain_id, epoch)
 
     def _record(self, participant: ReshareParticipant, outcome: str) -> None:
         self.last[participant.config.chain_id] = CeremonyRecord(
