@@ -210,6 +210,8 @@ class GatewayConfig(BaseModel):
     spare: int = Field(1, ge=0, le=64)
     deadline: float = Field(2.0, gt=0, le=60)
     node_timeout: float = Field(1.5, gt=0, le=60)
+    # How often the nodes' keyset is read again, to learn a reshare once signed (0: never).
+    keyset_refresh: float = Field(2.0, ge=0, le=3600)
     database_url: str | None = None
     state_dir: Path = Path("gateway-state")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
@@ -223,7 +225,9 @@ class GatewayConfig(BaseModel):
     # Each linked chain's kmsPublicKey(), set by chain_start (never from the environment).
     _chain_keys: dict[int, str] = PrivateAttr(default_factory=dict)
 
-    _durations = field_validator("deadline", "node_timeout", mode="before")(_seconds)
+    _durations = field_validator("deadline", "node_timeout", "keyset_refresh", mode="before")(
+        _seconds
+    )
     _state_dir = field_validator("state_dir")(check_directory)
     _runner = field_validator("runner_address")(check_address)
 

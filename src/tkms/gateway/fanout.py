@@ -190,10 +190,13 @@ class Fanout:
         threshold, epoch = keyset.threshold, keyset.epoch
         request = delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)
         target, headers, body = _http_parts(request, salt, context)
+        # The epoch named: a node past a reshare's switch answers with its old share
+        # while it keeps it, so a request made during the switch does not fail.
+        target += f"&epoch={epoch}"
         tasks = {
             asyncio.ensure_future(self._one(node, target, headers, body, salt, epoch)): i
             for i, node in self.nodes.items()
-            if i not in exclude
+            if i not in exclude and keyset.node(i) is not None  # not a node that left
         }
         wanted = min(len(tasks), threshold + self.spare)
         result = FanoutResult()
