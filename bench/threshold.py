@@ -4,6 +4,7 @@
 
 (a) in-process DKG: wall time (every node's work, JSON on every delivery),
     broadcasts and bytes, for n ∈ {4, 8, 16, 32, 64}, t = ⌊n/2⌋+1;
+(a') in-process resharing (bench/reshare.py), n → n for n ∈ {16, 32, 64};
 (b) one node's partial: S_i = x_i·K, DLEQ proof, RSA-OAEP seal of the
     97-byte envelope, EIP-712 PartialDelegateResponseProof signature — vs the
     floor of the raw primitives it calls;
@@ -49,6 +50,8 @@ from tkms.protocol.delegation import SealedPartial
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.processes import process_rows
+from bench.reshare import HEADER as RESHARE_HEADER
+from bench.reshare import reshare_rows
 from bench.user_mode import user_mode_rows
 
 DKG_SIZES = (4, 8, 16, 32, 64)
@@ -359,7 +362,7 @@ def _cost_rows(rows: list[Row]) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="skip n = 64 in (a)")
+    parser.add_argument("--quick", action="store_true", help="skip n = 64 in (a) and (a')")
     args = parser.parse_args()
     sizes = DKG_SIZES[:-1] if args.quick else DKG_SIZES
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
@@ -367,6 +370,11 @@ def main() -> None:
         "(a) in-process DKG, all nodes' work, JSON on every delivery",
         ["n", "t", "wall s", "target s", "", "broadcasts", "KiB sent", "KiB delivered"],
         dkg_rows(sizes),
+    )
+    _print_table(
+        "(a') in-process reshare n → n, all members' work, JSON on every delivery",
+        RESHARE_HEADER,
+        reshare_rows((16, 32) if args.quick else (16, 32, 64)),
     )
     header = ["path", "µs", "floor µs", "ratio", "target", ""]
     partial = partial_rows()

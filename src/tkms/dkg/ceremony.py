@@ -211,7 +211,7 @@ class DkgParticipant:
         return self._emit(sign(deal, self._identity.wallet))
 
     def _new_polynomial(self) -> Polynomial:
-        # Resharing fixes the constant term to λ_i·x_i of the old keyset; a fresh DKG does not.
+        # A reshare (dkg/reshare.py) fixes the constant term to the dealer's old share.
         return Polynomial.random(self.config.threshold)
 
     def advance(self) -> list[DkgMessage]:
