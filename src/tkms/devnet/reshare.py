@@ -12,21 +12,37 @@ and stops the nodes that left.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 
 from tkms.client.errors import CeremonyError
 from tkms.client.relay import Committee, CommitteeNode
 from tkms.client.reshare_relay import run_reshare
+from tkms.devnet.chain import DevnetChain
 from tkms.devnet.gateway import gateway_env, with_gateway
+from tkms.devnet.keys import KeyDir
 from tkms.devnet.manifest import DevnetManifest
 from tkms.devnet.processes import free_port
 from tkms.devnet.threshold import threshold_manifest
 from tkms.envconfig import ConfigError
 
-if TYPE_CHECKING:
-    from tkms.devnet.run import Devnet
+
+class Devnet(Protocol):
+    """What a reshare needs of the running devnet (devnet/run.py's ``Devnet``), named here
+    so that this module does not import run.py, which dispatches to it."""
+
+    state_dir: Path
+    base_port: int
+    acl: str
+    keys: KeyDir
+    members: dict[str, Any]
+
+    def add(self, target: str, args: list[str], env: dict[str, str], port: int) -> Any: ...
+    def threshold_env(self, i: int, port: int) -> dict[str, str]: ...
+    def url(self, offset: int) -> str: ...
+    def linked(self) -> DevnetChain: ...
 
 
 def parse_shape(target: str) -> tuple[int, int]:
