@@ -4,7 +4,8 @@ Node 6 plays the nox-kms operator's node: its key is sealed as a 1-of-1
 committee, it deals it to nodes 1..5 in a normal reshare and leaves; its
 copy of the whole key is destroyed at the switch (grace 0). A record sealed
 to the key before the migration and one sealed after both decrypt through the
-new committee.
+new committee, and the key a NoxCompute on anvil was deployed with (the nox
+deployment's ``kmsPublicKey()``) is the new committee's, with no transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typer.testing import CliRunner
 from tests.cluster import CHAIN_ID, Cluster
 from tests.procs import start, wait_healthy
 from tests.reshare_net import committee_of, decrypts, directory_of, partials, start_slowly, verified
+from tkms.chain.anvil import Anvil
+from tkms.chain.contract import deploy_nox_compute
+from tkms.chain.tx import TxSigner
 from tkms.cli import app
 from tkms.client.relay import Committee, CommitteeNode
 from tkms.client.reshare_relay import run_reshare
@@ -50,7 +54,20 @@ def test_a_keygen_key_is_imported_and_reshared_to_three_of_five(
     x = int.from_bytes(read_hex(key_file))
     y = curve.encode_point(curve.base_mul(x))
     before = ecies.encrypt(curve.base_mul(x), b"sealed to the nox key")
+    anvil = Anvil.start(chain_id=CHAIN_ID, accounts=2)
+    try:
+        deployer = TxSigner(anvil.rpc(), anvil.private_keys[0], chain_id=CHAIN_ID)
+        who = deployer.address
+        nox = deploy_nox_compute(deployer, admin=who, upgrader=who, kms_public_key=y, gateway=who)
+        committee_key = _migrate(cluster, key_file, y, before)
+        # The chain never heard of the migration, and needs not: its key is the committee's.
+        assert nox.kms_public_key() == committee_key == y
+    finally:
+        anvil.stop()
 
+
+def _migrate(cluster: Cluster, key_file: Path, y: bytes, before: ecies.EciesRecord) -> bytes:
+    """Import, reshare 1-of-1 to 3-of-5, decrypt; the new committee's public key."""
     spec = cluster.nodes[OPERATOR]
     env = {
         **cluster.env(spec),
@@ -98,3 +115,4 @@ def test_a_keygen_key_is_imported_and_reshared_to_three_of_five(
     metrics = httpx.get(spec.url + "/metrics").text
     assert f'tkms_node_key_status{{chain_id="{CHAIN_ID}",status="left"}} 1.0' in metrics
     assert "tkms_node_key_epoch{" not in metrics
+    return curve.encode_point(keyset.public_key)
