@@ -45,11 +45,14 @@ class GatewayNet:
     @classmethod
     def create(cls, root: Path, n: int = N, t: int = T) -> GatewayNet:
         cluster = Cluster.create(root, n)
-        cluster.start_all()
-        outcome = run_ceremony(cluster.committee(), cluster.admin, t)
-        if outcome.keyset is None:
+        try:  # a node that never got healthy, or a ceremony that failed: stop every node
+            cluster.start_all()
+            outcome = run_ceremony(cluster.committee(), cluster.admin, t)
+            if outcome.keyset is None:
+                raise RuntimeError(f"ceremony failed: {outcome.errors}")
+        except BaseException:
             cluster.stop_all()
-            raise RuntimeError(f"ceremony failed: {outcome.errors}")
+            raise
         return cls(root, cluster, outcome.keyset)
 
     @property
