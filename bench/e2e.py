@@ -54,6 +54,7 @@ from bench.chain import async_is_viewer_cost
 from bench.common import child_pid, load_summary, percentile, print_table, process_tree_cpu
 from bench.e2e_floors import floors
 from bench.e2e_modes import load_average, node_pids, nodes_cpu, print_modes
+from bench.targets import e2e_rows, print_targets
 from tkms.client import AsyncClient, Client
 from tkms.client.sdk import devnet_settings
 from tkms.crypto.wallet import Wallet
@@ -154,6 +155,7 @@ def sequential(manifest: Path, rounds: int, pid: int) -> dict[str, Any]:
         "cold": cold,
         "ready": ready,
         "cpu": cpu / rounds,
+        "decrypts": rounds + len(cold) + len(ready) + 1,  # all in the nodes' partial counts
         "gateway_cpu": gateway_cpu,
         "encrypt_rate": encrypt_rate,
         "handle": bytes.fromhex(handle.handle[2:]),
@@ -242,6 +244,7 @@ def one_devnet(acl: str, rounds: int, node_mode: str = "user") -> dict[str, Any]
         "con": con,
         "node_each": node_each,
         "node_cpu": (cpu_after - cpu_before) / partials,
+        "partials_per_decrypt": partials / seq["decrypts"],
         "read": read,
         "load": load_average(),
     }
@@ -425,6 +428,15 @@ def main() -> None:
 
     print_comparison(runs, critical, cpu_floor, markdown=args.markdown)
     print_modes(runs["chain"], gateway_nodes, markdown=args.markdown)
+    # The floor of the decryption as it ran: the client's work and the partials the
+    # nodes computed (t + spare when all are healthy), from the nodes' own counts.
+    computed = chain["partials_per_decrypt"]
+    print_targets(
+        e2e_rows(seq["cpu"], floor["client"] + computed * floor["node"], computed,
+                 con["rate"], percentile(cwalls, 99)),
+        markdown=args.markdown,
+        caption=f"chain ACL, nodes in user mode; load average 1/5/15 min {load_average()}",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ hash. ``encrypt``/``grant``/``make_public`` talk to the gateway only.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -32,6 +33,7 @@ import httpx
 from tkms.client.errors import InvalidInput, TransportError
 from tkms.client.gateway_core import Flow, GatewayCore, HttpRequest, HttpResponse
 from tkms.client.gateway_open import Acl, Encrypted
+from tkms.client.http11 import Http11, TransportFailure
 from tkms.client.onchain import OnChain
 from tkms.client.trust import GatewayTrust
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
@@ -241,6 +243,11 @@ def _transport(exc: httpx.HTTPError, url: str) -> TransportError:
 _DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
+def _json_body(value: Any) -> bytes:
+    """The bytes httpx's ``json=`` sends, so that both clients send the same request."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _retryable(request: HttpRequest, exc: httpx.HTTPError, attempt: int) -> bool:
     return request.method == "GET" and attempt == 0 and isinstance(exc, _DROPPED)
 
@@ -343,7 +350,8 @@ class AsyncClient(_Base):
 
     def __init__(self, gateway_url: str, wallet: Wallet, *, timeout: float = 10.0, **kw: Any):
         super().__init__(gateway_url, wallet, **kw)
-        self._http = httpx.AsyncClient(timeout=timeout)
+        # h11, not httpx: a fifth to an eighth of its CPU per request (client/http11.py).
+        self._http = Http11(self.url, timeout=timeout)
 
     async def _run(self, flow: Flow[T]) -> T:
         try:
@@ -355,21 +363,18 @@ class AsyncClient(_Base):
             return result
 
     async def _send(self, request: HttpRequest) -> HttpResponse:
-        for attempt in range(2):
-            try:
-                response = await self._http.request(
-                    request.method,
-                    self.url + request.path,
-                    params=request.params,
-                    headers=request.headers,
-                    json=request.json,
-                )
-            except httpx.HTTPError as exc:
-                if _retryable(request, exc, attempt):
-                    continue
-                raise _transport(exc, self.url) from None
-            return self._response(response)
-        raise AssertionError("unreachable")
+        body = None if request.json is None else _json_body(request.json)
+        try:  # a GET dropped as it went out is sent again by the transport itself
+            answer = await self._http.request(
+                request.method, request.path, request.params, request.headers, body
+            )
+        except TransportFailure as exc:
+            raise TransportError(f"cannot reach the gateway at {self.url}: {exc}") from None
+        try:
+            data = json.loads(answer.body)
+        except ValueError:
+            data = None
+        return HttpResponse(answer.status, data, answer.headers)
 
     async def encrypt(
         self,

@@ -26,9 +26,16 @@ from tkms.node.user_checks import build_user_checks, user_mode_delegate
 from tkms.protocol.batch_delegation import BATCH_PATH
 from tkms.web.common import add_common_routes
 from tkms.web.errors import ApiError, install_error_handlers
-from tkms.web.middleware import BodyLimit, Metrics
+from tkms.web.fastpath import FastAPIWithFastPath
+from tkms.web.middleware import BodyLimit, Metrics, RouteMetrics
 
 log = logging.getLogger("tkms.node")
+# The routes a gateway (or a user) calls per decryption: served by the fast path.
+FAST_ROUTES = (
+    ("POST", "/v0/delegate"),
+    ("POST", "/v1/delegate"),
+    ("POST", "/v1/delegate/batch"),
+)
 
 
 def build_delegator(config: NodeConfig) -> Delegator:
@@ -97,14 +104,18 @@ def create_app(config: NodeConfig) -> FastAPI:
             if audit is not None:
                 audit.close()
 
-    app = FastAPI(
+    app = FastAPIWithFastPath(
         title="tkms node",
         version="0.1.0",
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
-    install_error_handlers(app, on_error=lambda code: errors.labels(code).inc())
+
+    def count_error(code: str) -> None:
+        errors.labels(code).inc()
+
+    install_error_handlers(app, on_error=count_error)
     add_common_routes(
         app, config.service_name, registry, health_check=chains.health if linked else None
     )
@@ -136,18 +147,25 @@ def create_app(config: NodeConfig) -> FastAPI:
     app.state.threshold = threshold
     app.state.chains = chains
     app.state.audit = audit
-    app.add_middleware(
-        BodyLimit,
-        limit=config.max_body_bytes,
+    body_limits = {
+        DKG_PREFIX: config.dkg_body_limit(),
+        RESHARE_PREFIX: config.dkg_body_limit(),
         # A user-mode batch carries the runner's statement (≤ 24 KiB) and per key its
         # binding inputs (~300 bytes): 128 keys need more than the default 64 KiB.
-        prefix_limits={
-            DKG_PREFIX: config.dkg_body_limit(),
-            RESHARE_PREFIX: config.dkg_body_limit(),
-            BATCH_PATH: max(config.max_body_bytes, 256 * 1024),
-        },
+        BATCH_PATH: max(config.max_body_bytes, 256 * 1024),
+    }
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes, prefix_limits=body_limits)
+    recorder = RouteMetrics(registry, "tkms_node")
+    app.add_middleware(Metrics, recorder=recorder)
+    # Outermost: the delegate routes skip FastAPI's layers, doing what ours do
+    # (limits, metrics, error answers) themselves (web/fastpath.py, docs/architecture.md).
+    app.fast_path(
+        paths=FAST_ROUTES,
+        recorder=recorder,
+        body_limit=config.max_body_bytes,
+        prefix_limits=body_limits,
+        on_error=count_error,
     )
-    app.add_middleware(Metrics, registry=registry, prefix="tkms_node")
     log.info(
         "node signer 0x%s, chains %s, user mode on %s",
         delegator.wallet.address.hex(),

@@ -103,6 +103,11 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None] | None 
 _INTERNAL = error_body("internal_error", "internal error")
 
 
+def internal_error_response() -> Response:
+    """CatchAll's answer, for a layer that catches in its place (tkms.web.fastpath)."""
+    return Response(_INTERNAL, status_code=500, media_type="application/json")
+
+
 class CatchAll:
     """Answer an exception no handler took with the JSON 500, and swallow it.
 

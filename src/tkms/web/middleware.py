@@ -47,6 +47,58 @@ def _too_large(limit: int) -> str:
     return f"request body exceeds {limit} bytes"
 
 
+async def read_body(scope: Scope, receive: Receive, send: Send, limit: int) -> bytes | None:
+    """The request's whole body, at most ``limit`` bytes; None once it is answered
+    (400 for a bad Content-Length, 413 past the limit) or the client has gone."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                await _send_error(send, 400, "bad_request", "invalid Content-Length")
+                return None
+            if declared > limit:
+                await _send_error(send, 413, "payload_too_large", _too_large(limit))
+                return None
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            await _send_error(send, 413, "payload_too_large", _too_large(limit))
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def limit_for(path: str, limit: int, prefix_limits: dict[str, int]) -> int:
+    """The body limit of ``path``: the last prefix it starts with, else ``limit``."""
+    for prefix, special in prefix_limits.items():
+        if path.startswith(prefix):
+            limit = special
+    return limit
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the buffered body over once, then the real one's messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class BodyLimit:
     def __init__(
         self, app: ASGIApp, limit: int, prefix_limits: dict[str, int] | None = None
@@ -60,54 +112,24 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        limit = self.limit
-        for prefix, special in self.prefix_limits.items():
-            if scope["path"].startswith(prefix):
-                limit = special
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _send_error(send, 400, "bad_request", "invalid Content-Length")
-                    return
-                if declared > limit:
-                    await _send_error(send, 413, "payload_too_large", _too_large(limit))
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _send_error(send, 413, "payload_too_large", _too_large(limit))
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        limit = limit_for(scope["path"], self.limit, self.prefix_limits)
+        body = await read_body(scope, receive, send, limit)
+        if body is not None:
+            await self.app(scope, replaying(body, receive), send)
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _MAX_CACHED_CHILDREN = 1024
 
 
-class Metrics:
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry, prefix: str) -> None:
-        self.app = app
+class RouteMetrics:
+    """Requests and latency per route template, method and status.
+
+    One per service, shared by :class:`Metrics` and the fast path
+    (:mod:`tkms.web.fastpath`), which answers its routes without that middleware.
+    """
+
+    def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
         self.requests = Counter(
             f"{prefix}_http_requests_total",
             "HTTP requests by route template, method and status",
@@ -124,6 +146,26 @@ class Metrics:
         # labels() takes a lock and builds a key on every call; the children of the
         # few (route, method, status) triples a service answers are kept here.
         self._children: dict[tuple[str, str, object], tuple[Any, Any]] = {}
+
+    def record(self, template: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in _METHODS else "OTHER"
+        key = (template, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(template, method, str(status)),
+                self.latency.labels(template),
+            )
+            if len(self._children) < _MAX_CACHED_CHILDREN:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class Metrics:
+    def __init__(self, app: ASGIApp, recorder: RouteMetrics) -> None:
+        self.app = app
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,18 +185,7 @@ class Metrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            key = (template, method, status)
-            children = self._children.get(key)
-            if children is None:
-                children = (
-                    self.requests.labels(template, method, str(status)),
-                    self.latency.labels(template),
-                )
-                if len(self._children) < _MAX_CACHED_CHILDREN:
-                    self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - start)
+            self.recorder.record(template, scope["method"], status, time.perf_counter() - start)
 
 
 class JsonCORS(CORSMiddleware):
