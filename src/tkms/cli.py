@@ -13,6 +13,7 @@ import typer
 from tkms.cli_audit import audit_app
 from tkms.cli_devnet import devnet_app
 from tkms.cli_output import console, exit_code, fail
+from tkms.cli_records import migrate_records
 from tkms.cli_values import parse_cli_value, resolve_account, show_value
 from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
@@ -408,6 +409,7 @@ def decrypt(
 
 app.add_typer(devnet_app)
 app.add_typer(audit_app)
+app.command("migrate-records")(migrate_records)
 
 
 def main() -> None:
