@@ -57,7 +57,7 @@ def node_cluster(n: int, chain_id: int = 421614) -> Iterator[BenchCluster]:
                 services.append(start(["node"], env, log, port, name=f"node {i}"))
                 signers[i] = wallet.address
             for service in services:
-                wait_service_healthy(service)
+                wait_service_healthy(service, timeout=90.0)  # cold starts on a loaded machine
             urls = {i: s.url for i, s in enumerate(services, start=1)}
             pids = [s.process.pid for s in services]
             yield BenchCluster(chain_id, admin, gateway, urls, signers, pids)

@@ -14,6 +14,8 @@
 (e) real node processes on loopback, n = 5, t = 3: the DKG ceremony over
     HTTP through the relay, one node's /v1/delegate round trip, and a whole
     client decryption (fan-out to 5 nodes, verify, combine, decrypt);
+(e') real node processes: resharing through the relay, 5 → 7 and a 7 → 7 refresh
+    (bench/reshare_processes.py);
 (f) one node on a real anvil chain, in ``user`` mode and in ``gateway`` mode,
     interleaved: CPU per partial and round trip (bench/user_mode.py).
 
@@ -52,6 +54,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 from bench.processes import process_rows
 from bench.reshare import HEADER as RESHARE_HEADER
 from bench.reshare import reshare_rows
+from bench.reshare_processes import HEADER as RESHARE_HTTP_HEADER
+from bench.reshare_processes import reshare_process_rows
 from bench.user_mode import user_mode_rows
 
 DKG_SIZES = (4, 8, 16, 32, 64)
@@ -391,6 +395,11 @@ def main() -> None:
         dkg_http,
     )
     _print_table("(e) real node processes over HTTP: latency", header, _cost_rows(http_rows))
+    _print_table(
+        "(e') real node processes over HTTP: reshare through the relay",
+        RESHARE_HTTP_HEADER,
+        reshare_process_rows(CHAIN_ID),
+    )
     user_rows = [
         Row(label, seconds) for label, seconds in user_mode_rows(200 if args.quick else 400)
     ]

@@ -84,7 +84,7 @@ class Cluster:
             self.start(i)
         for spec in self.nodes.values():
             assert spec.service is not None
-            wait_healthy(spec.service)
+            wait_healthy(spec.service, timeout=90.0)  # cold starts on a loaded 2-core box
 
     def stop(self, index: int) -> None:
         service = self.nodes[index].service

@@ -90,3 +90,26 @@ def test_the_admin_key_is_never_taken_from_the_command_line(tmp_path: Path) -> N
     assert "11" * 32 not in result.output
     result = runner.invoke(app, args, env={"TKMS_ADMIN_KEY": ""})
     assert result.exit_code == 2 and "--admin-key-file" in result.output
+
+
+def test_the_admin_reshares_the_trio(trio: Cluster, tmp_path: Path) -> None:
+    """`tkms reshare`: same public key, epoch + 1, a new threshold (after the ceremony above)."""
+    served = httpx.get(trio.nodes[1].url + "/v1/keyset", params={"chain_id": CHAIN_ID}).json()
+    committee = str(_committee(trio, tmp_path / "committee.json"))
+    out = tmp_path / "keyset.json"
+    args = ["reshare", "--old", committee, "--new", committee, "--threshold", "3"]
+    result = runner.invoke(
+        app,
+        [*args, "--out", str(out), "--trusted-key", served["publicKey"]],
+        env={"TKMS_ADMIN_KEY": to_hex(trio.admin.private_key_bytes())},
+    )
+    assert result.exit_code == 0, result.output
+    keyset = json.loads(out.read_text())
+    assert keyset["publicKey"] == served["publicKey"]
+    assert (keyset["epoch"], keyset["threshold"]) == (served["epoch"] + 1, 3)
+    assert f"epoch {keyset['epoch']}: qualified dealers [1, 2, 3]" in result.output
+    refused = runner.invoke(
+        app, args, env={"TKMS_ADMIN_KEY": to_hex(Wallet.generate().private_key_bytes())}
+    )
+    assert refused.exit_code == 2 and "unauthorized_signer" in refused.output
+    assert "the old epoch serves on" in refused.output and "Traceback" not in refused.output

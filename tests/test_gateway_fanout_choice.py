@@ -1,4 +1,4 @@
-"""The gateway asks t + spare nodes, the others only on a failure or when late (gateway.md §7).
+"""The gateway asks t + spare nodes, the others only on a failure or when late (gateway.md §8).
 
 The order is unit-tested on :class:`NodeHealth` with a fake clock; over real
 processes (a 5-node committee, t = 3, spare 1) the nodes' own counters show

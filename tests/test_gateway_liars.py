@@ -275,7 +275,7 @@ def test_a_stripped_or_altered_exclude_is_detected(
     so every decryption must ask again with ``exclude``, the request tampered with.
 
     Every node is asked (``ASK_ALL_NODES``, protocol.md §4): by default a gateway told
-    of liars by an ``exclude`` asks them last for a while (gateway.md §7), and the
+    of liars by an ``exclude`` asks them last for a while (gateway.md §8), and the
     next decryption would need no exclude to tamper with."""
     with ExitStack() as stack:
         urls = stack.enter_context(liars(net, 4, 5))

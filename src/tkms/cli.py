@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tkms.cli_audit import audit_app
+from tkms.cli_ceremony import RawKeyOption, register_ceremony_commands
+from tkms.cli_ceremony import wallet_from as _wallet_from
 from tkms.cli_devnet import devnet_app
 from tkms.cli_output import console, exit_code, fail
 from tkms.cli_records import migrate_records
@@ -19,7 +21,7 @@ from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet, address_hex
 from tkms.envconfig import ConfigError
-from tkms.keyfiles import read_hex, write_hex, write_private
+from tkms.keyfiles import write_hex, write_private
 from tkms.protocol.solidity import PlainInput
 
 if TYPE_CHECKING:
@@ -94,34 +96,8 @@ def node(
         fail(f"invalid configuration: {exc}")
 
 
-ADMIN_KEY_ENV = "TKMS_ADMIN_KEY"
 # Not TKMS_GATEWAY_…: the gateway's own configuration owns that prefix (and refuses strangers).
 DELEGATE_GATEWAY_KEY_ENV = "TKMS_DELEGATE_GATEWAY_KEY"
-
-
-# The old --admin-key/--gateway-key: accepted only to say why they are refused.
-RawKeyOption = Annotated[str | None, typer.Option(hidden=True)]
-
-
-def _wallet_from(
-    key_file: Path | None, env_var: str, option: str, what: str, raw: str | None = None
-) -> Wallet:
-    """A key from its file or its environment variable: never from the command line,
-    where every user of the machine reads it (``ps``, /proc/<pid>/cmdline)."""
-    if raw is not None:
-        fail(
-            f"{what}: a key given on the command line is visible to every user (ps); "
-            f"give {option} or set {env_var}"
-        )
-    try:
-        if key_file is not None:
-            return Wallet(read_hex(key_file))
-        value = os.environ.get(env_var, "").strip()
-        if value:
-            return Wallet(parse_hex(value, name=env_var, length=32))
-    except (OSError, ValueError) as exc:
-        fail(f"{what}: {exc}")
-    fail(f"{what}: give {option} (a file holding the hex key) or set {env_var}")
 
 
 @app.command()
@@ -207,52 +183,6 @@ def _delegate_v0(
     shared_x = open_shared_secret(private, answer)
     typer.echo(f"proof signer:     {address_hex(answer.signer)}")
     typer.echo(f"shared secret x:  {to_hex(shared_x)}")
-
-
-@app.command()
-def dkg(
-    committee: Annotated[
-        Path, typer.Option(help='committee.json: {"chainId", "nodes": [{"index", "url"}]}')
-    ],
-    threshold: Annotated[int, typer.Option(min=1, help="partials needed to decrypt")],
-    admin_key: RawKeyOption = None,
-    admin_key_file: Annotated[
-        Path | None,
-        typer.Option(help=f"file holding the committee admin key (hex), or set {ADMIN_KEY_ENV}"),
-    ] = None,
-    epoch: Annotated[int, typer.Option(min=0, help="the keyset epoch to create")] = 1,
-    out: Annotated[Path | None, typer.Option(help="write the signed keyset here")] = None,
-) -> None:
-    """Run a DKG ceremony across a committee of nodes, as its relay."""
-    import json
-
-    from tkms.client.relay import CeremonyError, Committee, run_ceremony
-    from tkms.ui import ceremony_progress
-
-    admin = _wallet_from(admin_key_file, ADMIN_KEY_ENV, "--admin-key-file", "admin key", admin_key)
-    try:
-        members = Committee.load(committee)
-        console.print(
-            f"key generation: {len(members.nodes)} nodes, threshold {threshold}, "
-            f"chain {members.chain_id}, epoch {epoch}"
-        )
-        with ceremony_progress(console) as progress:
-            outcome = run_ceremony(members, admin, threshold, epoch=epoch, progress=progress)
-    except CeremonyError as exc:
-        fail(str(exc))
-    for index, complaint in sorted(outcome.complaints.items()):
-        console.print(f"node {index} complained about dealers {complaint}")
-    for index, errors in sorted(outcome.rejected.items()):
-        console.print(f"node {index} refused {len(errors)} message(s): {errors[0]}")
-    if outcome.keyset is None:
-        detail = "; ".join(f"node {i}: {e}" for i, e in sorted(outcome.errors.items()))
-        fail(f"the ceremony failed: {detail}")
-    console.print(f"qualified dealers {outcome.qualified}")
-    text = json.dumps(outcome.keyset, indent=2) + "\n"
-    if out is not None:
-        out.write_text(text)
-        console.print(f"keyset written to {out}")
-    typer.echo(f"public key: {outcome.keyset['publicKey']}")
 
 
 @app.command()
@@ -407,6 +337,7 @@ def decrypt(
     typer.echo(show_value(value))
 
 
+register_ceremony_commands(app)
 app.add_typer(devnet_app)
 app.add_typer(audit_app)
 app.command("migrate-records")(migrate_records)

@@ -103,3 +103,17 @@ def stop_node(target: TargetArgument, state_dir: StateDirOption = Path("devnet-s
 def restart_node(target: TargetArgument, state_dir: StateDirOption = Path("devnet-state")) -> None:
     """Start one process of the running devnet again (stopping it first if it runs)."""
     _send(state_dir, "restart", target)
+
+
+@devnet_app.command("reshare")
+def reshare(
+    nodes: Annotated[int, typer.Option(min=2, max=64, help="nodes of the new committee")],
+    threshold: Annotated[int, typer.Option(min=1, help="the new committee's threshold")],
+    state_dir: StateDirOption = Path("devnet-state"),
+) -> None:
+    """Reshare the running devnet's key to nodes 1..N (same public key, epoch + 1).
+
+    Starts the nodes it adds, updates devnet.json, restarts the gateway with the new
+    committee and stops the nodes that left.
+    """
+    _send(state_dir, "reshare", f"{nodes}/{threshold}")

@@ -346,6 +346,7 @@ class GatewayCore:
         record: ecies.EciesRecord | None = None
         epoch: int | None = None
         gateway_valid = 0  # what the gateway's last 503 said it held
+        stale_retried = False
         rounds = 0
         while True:
             rounds += 1
@@ -368,8 +369,13 @@ class GatewayCore:
                 continue
             keyset = self._keyset
             if keyset is None or payload.get("epoch") != keyset.epoch:
-                keyset = yield from self.keyset_flow(refresh=True)
+                keyset = yield from self.keyset_flow(refresh=True)  # checked against Y
             assert keyset is not None
+            if payload.get("epoch") != keyset.epoch and not stale_retried:
+                # A reshare's switch between the two reads: the material is of one epoch,
+                # the keyset served now of the next. Ask once more, now at that epoch.
+                stale_retried = True
+                continue
             if epoch is not None and keyset.epoch != epoch:
                 good.clear()  # a reshare in between: earlier partials are of other shares
                 failures.clear()

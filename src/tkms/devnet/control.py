@@ -1,5 +1,6 @@
 """A running devnet: the lock that makes it the only one on its state directory, and
-requests to stop or restart one of its processes (``tkms devnet stop-node|restart-node``).
+requests to stop or restart one of its processes (``tkms devnet stop-node|restart-node``)
+or to reshare its key to another committee (``tkms devnet reshare``).
 
 The devnet holds an exclusive ``flock`` on ``state/devnet.lock`` (its pid
 inside) for as long as it runs; the kernel drops it when the process dies, so
@@ -23,7 +24,7 @@ from tkms.envconfig import ConfigError
 
 LOCK_FILE = "devnet.lock"
 CONTROL_DIR = "control"
-ACTIONS = ("stop", "restart")
+ACTIONS = ("stop", "restart", "reshare")
 
 
 class DevnetLock:
@@ -106,7 +107,7 @@ def answer(request: Request, ok: bool, message: str) -> None:
     request.path.unlink(missing_ok=True)
 
 
-def send(state_dir: Path, action: str, target: str, timeout: float = 60.0) -> str:
+def send(state_dir: Path, action: str, target: str, timeout: float = 120.0) -> str:
     """Ask the devnet on ``state_dir`` to stop or restart ``target``; its answer, or
     ConfigError (no devnet runs there, it refused, or it did not answer in time)."""
     if running_pid(state_dir) is None:

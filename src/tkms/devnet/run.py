@@ -189,20 +189,24 @@ class Devnet:
                 env = single_node_env(self.keys, port, self.chain_id)
                 env.update(chain.node_env("NOX_KMS_", self.chain_id))
             else:
-                env = threshold_node_env(self.keys, self.state_dir, i, port, self.chain_id)
-                env.update(chain.node_env("TKMS_NODE_", self.chain_id))
-                # User mode (the default on a linked chain): each node checks the user,
-                # and the runner's statement for its operands (docs/node-authorization.md).
-                env["TKMS_NODE_RUNNER_ADDRESS"] = address_hex(self.keys.wallet(RUNNER).address)
-                if self.acl == "embedded" or self.node_mode == "gateway":
-                    # --acl embedded: the gateway's own ACL decides, and its grants are
-                    # not on chain for a node to read. --node-mode gateway: the bench's
-                    # comparison (bench/e2e.py).
-                    env["TKMS_NODE_AUTHORIZATION_MODE"] = "gateway"
+                env = self.threshold_env(i, port)
             self.add(str(i), ["node"], env, port)
         for member in self.members.values():
             wait_healthy(member)
         return {i: self.url(i) for i in range(1, nodes + 1)}
+
+    def threshold_env(self, i: int, port: int) -> dict[str, str]:
+        env = threshold_node_env(self.keys, self.state_dir, i, port, self.chain_id)
+        env.update(self.linked().node_env("TKMS_NODE_", self.chain_id))
+        # User mode (the default on a linked chain): each node checks the user,
+        # and the runner's statement for its operands (docs/node-authorization.md).
+        env["TKMS_NODE_RUNNER_ADDRESS"] = address_hex(self.keys.wallet(RUNNER).address)
+        if self.acl == "embedded" or self.node_mode == "gateway":
+            # --acl embedded: the gateway's own ACL decides, and its grants are
+            # not on chain for a node to read. --node-mode gateway: the bench's
+            # comparison (bench/e2e.py).
+            env["TKMS_NODE_AUTHORIZATION_MODE"] = "gateway"
+        return env
 
     def start_gateway(self, manifest: DevnetManifest) -> DevnetManifest:
         """The gateway on the base port; writes devnet.json once it is up."""
@@ -324,6 +328,10 @@ def supervise(devnet: Devnet) -> None:
 
 
 def carry_out(devnet: Devnet, request: control.Request) -> tuple[bool, str]:
+    if request.action == "reshare":
+        from tkms.devnet.reshare import reshare_devnet
+
+        return reshare_devnet(devnet, request.target)
     member = devnet.members.get(request.target)
     if member is None:
         known = ", ".join(devnet.members)

@@ -78,10 +78,18 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         # here is retried on first use (the nodes may still be starting).
         _log_start(config, service)  # here: logging is set up once the server runs
         warmup = asyncio.ensure_future(_warm_up(service))
+        # A reshare is learnt when signed, not when a request fails (docs/gateway.md).
+        polls = [
+            asyncio.ensure_future(chain.kms.keysets.poll(config.keyset_refresh))
+            for chain in service.chains
+            if chain.kms.keysets is not None and config.keyset_refresh > 0
+        ]
         try:
             yield
         finally:
             warmup.cancel()
+            for poll in polls:
+                poll.cancel()
             await service.aclose()
             service.store.close()
 

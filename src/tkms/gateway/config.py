@@ -211,8 +211,10 @@ class GatewayConfig(BaseModel):
     deadline: float = Field(2.0, gt=0, le=60)
     node_timeout: float = Field(1.5, gt=0, le=60)
     # protocol.md §4 asks every node; by default only t + spare, the rest on a failure
-    # or when late (docs/gateway.md §7). True: every node, as §4.
+    # or when late (docs/gateway.md §8). True: every node, as §4.
     ask_all_nodes: bool = False
+    # How often the nodes' keyset is read again, to learn a reshare once signed (0: never).
+    keyset_refresh: float = Field(2.0, ge=0, le=3600)
     database_url: str | None = None
     state_dir: Path = Path("gateway-state")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
@@ -226,7 +228,9 @@ class GatewayConfig(BaseModel):
     # Each linked chain's kmsPublicKey(), set by chain_start (never from the environment).
     _chain_keys: dict[int, str] = PrivateAttr(default_factory=dict)
 
-    _durations = field_validator("deadline", "node_timeout", mode="before")(_seconds)
+    _durations = field_validator("deadline", "node_timeout", "keyset_refresh", mode="before")(
+        _seconds
+    )
     _state_dir = field_validator("state_dir")(check_directory)
     _runner = field_validator("runner_address")(check_address)
 

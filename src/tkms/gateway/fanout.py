@@ -203,9 +203,16 @@ class Fanout:
         threshold, epoch = keyset.threshold, keyset.epoch
         request = delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)
         target, headers, body = _http_parts(request, salt, context)
+        # The epoch named: a node past a reshare's switch answers with its old share
+        # while it keeps it, so a request made during the switch does not fail.
+        target += f"&epoch={epoch}"
         for i in exclude:  # a client caught it lying: ask it last for a while
             self.health.failed(i)
-        ordered = self.health.order(i for i in self.nodes if i not in exclude)
+        ordered = self.health.order(
+            i
+            for i in self.nodes
+            if i not in exclude and keyset.node(i) is not None  # not a node that left
+        )
         wanted = min(len(ordered), threshold + self.spare)
         reserve = [] if self.ask_all else ordered[wanted:]
         tasks: dict[asyncio.Task[dict[str, Any]], int] = {}

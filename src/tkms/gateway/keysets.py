@@ -8,12 +8,18 @@ with the signer the gateway checks its answers against, or the gateway and
 its clients would disagree about who is who.
 
 The keyset is read lazily, retried until it succeeds, and read again when the
-nodes answer with another epoch (after a reshare).
+nodes answer with another epoch (after a reshare). Besides, :meth:`poll` asks
+every node every few seconds and moves to a newer epoch as soon as one node
+serves it, checked as above (docs/gateway.md, "reshares"): the gateway learns
+a reshare when it is signed, not when a request fails. Epochs only go up: a
+keyset older than the one in use is refused, so a node still serving the old
+epoch (or a replayed old keyset) cannot roll the gateway back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +28,8 @@ import httpx
 
 from tkms.dkg.keyset import KeysetError, VerifiedKeyset, verify_keyset
 from tkms.gateway.fanout import NodeRef
+
+log = logging.getLogger("tkms.gateway.keysets")
 
 
 class KeysetUnavailable(Exception):
@@ -35,13 +43,25 @@ class LoadedKeyset:
 
 
 def check_committee(keyset: VerifiedKeyset, nodes: Mapping[int, NodeRef]) -> None:
-    """The configured nodes are the keyset's, with their signers; else :class:`KeysetError`."""
+    """Each configured node the keyset lists has its configured signer, and at least
+    the threshold of them are listed; else :class:`KeysetError`.
+
+    A configured node the keyset does not list has left the committee in a
+    reshare: it is not asked for partials of this epoch (its answers would fail
+    the proof check anyway).
+    """
+    listed = 0
     for index, node in nodes.items():
-        listed = keyset.node(index)
-        if listed is None or listed.signer != node.signer:
+        entry = keyset.node(index)
+        if entry is None:
+            continue
+        if entry.signer != node.signer:
             raise KeysetError(f"keyset does not list node {index} with its configured signer")
-    if len(nodes) < keyset.threshold:
-        raise KeysetError(f"{len(nodes)} nodes configured, the keyset needs {keyset.threshold}")
+        listed += 1
+    if listed < keyset.threshold:
+        raise KeysetError(
+            f"{listed} configured nodes are in the keyset, it needs {keyset.threshold}"
+        )
 
 
 class KeysetSource:
@@ -58,6 +78,7 @@ class KeysetSource:
         self.trusted = trusted
         self.timeout = timeout
         self._loaded: LoadedKeyset | None = None
+        self._floor = 0  # the lowest epoch still acceptable: the one last in use
         self._lock = asyncio.Lock()
 
     @property
@@ -66,7 +87,40 @@ class KeysetSource:
 
     def invalidate(self) -> None:
         """Read the keyset again on next use (the nodes answer another epoch)."""
+        if self._loaded is not None:
+            self._floor = max(self._floor, self._loaded.keyset.epoch)
         self._loaded = None
+
+    async def refresh(self) -> LoadedKeyset | None:
+        """Ask every node; move to the newest valid keyset if it is newer than the loaded one."""
+        async with httpx.AsyncClient(timeout=self.timeout) as http:
+            found = await asyncio.gather(*(self._one(http, n) for n in self.nodes.values()))
+        good = [k for k in found if isinstance(k, LoadedKeyset)]
+        if not good:
+            return None
+        newest = max(good, key=lambda k: k.keyset.epoch)
+        async with self._lock:
+            current = self._loaded
+            if current is None or newest.keyset.epoch > current.keyset.epoch:
+                if current is not None:
+                    log.info(
+                        "chain %d: keyset epoch %d → %d",
+                        self.chain_id,
+                        current.keyset.epoch,
+                        newest.keyset.epoch,
+                    )
+                self._loaded = newest
+                self._floor = max(self._floor, newest.keyset.epoch)
+            return self._loaded
+
+    async def poll(self, period: float) -> None:
+        """Refresh every ``period`` seconds until cancelled (the gateway's lifespan)."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.refresh()
+            except Exception:  # a poll never ends the gateway: the next one retries
+                log.exception("chain %d: keyset refresh failed", self.chain_id)
 
     async def get(self) -> LoadedKeyset:
         if self._loaded is not None:
@@ -119,4 +173,6 @@ class KeysetSource:
             check_committee(keyset, self.nodes)
         except KeysetError as exc:
             return node.index, str(exc)
+        if keyset.epoch < self._floor:
+            return node.index, f"epoch {keyset.epoch} is older than epoch {self._floor} in use"
         return LoadedKeyset(body, keyset)

@@ -17,12 +17,13 @@ from tkms.node.binding_routes import BODY_LIMIT as BINDINGS_BODY_LIMIT
 from tkms.node.binding_routes import PREFIX as BINDINGS_PREFIX
 from tkms.node.binding_routes import BindingRegistration, add_binding_routes
 from tkms.node.bindings import BindingRegistry, RegistryError
+from tkms.node.ceremony_metrics import LifecycleCollector
 from tkms.node.chain import NodeChains, check_chains_at_start
 from tkms.node.config import NodeConfig, load_node_config
 from tkms.node.delegate_route import add_delegate_route
 from tkms.node.delegation_batch import add_batch_route
 from tkms.node.delegation_v0 import ChainKey, Delegator
-from tkms.node.routes_v1 import DKG_PREFIX, add_threshold_routes
+from tkms.node.routes_v1 import DKG_PREFIX, RESHARE_PREFIX, add_threshold_routes
 from tkms.node.runner_batch import runner_batch_check
 from tkms.node.runtime import build_threshold_runtime
 from tkms.node.user_checks import build_user_checks, user_mode_delegate
@@ -83,6 +84,9 @@ def create_app(config: NodeConfig) -> FastAPI:
     config, views = check_chains_at_start(config)
     delegator = build_delegator(config)
     threshold = build_threshold_runtime(config, delegator.wallet)
+    if threshold.reshare is not None:
+        reshare = threshold.reshare
+        registry.register(LifecycleCollector(reshare.secrets, lambda: reshare.last))
     chains = NodeChains(config, views, delegator, threshold.partials)
     linked = bool(chains.watches)
     audit = build_audit_log(config)
@@ -161,6 +165,7 @@ def create_app(config: NodeConfig) -> FastAPI:
         # binding inputs (~300 bytes): 128 keys need more than the default 64 KiB.
         prefix_limits={
             DKG_PREFIX: config.dkg_body_limit(),
+            RESHARE_PREFIX: config.dkg_body_limit(),
             BATCH_PATH: max(config.max_body_bytes, 256 * 1024),
             BINDINGS_PREFIX: max(config.max_body_bytes, BINDINGS_BODY_LIMIT),
         },

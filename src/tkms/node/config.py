@@ -136,6 +136,9 @@ class NodeConfig(BaseModel):
     state_dir: Path | None = None
     sealing_key: SecretStr | None = None
     dkg_admin_address: str | None = None
+    # After a reshare's switch, how long the old epoch's share still answers requests
+    # that name it (the gateway's time to learn the new keyset); then it is destroyed.
+    reshare_grace: int = Field(60, ge=0, le=24 * 3600)
     # The largest committee this node takes part in: sizes the DKG body limit.
     dkg_max_members: int = Field(64, ge=1, le=1024)
     # An explicit DKG body limit instead of the one computed from dkg_max_members.

@@ -12,6 +12,7 @@ from prometheus_client import Counter
 from starlette.responses import Response
 
 from tkms.node.audit import AuditNote, Decisions
+from tkms.node.delegation_v1 import REQUESTED_EPOCH
 from tkms.node.request_checks import chain_of_request
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
@@ -38,6 +39,15 @@ class Delegate(Protocol):
 
 Ready = Callable[[str | None], Awaitable[None]]
 """(chain_id) → None when the chain may be served now; raises ApiError (e.g. a 503)."""
+
+
+def _epoch(raw: str | None) -> int | None:
+    """``?epoch=`` (optional): which epoch's share answers, while a node holds two."""
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise ApiError(400, "invalid_epoch", "epoch must be a decimal integer")
+    return int(raw)
 
 
 class PlainRoute(APIRoute):
@@ -72,6 +82,7 @@ def add_delegate_route(
         # (docs/audit.md); a body over the limit is refused before it, by BodyLimit.
         try:
             require_json(request)
+            REQUESTED_EPOCH.set(_epoch(query.get("epoch")))
             if ready is not None:
                 await ready(query.get("chain_id"))
             answer = delegate(

@@ -8,6 +8,7 @@ is ``RSA-OAEP(enc(S_i) ‖ c ‖ z)`` and the node's EIP-712
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,9 @@ from tkms.node.request_checks import (
 )
 from tkms.web.errors import ApiError
 from tkms.web.params import parse_salt
+
+REQUESTED_EPOCH: ContextVar[int | None] = ContextVar("tkms_requested_epoch", default=None)
+"""The epoch a delegation names (``?epoch=``, set by the route): None for the current one."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,25 @@ class PartialDelegator:
         self.wallet = wallet
         self.gateways = dict(gateways)
         self.holdings: dict[int, ShareHolding] = {}
+        # Older epochs' shares kept after a reshare's switch, until destroyed (node/keystore.py).
+        self.previous: dict[int, dict[int, ShareHolding]] = {}
 
     def __repr__(self) -> str:
         return f"PartialDelegator(chains={sorted(self.gateways)}, ready={sorted(self.holdings)})"
 
     def holding(self, chain_id: int) -> ShareHolding:
+        """The share of the epoch the request names, else the current one."""
         held = self.holdings.get(chain_id)
+        wanted = REQUESTED_EPOCH.get()
+        if wanted is not None and (held is None or held.epoch != wanted):
+            older = self.previous.get(chain_id, {}).get(wanted)
+            if older is not None:
+                return older  # a request of the old epoch during the switch
+            if held is None:
+                raise ApiError(
+                    409, "stale_epoch", f"this node holds no share of epoch {wanted} any more"
+                )
+            return held  # answered at its own epoch: the caller sees the switch
         if held is None:
             raise ApiError(
                 503, "dkg_incomplete", f"no completed key generation for chain {chain_id} yet"
@@ -70,7 +87,11 @@ class PartialDelegator:
         return held
 
     def keyset(self, chain_id_raw: str | None) -> Mapping[str, Any]:
-        return self.holding(chain_of_request(chain_id_raw, self.gateways)).keyset
+        chain_id = chain_of_request(chain_id_raw, self.gateways)
+        held = self.holdings.get(chain_id)
+        if held is None and self.previous.get(chain_id):
+            raise ApiError(410, "left_committee", "this node has left the chain's committee")
+        return self.holding(chain_id).keyset
 
     def delegate_v1(
         self,

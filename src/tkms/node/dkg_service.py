@@ -36,6 +36,8 @@ from tkms.dkg import (
     Phase,
     parse_message,
 )
+from tkms.dkg.lifecycle import Event
+from tkms.node import lifecycle_store
 from tkms.node.delegation_v1 import PartialDelegator, ShareHolding
 from tkms.node.keystore import ChainShare, NodeSecrets, SealedKeystore
 from tkms.web.errors import ApiError
@@ -46,7 +48,7 @@ MAX_LIFETIME = 24 * 3600
 """How far ahead a start may expire: it bounds how long a node remembers a session."""
 
 
-def _admin_check(admin: bytes | None, digest: bytes, signature_hex: object) -> None:
+def admin_check(admin: bytes | None, digest: bytes, signature_hex: object) -> None:
     if admin is None:
         raise ApiError(403, "dkg_disabled", "this node has no DKG admin address configured")
     try:
@@ -111,7 +113,7 @@ class DkgService:
         digest = eip712.digest(
             eip712.dkg_domain(config.chain_id), eip712.DKG_START, config.start_statement()
         )
-        _admin_check(self.admin, digest, body.get("authorization"))
+        admin_check(self.admin, digest, body.get("authorization"))
         with self._lock:
             now = self.clock()
             if config.expires_at <= now:
@@ -175,7 +177,7 @@ class DkgService:
                 eip712.DKG_STEP,
                 {"sessionId": session, "round": round_},
             )
-            _admin_check(self.admin, digest, body.get("authorization"))
+            admin_check(self.admin, digest, body.get("authorization"))
             if participant.config.expires_at <= self.clock():
                 self.participant = None
                 log.warning("ceremony %s expired at round %d", session.hex()[:16], self.round)
@@ -219,11 +221,17 @@ class DkgService:
             raise ApiError(409, "key_exists", f"this node holds a key of chain {chain_id}")
         body = keyset.to_json(chain_id=chain_id, signatures=participant.keyset_signatures)
         held = ChainShare(participant.index, keyset.epoch, keyset.threshold, share.value, body)
+        # The lifecycle as the table says (tkms.dkg.lifecycle): generating, then serving.
+        lifecycle_store.apply(
+            self.secrets, chain_id, Event.DKG_STARTED, session_id=participant.config.session_id
+        )
+        lifecycle_store.apply(self.secrets, chain_id, Event.DKG_DONE, epoch=keyset.epoch)
         self.secrets.chains[chain_id] = held
         try:
             self.keystore.save(self.secrets)  # durable before anyone is told "done"
         except OSError:
             del self.secrets.chains[chain_id]
+            self.secrets.lifecycle.pop(chain_id, None)
             raise ApiError(503, "state_unavailable", "cannot seal the new share") from None
         self.partials.holdings[chain_id] = holding_from(held)
         log.info(

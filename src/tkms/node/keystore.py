@@ -7,10 +7,18 @@ the old state or the new one. The associated data is the file's purpose and
 the node's wallet address, so that nodes sharing a sealing key cannot be handed
 each other's files; the chains are keys of the authenticated plaintext, so a
 share cannot be moved to another chain either. It holds the node's
-share-encryption identity key, per chain the share and the signed keyset of
-the completed ceremony, and every ceremony session this node has started and
-whose expiry has not passed (so that a replayed start is refused, restarts
-included).
+share-encryption identity key, per chain its shares by epoch (each with the
+signed keyset it belongs to), the epoch it serves, the chain's lifecycle state
+(``tkms.dkg.lifecycle``, kept as its JSON) and the reshare in progress, and
+every ceremony session this node has started and whose expiry has not passed
+(so that a replayed start is refused, restarts included).
+
+The switch of a reshare is two writes (docs/dkg.md, "keystore by epoch"):
+first the new share becomes current while the old one stays, marked with the
+time it is destroyed; then, after that time, a second write drops the old
+share. Each write replaces the whole file atomically, so a crash at any
+instant leaves a file whose current share is a complete epoch-e or epoch-e+1
+share. Version 1 files (one share per chain) are read and rewritten as v2.
 """
 
 from __future__ import annotations
@@ -50,54 +58,157 @@ class ChainShare:
     def __repr__(self) -> str:
         return f"ChainShare(index={self.index}, epoch={self.epoch}, share=<hidden>)"
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "epoch": self.epoch,
+            "threshold": self.threshold,
+            "share": to_hex(curve.scalar_to_bytes(self.share)),
+            "keyset": self.keyset,
+        }
+
+    @classmethod
+    def from_json(cls, c: dict[str, Any]) -> ChainShare:
+        return cls(
+            index=int(c["index"]),
+            epoch=int(c["epoch"]),
+            threshold=int(c["threshold"]),
+            share=int(c["share"], 16),
+            keyset=c["keyset"],
+        )
+
+
+@dataclass(frozen=True)
+class RetiredShare:
+    """An epoch's share kept after the switch, to answer requests naming that epoch."""
+
+    share: ChainShare
+    destroy_at: int  # Unix seconds; 0: at the next write
+
+    def __repr__(self) -> str:
+        return f"RetiredShare(epoch={self.share.epoch}, destroy_at={self.destroy_at})"
+
+
+@dataclass(frozen=True)
+class ReshareRecord:
+    """A reshare this node has started and not finished: what a restart needs to abort it."""
+
+    session_id: bytes
+    expires_at: int
+    old_epoch: int
+    new_epoch: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sessionId": to_hex(self.session_id),
+            "expiresAt": self.expires_at,
+            "oldEpoch": self.old_epoch,
+            "newEpoch": self.new_epoch,
+        }
+
+    @classmethod
+    def from_json(cls, r: dict[str, Any]) -> ReshareRecord:
+        return cls(
+            bytes.fromhex(str(r["sessionId"]).removeprefix("0x")),
+            int(r["expiresAt"]),
+            int(r["oldEpoch"]),
+            int(r["newEpoch"]),
+        )
+
 
 @dataclass
 class NodeSecrets:
     encryption_key: int
     chains: dict[int, ChainShare] = field(default_factory=dict)
+    """Per chain, the share of the epoch this node serves (absent: none, or it left)."""
     sessions: dict[bytes, int] = field(default_factory=dict)
     """Ceremony session id → its expiry (Unix seconds): each is started once."""
+    retired: dict[int, dict[int, RetiredShare]] = field(default_factory=dict)
+    """Per chain, older epochs' shares still held, by epoch, until their destruction."""
+    lifecycle: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Per chain, the lifecycle state's JSON (tkms.dkg.lifecycle)."""
+    reshares: dict[int, ReshareRecord] = field(default_factory=dict)
+    """Per chain, the reshare in progress (at most one)."""
 
     def forget_expired(self, now: float) -> None:
         """Drop sessions past their expiry: a node refuses those by their date alone."""
         self.sessions = {s: e for s, e in self.sessions.items() if e > now}
 
+    def due_for_destruction(self, now: float) -> bool:
+        return any(r.destroy_at <= now for held in self.retired.values() for r in held.values())
+
+    def destroy_due(self, now: float) -> list[tuple[int, int]]:
+        """Forget retired shares whose time has come; (chain, epoch) of each (save after)."""
+        gone = []
+        for chain_id, held in list(self.retired.items()):
+            for epoch, r in list(held.items()):
+                if r.destroy_at <= now:
+                    del held[epoch]
+                    gone.append((chain_id, epoch))
+            if not held:
+                del self.retired[chain_id]
+        return gone
+
+    def share_of_epoch(self, chain_id: int, epoch: int) -> ChainShare | None:
+        current = self.chains.get(chain_id)
+        if current is not None and current.epoch == epoch:
+            return current
+        retired = self.retired.get(chain_id, {}).get(epoch)
+        return retired.share if retired is not None else None
+
     def __repr__(self) -> str:
         return f"NodeSecrets(chains={sorted(self.chains)}, keys=<hidden>)"
 
     def to_json(self) -> dict[str, Any]:
+        chain_ids = set(self.chains) | set(self.retired) | set(self.lifecycle) | set(self.reshares)
+        chains: dict[str, Any] = {}
+        for chain_id in sorted(chain_ids):
+            current = self.chains.get(chain_id)
+            epochs = {str(current.epoch): current.to_json()} if current is not None else {}
+            for epoch, r in self.retired.get(chain_id, {}).items():
+                epochs[str(epoch)] = {**r.share.to_json(), "destroyAt": r.destroy_at}
+            record = self.reshares.get(chain_id)
+            chains[str(chain_id)] = {
+                "current": current.epoch if current is not None else None,
+                "epochs": epochs,
+                "lifecycle": self.lifecycle.get(chain_id),
+                "reshare": record.to_json() if record is not None else None,
+            }
         return {
-            "version": 1,
+            "version": 2,
             "encryptionKey": to_hex(curve.scalar_to_bytes(self.encryption_key)),
-            "chains": {
-                str(chain_id): {
-                    "index": c.index,
-                    "epoch": c.epoch,
-                    "threshold": c.threshold,
-                    "share": to_hex(curve.scalar_to_bytes(c.share)),
-                    "keyset": c.keyset,
-                }
-                for chain_id, c in self.chains.items()
-            },
+            "chains": chains,
             "sessions": {to_hex(s): e for s, e in self.sessions.items()},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeSecrets:
-        chains = {
-            int(chain_id): ChainShare(
-                index=int(c["index"]),
-                epoch=int(c["epoch"]),
-                threshold=int(c["threshold"]),
-                share=int(c["share"], 16),
-                keyset=c["keyset"],
-            )
-            for chain_id, c in data["chains"].items()
-        }
         sessions = {
             bytes.fromhex(s.removeprefix("0x")): int(e) for s, e in data.get("sessions", {}).items()
         }
-        return cls(int(data["encryptionKey"], 16), chains, sessions)
+        secrets = cls(int(data["encryptionKey"], 16), sessions=sessions)
+        if data.get("version", 1) == 1:  # one share per chain: it is the current one
+            for chain_id, c in data["chains"].items():
+                secrets.chains[int(chain_id)] = ChainShare.from_json(c)
+            return secrets
+        for chain_id_raw, c in data["chains"].items():
+            chain_id = int(chain_id_raw)
+            for epoch_raw, e in c["epochs"].items():
+                share = ChainShare.from_json(e)
+                if share.epoch != int(epoch_raw):
+                    raise ValueError("a share filed under another epoch")
+                if c["current"] is not None and share.epoch == int(c["current"]):
+                    secrets.chains[chain_id] = share
+                else:
+                    held = secrets.retired.setdefault(chain_id, {})
+                    held[share.epoch] = RetiredShare(share, int(e.get("destroyAt", 0)))
+            if c["current"] is not None and chain_id not in secrets.chains:
+                raise ValueError("the current epoch's share is missing")
+            if c.get("lifecycle") is not None:
+                secrets.lifecycle[chain_id] = dict(c["lifecycle"])
+            if c.get("reshare") is not None:
+                secrets.reshares[chain_id] = ReshareRecord.from_json(c["reshare"])
+        return secrets
 
 
 class SealedKeystore:
@@ -131,11 +242,12 @@ class SealedKeystore:
                 ) from None
             legacy = True
         try:
-            secrets = NodeSecrets.from_json(json.loads(plain))
+            data = json.loads(plain)
+            secrets = NodeSecrets.from_json(data)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise KeystoreError(f"{self.path} holds no valid key state") from None
-        if legacy:
-            self.save(secrets)  # bound to this node from now on
+        if legacy or data.get("version", 1) == 1:
+            self.save(secrets)  # bound to this node, in the epochs layout, from now on
         return secrets
 
     def save(self, secrets: NodeSecrets) -> None:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from tkms.node.audit import Decisions
 from tkms.node.delegate_route import Delegate, Ready, add_delegate_route
 from tkms.node.dkg_service import DkgService
+from tkms.node.reshare_service import ReshareService
 from tkms.node.runtime import ThresholdRuntime
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
@@ -18,6 +19,7 @@ from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json
 
 DKG_PREFIX = "/v1/dkg/"
+RESHARE_PREFIX = "/v1/reshare/"
 
 
 async def _json_body(request: Request) -> Any:
@@ -80,4 +82,31 @@ def add_threshold_routes(
     )
     async def dkg_round(request: Request) -> Response:
         service = dkg()
+        return json_response(service.step(await _json_body(request)))
+
+    def reshare() -> ReshareService:
+        if runtime.reshare is None:
+            raise ApiError(403, "dkg_disabled", "this node has no state directory for key shares")
+        return runtime.reshare
+
+    @app.post(
+        "/v1/reshare/start",
+        openapi_extra=openapi.operation(
+            body=openapi.fields(config="object", authorization=openapi.HEX)
+        ),
+    )
+    async def reshare_start(request: Request) -> Response:
+        service = reshare()
+        return json_response(service.start(await _json_body(request)))
+
+    @app.post(
+        "/v1/reshare/round",
+        openapi_extra=openapi.operation(
+            body=openapi.fields(
+                sessionId=openapi.HEX, round="integer", messages="array", authorization=openapi.HEX
+            )
+        ),
+    )
+    async def reshare_round(request: Request) -> Response:
+        service = reshare()
         return json_response(service.step(await _json_body(request)))
