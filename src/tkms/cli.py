@@ -15,6 +15,7 @@ from tkms.cli_ceremony import RawKeyOption, register_ceremony_commands
 from tkms.cli_ceremony import wallet_from as _wallet_from
 from tkms.cli_devnet import devnet_app
 from tkms.cli_output import console, exit_code, fail
+from tkms.cli_records import migrate_records
 from tkms.cli_values import parse_cli_value, resolve_account, show_value
 from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
@@ -339,6 +340,7 @@ def decrypt(
 register_ceremony_commands(app)
 app.add_typer(devnet_app)
 app.add_typer(audit_app)
+app.command("migrate-records")(migrate_records)
 
 
 def main() -> None:

@@ -218,6 +218,22 @@ RESHARE_START = _statement(
     ("DkgMember", (("index", "uint256"), ("signer", "address"), ("encryptionKey", "bytes"))),
 )
 
+# BindingRegistration: the admin's word that these handles name these records (records
+# imported from a nox deployment, docs/binding.md); entriesDigest = keccak256 over
+# handle ‖ record of every entry in order (protocol/binding_registration.py).
+BINDING_REGISTRATION = _statement(
+    "BindingRegistration",
+    (
+        "BindingRegistration",
+        (
+            ("entriesDigest", "bytes32"),
+            ("count", "uint256"),
+            ("nonce", "bytes32"),
+            ("expiresAt", "uint256"),
+        ),
+    ),
+)
+
 # --- gateway ACL (tkms extensions of the Handle Gateway; nox keeps its ACL on-chain) ---
 
 ACL_GRANT = _statement(
@@ -376,6 +392,7 @@ STATEMENTS: Mapping[str, Statement] = {
         DKG_START,
         DKG_STEP,
         RESHARE_START,
+        BINDING_REGISTRATION,
         ACL_GRANT,
         HANDLE_ACL,
         ACL_READ,

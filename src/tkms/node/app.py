@@ -9,10 +9,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
-from tkms.crypto.encoding import parse_hex
+from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.envconfig import ConfigError
 from tkms.node.audit import AuditLog, Decisions
+from tkms.node.binding_routes import BODY_LIMIT as BINDINGS_BODY_LIMIT
+from tkms.node.binding_routes import PREFIX as BINDINGS_PREFIX
+from tkms.node.binding_routes import BindingRegistration, add_binding_routes
+from tkms.node.bindings import BindingRegistry, RegistryError
 from tkms.node.ceremony_metrics import LifecycleCollector
 from tkms.node.chain import NodeChains, check_chains_at_start
 from tkms.node.config import NodeConfig, load_node_config
@@ -61,6 +65,16 @@ def build_audit_log(config: NodeConfig) -> AuditLog | None:
     return AuditLog(directory, max_bytes=config.audit_max_bytes)
 
 
+def build_binding_registry(config: NodeConfig) -> BindingRegistry | None:
+    """The imported records' bindings, in the state directory (none without one)."""
+    if config.state_dir is None:
+        return None
+    try:
+        return BindingRegistry.in_state_dir(config.state_dir)
+    except RegistryError as exc:
+        raise ConfigError(f"TKMS_NODE_STATE_DIR: {exc}") from None
+
+
 def create_app(config: NodeConfig) -> FastAPI:
     registry = CollectorRegistry()
     delegations = Counter(
@@ -84,8 +98,10 @@ def create_app(config: NodeConfig) -> FastAPI:
     linked = bool(chains.watches)
     audit = build_audit_log(config)
     decisions = Decisions(registry, audit)
-    # user mode (docs/node-authorization.md): this node checks the user on its own chain reads.
-    user_checks = build_user_checks(config)
+    # user mode (docs/node-authorization.md): this node checks the user on its own chain reads,
+    # and the bindings of imported records registered at it (docs/binding.md).
+    bindings = build_binding_registry(config)
+    user_checks = build_user_checks(config, bindings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +117,8 @@ def create_app(config: NodeConfig) -> FastAPI:
                 yield
         finally:
             await user_checks.aclose()
+            if bindings is not None:
+                bindings.close()
             if audit is not None:
                 audit.close()
 
@@ -143,6 +161,10 @@ def create_app(config: NodeConfig) -> FastAPI:
         user_check=runner_batch_check(user_checks) if user_checks.readers else None,
     )
 
+    admin = parse_address(config.dkg_admin_address) if config.dkg_admin_address else None
+    open_ = config.binding_registration == "open"
+    add_binding_routes(app, BindingRegistration(bindings, admin, config.chains, open_=open_))
+
     app.state.delegator = delegator
     app.state.threshold = threshold
     app.state.chains = chains
@@ -153,6 +175,7 @@ def create_app(config: NodeConfig) -> FastAPI:
         # A user-mode batch carries the runner's statement (≤ 24 KiB) and per key its
         # binding inputs (~300 bytes): 128 keys need more than the default 64 KiB.
         BATCH_PATH: max(config.max_body_bytes, 256 * 1024),
+        BINDINGS_PREFIX: max(config.max_body_bytes, BINDINGS_BODY_LIMIT),
     }
     app.add_middleware(BodyLimit, limit=config.max_body_bytes, prefix_limits=body_limits)
     recorder = RouteMetrics(registry, "tkms_node")

@@ -12,6 +12,8 @@ the connection limits (:class:`tkms.web.limits.HttpLimits`),
 unset, every linked chain is served in ``user`` mode and every other in ``gateway`` mode.
 ``TKMS_NODE_RUNNER_ADDRESS`` (or ``…CHAINS__<id>__RUNNER_ADDRESS``) is the runner user mode
 serves operands to, ``TKMS_NODE_RUNNER_MAX_BLOCK_AGE`` (256) its statements' freshness.
+``TKMS_NODE_BINDING_REGISTRATION`` (``closed``) opens ``POST /v1/bindings/register`` for a
+migration (``open``; docs/binding.md).
 
 A chain with ``…__RPC_URL`` and ``…__NOX_COMPUTE_CONTRACT_ADDRESS`` is *linked*:
 its gateway comes from the contract's ``gateway()`` and its key is checked
@@ -154,6 +156,9 @@ class NodeConfig(BaseModel):
     # signatures. Its statements' blockNumber must be within this many blocks of the head.
     runner_address: str | None = None
     runner_max_block_age: int = Field(256, ge=1, le=2**32)
+    # POST /v1/bindings/register (docs/binding.md): closed unless the operator opens it
+    # for the migration of a nox deployment's records, so that it happens once.
+    binding_registration: Literal["open", "closed"] = "closed"
 
     _check_wallet = field_validator("wallet_key")(check_private_key)
     _check_admin = field_validator("dkg_admin_address", "runner_address")(check_address)

@@ -10,8 +10,9 @@ the gateway's signature (kept as a second factor) and before any share is used:
 2. ``handle`` of the request's chain (400 ``invalid_handle``), ``iv`` and
    ``ciphertextDigest`` (400 ``invalid_body``), and the binding: the handle's 25
    last bytes are those of ``(K, iv, digest)``, or ``bindingSignature`` is the
-   runner's ResultBinding of them (a result's handle) (403 ``binding_mismatch``), so
-   the ``K`` multiplied is the record's of this handle and no other.
+   runner's ResultBinding of them (a result's handle), or the admin registered this
+   record's binding hash for the handle (an imported record, node/bindings.py) (403
+   ``binding_mismatch``), so the ``K`` multiplied is the record's of this handle and no other.
 3. ``public``: ``isPubliclyDecryptable(handle)`` (403 ``not_publicly_decryptable``);
    ``runner``: the runner's statement (node/runner_checks.py).
 4. ``user``: the ``DataAccessAuthorization`` as the user sent it (``authorization``,
@@ -40,12 +41,13 @@ from tkms.chain.rpc import AsyncRpcClient, quantity
 from tkms.crypto.ecies import IV_LENGTH
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.node.audit import AuditNote
+from tkms.node.bindings import BindingRegistry, RegistryError
 from tkms.node.config import NodeConfig
 from tkms.node.delegate_route import Delegate
 from tkms.node.delegation_v1 import CheckedRequest, PartialDelegator
 from tkms.node.runner_checks import RunnerPolicy, check_runner_request
 from tkms.protocol.access import decode_data_access
-from tkms.protocol.binding import DIGEST_LENGTH
+from tkms.protocol.binding import DIGEST_LENGTH, PREFIX_LENGTH, BindingError, record_digest
 from tkms.protocol.handle import HandleError, parse_handle
 from tkms.protocol.result_binding import is_record_of, parse_binding_signature
 from tkms.web.errors import ApiError
@@ -68,10 +70,12 @@ class ChainReader:
         timeout: float,
         connect: float,
         runner: RunnerPolicy | None = None,
+        bindings: BindingRegistry | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.contract = contract
         self.runner = runner  # None: purpose runner is not served on this chain
+        self.bindings = bindings  # the imported records' bindings (None: no state dir)
         self._rpc = AsyncRpcClient(rpc_url, timeout=timeout, connect_timeout=connect)
         self._nox = AsyncNoxCompute(self._rpc, contract)
 
@@ -139,9 +143,30 @@ def check_binding(
     except EncodingError as exc:
         raise ApiError(400, "invalid_body", str(exc)) from None
     runner = None if reader.runner is None else reader.runner.runner
-    if not is_record_of(handle, k, iv, digest, signature, runner):
+    if not is_record_of(handle, k, iv, digest, signature, runner) and not _registered(
+        reader, handle, k, iv, digest
+    ):
         raise ApiError(403, "binding_mismatch", "K, iv and digest are not this handle's record")
     return handle
+
+
+def _registered(reader: ChainReader, handle: bytes, k: bytes, iv: bytes, digest: bytes) -> bool:
+    """An imported record: the admin registered this record's binding hash for the handle.
+
+    Read only once the derived binding and the runner's signature have failed, so a
+    tkms-bound record costs no database read."""
+    if reader.bindings is None:
+        return False
+    try:
+        expected = reader.bindings.record(reader.chain_id, handle)
+        return expected is not None and expected == record_digest(
+            handle[:PREFIX_LENGTH], k, iv, digest
+        )
+    except BindingError:
+        return False
+    except RegistryError:
+        log.warning("chain %d: the binding registry cannot be read", reader.chain_id)
+        raise ApiError(503, "state_unavailable", "cannot read the binding registry") from None
 
 
 class UserChecks:
@@ -222,7 +247,7 @@ class UserChecks:
         return int(self._clock())
 
 
-def build_user_checks(config: NodeConfig) -> UserChecks:
+def build_user_checks(config: NodeConfig, bindings: BindingRegistry | None = None) -> UserChecks:
     """A reader for each chain in ``user`` mode (a linked chain unless mode is ``gateway``)."""
     readers = {}
     for chain_id, chain in config.chains.items():
@@ -237,6 +262,7 @@ def build_user_checks(config: NodeConfig) -> UserChecks:
             timeout=chain.call_timeout,
             connect=chain.connect_timeout,
             runner=None if runner is None else RunnerPolicy(runner, config.runner_max_block_age),
+            bindings=bindings,
         )
     return UserChecks(readers)
 
