@@ -132,38 +132,10 @@ async def run_ceremony_async(
         answers = await _round(
             http, urls, "/v1/dkg/start", lambda _i: start_body, outcome, progress, "start"
         )
-        for number, name in enumerate(ROUND_NAMES, start=1):
-            broadcast = [m for a in answers.values() for m in a.get("messages", [])]
-            for m in broadcast:
-                if m.get("type") == "complaint" and m.get("accused"):
-                    outcome.complaints[int(m["sender"])] = list(m["accused"])
-            sig = to_hex(
-                eip712.sign(
-                    admin,
-                    domain,
-                    eip712.DKG_STEP,
-                    {"sessionId": config.session_id, "round": number},
-                )
-            )
-
-            def body_for(
-                index: int,
-                number: int = number,
-                sig: str = sig,
-                broadcast: list[dict[str, Any]] = broadcast,
-            ) -> dict[str, Any]:
-                delivered = (
-                    broadcast if interceptor is None else interceptor(number, index, broadcast)
-                )
-                return {
-                    "sessionId": to_hex(config.session_id),
-                    "round": number,
-                    "messages": delivered,
-                    "authorization": sig,
-                }
-
-            alive = {i: u for i, u in urls.items() if i in answers}
-            answers = await _round(http, alive, "/v1/dkg/round", body_for, outcome, progress, name)
+        answers = await _rounds(
+            http, urls, "/v1/dkg/round", config.session_id, admin, answers, outcome, progress,
+            interceptor,
+        )  # fmt: skip
         _conclude(outcome, answers)
         return outcome
 
@@ -204,6 +176,48 @@ async def _round(
             progress(name, done, len(urls))
 
     await asyncio.gather(*(one(i, u) for i, u in urls.items()))
+    return answers
+
+
+async def _rounds(
+    http: httpx.AsyncClient,
+    urls: dict[int, str],
+    path: str,
+    session_id: bytes,
+    admin: Wallet,
+    answers: dict[int, dict[str, Any]],
+    outcome: CeremonyOutcome,
+    progress: Progress | None,
+    interceptor: Interceptor | None,
+) -> dict[int, dict[str, Any]]:
+    """Rounds 1-4 of a DKG or a reshare (the same four): each node gets every message
+    the others answered the round before, under the admin's ``DkgStep``; only the nodes
+    still answering go on. ``answers``: those of the start."""
+    domain = eip712.dkg_domain(outcome.config.chain_id)
+    for number, name in enumerate(ROUND_NAMES, start=1):
+        broadcast = [m for a in answers.values() for m in a.get("messages", [])]
+        for m in broadcast:
+            if m.get("type") == "complaint" and m.get("accused"):
+                outcome.complaints[int(m["sender"])] = list(m["accused"])
+        step = {"sessionId": session_id, "round": number}
+        sig = to_hex(eip712.sign(admin, domain, eip712.DKG_STEP, step))
+
+        def body_for(
+            index: int,
+            number: int = number,
+            sig: str = sig,
+            broadcast: list[dict[str, Any]] = broadcast,
+        ) -> dict[str, Any]:
+            delivered = broadcast if interceptor is None else interceptor(number, index, broadcast)
+            return {
+                "sessionId": to_hex(session_id),
+                "round": number,
+                "messages": delivered,
+                "authorization": sig,
+            }
+
+        alive = {i: u for i, u in urls.items() if i in answers}
+        answers = await _round(http, alive, path, body_for, outcome, progress, name)
     return answers
 
 

@@ -23,13 +23,13 @@ import httpx
 
 from tkms.client.errors import CeremonyError
 from tkms.client.relay import (
-    ROUND_NAMES,
     CeremonyOutcome,
     Committee,
     Interceptor,
     Progress,
     _identities,
     _round,
+    _rounds,
 )
 from tkms.crypto import eip712
 from tkms.crypto.encoding import to_hex
@@ -135,40 +135,10 @@ async def run_reshare_async(
         answers = await _round(
             http, urls, "/v1/reshare/start", lambda _i: start_body, tally, progress, "start"
         )
-        for number, name in enumerate(ROUND_NAMES, start=1):
-            broadcast = [m for a in answers.values() for m in a.get("messages", [])]
-            for m in broadcast:
-                if m.get("type") == "complaint" and m.get("accused"):
-                    tally.complaints[int(m["sender"])] = list(m["accused"])
-            sig = to_hex(
-                eip712.sign(
-                    admin,
-                    domain,
-                    eip712.DKG_STEP,
-                    {"sessionId": config.session_id, "round": number},
-                )
-            )
-
-            def body_for(
-                key: int,
-                number: int = number,
-                sig: str = sig,
-                broadcast: list[dict[str, Any]] = broadcast,
-            ) -> dict[str, Any]:
-                delivered = (
-                    broadcast if interceptor is None else interceptor(number, key, broadcast)
-                )
-                return {
-                    "sessionId": to_hex(config.session_id),
-                    "round": number,
-                    "messages": delivered,
-                    "authorization": sig,
-                }
-
-            alive = {k: u for k, u in urls.items() if k in answers}
-            answers = await _round(
-                http, alive, "/v1/reshare/round", body_for, tally, progress, name
-            )
+        answers = await _rounds(
+            http, urls, "/v1/reshare/round", config.session_id, admin, answers, tally, progress,
+            interceptor,
+        )  # fmt: skip
         _conclude(outcome, answers)
         return outcome
 
