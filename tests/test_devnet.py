@@ -17,7 +17,7 @@ from tests.procs import (
     check_devnet_chain,
     check_devnet_secrets,
     devnet_chain,
-    free_port,
+    free_port_block,
     start_devnet,
     wait_printed,
 )
@@ -25,7 +25,7 @@ from tkms.crypto.encoding import parse_hex
 
 
 def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port_block(3)  # the gateway, the node, the chain: below the ephemeral range
     state = tmp_path / "state"
     log = tmp_path / "devnet.log"
     venv_bin = Path(sys.executable).parent
@@ -96,7 +96,7 @@ def test_single_node_devnet_examples_work_as_printed(tmp_path: Path) -> None:
     # Restarted on the same state it keeps its keys; with --acl embedded, on the gateway's
     # own grants (the same chain still linked).
     first = json.loads((state / "devnet.json").read_text())
-    port2 = free_port()
+    port2 = free_port_block(3)
     log2 = tmp_path / "devnet2.log"
     process = start_devnet(state, port2, log2, "--nodes", "1", "--acl", "embedded")
     try:
