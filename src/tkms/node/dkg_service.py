@@ -30,6 +30,7 @@ from tkms.crypto.wallet import SignatureError, Wallet, recover_address
 from tkms.dkg import (
     CeremonyConfig,
     DkgError,
+    DkgMessage,
     DkgMessageError,
     DkgParticipant,
     NodeIdentity,
@@ -46,6 +47,30 @@ log = logging.getLogger("tkms.node.dkg")
 
 MAX_LIFETIME = 24 * 3600
 """How far ahead a start may expire: it bounds how long a node remembers a session."""
+
+
+def deliver(
+    raw_messages: list[Any],
+    receive: Callable[[DkgMessage], None],
+    is_own: Callable[[DkgMessage], bool],
+) -> list[str]:
+    """Hand a round's relayed messages to a ceremony (a DKG's or a reshare's); what
+    fails to parse or to check is listed, as docs/dkg.md's ``rejected``, and skipped.
+    Our own broadcast, relayed back to everyone, is skipped silently."""
+    rejected = []
+    for raw in raw_messages:
+        try:
+            message = parse_message(raw)
+        except DkgMessageError as exc:
+            rejected.append(f"malformed message: {exc}")
+            continue
+        if is_own(message):
+            continue
+        try:
+            receive(message)
+        except DkgError as exc:
+            rejected.append(str(exc))
+    return rejected
 
 
 def admin_check(admin: bytes | None, digest: bytes, signature_hex: object) -> None:
@@ -184,19 +209,9 @@ class DkgService:
                 raise ApiError(403, "ceremony_expired", "the ceremony has expired")
             if round_ != self.round:
                 raise ApiError(409, "wrong_round", f"node is at round {self.round}, not {round_}")
-            rejected = []
-            for raw in body["messages"]:
-                try:
-                    message = parse_message(raw)
-                except DkgMessageError as exc:
-                    rejected.append(f"malformed message: {exc}")
-                    continue
-                if message.sender == participant.index:
-                    continue  # our own broadcast, relayed back to everyone
-                try:
-                    participant.receive(message)
-                except DkgError as exc:
-                    rejected.append(str(exc))
+            rejected = deliver(
+                body["messages"], participant.receive, lambda m: m.sender == participant.index
+            )
             try:
                 messages = participant.advance()
             except DkgError as exc:

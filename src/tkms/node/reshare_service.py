@@ -24,13 +24,19 @@ from typing import Any
 
 from tkms.crypto import eip712
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.dkg import DkgError, DkgMessageError, Phase, parse_keyset, parse_message
+from tkms.dkg import DkgError, DkgMessageError, Phase, parse_keyset
 from tkms.dkg.lifecycle import Event, Status
 from tkms.dkg.reshare import ReshareParticipant
 from tkms.dkg.reshare_config import ReshareConfig
 from tkms.node import lifecycle_store as states
 from tkms.node.ceremony_metrics import CeremonyRecord
-from tkms.node.dkg_service import MAX_LIFETIME, DkgService, admin_check, holding_from
+from tkms.node.dkg_service import (
+    MAX_LIFETIME,
+    DkgService,
+    admin_check,
+    deliver,
+    holding_from,
+)
 from tkms.node.keystore import ChainShare, NodeSecrets, ReshareRecord, RetiredShare
 from tkms.web.errors import ApiError
 
@@ -207,19 +213,7 @@ class ReshareService:
                 raise ApiError(403, "ceremony_expired", "the reshare has expired")
             if round_ != self.round:
                 raise ApiError(409, "wrong_round", f"node is at round {self.round}, not {round_}")
-            rejected = []
-            for raw in body["messages"]:
-                try:
-                    message = parse_message(raw)
-                except DkgMessageError as exc:
-                    rejected.append(f"malformed message: {exc}")
-                    continue
-                if participant.is_own(message):
-                    continue  # our own broadcast, relayed back to everyone
-                try:
-                    participant.receive(message)
-                except DkgError as exc:
-                    rejected.append(str(exc))
+            rejected = deliver(body["messages"], participant.receive, participant.is_own)
             try:
                 messages = participant.advance()
             except DkgError as exc:
