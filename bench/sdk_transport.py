@@ -1,11 +1,11 @@
-"""The async SDK's transport: client CPU per request, httpx against client/http11.py.
+"""The async SDK's transport: client CPU per request, httpx against transport/http11.py.
 
     .venv/bin/python bench/sdk_transport.py            # about half a minute
 
 A real ``tkms node`` (v0) answers ``GET /health`` (a few bytes: the request
 costs the server little and the client's transport is what is left). Each
 round sends the same requests through ``httpx.AsyncClient`` and through
-:class:`tkms.client.http11.Http11`, in turn, one at a time and then 16 at
+:class:`tkms.transport.http11.Http11`, in turn, one at a time and then 16 at
 once; a figure is this process's CPU time (user + system, every thread)
 ÷ requests, the median over rounds.
 """
@@ -28,7 +28,7 @@ import uvloop
 from bench.common import fmt_us, load_summary, print_table
 from bench.delegate_fixture import Fixture
 from bench.http_load import NodeProcess
-from tkms.client.http11 import Http11
+from tkms.transport.http11 import Http11
 
 
 async def per_request_cpu(send: Callable[[], Awaitable[int]], requests: int, users: int) -> float:
@@ -53,7 +53,7 @@ async def main_async(url: str, rounds: int, requests: int) -> dict[tuple[str, in
         async def via_h11() -> int:
             return (await h11.request("GET", "/health", {"chain_id": "1"}, {}, None)).status
 
-        clients = {"httpx.AsyncClient": via_httpx, "client/http11.py (h11)": via_h11}
+        clients = {"httpx.AsyncClient": via_httpx, "transport/http11.py (h11)": via_h11}
         for users in (1, 16):  # warm both: connections, caches
             for send in clients.values():
                 await per_request_cpu(send, 200, users)

@@ -1,4 +1,4 @@
-"""The async SDK's h11 transport (client/http11.py) over real loopback sockets.
+"""The async SDK's h11 transport (transport/http11.py) over real loopback sockets.
 
 A small asyncio server (TLS with a self-signed certificate, or plain) answers
 what each test needs: an answer, one that is too large, none at all, or a
@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tkms.client import AsyncClient, TransportError
-from tkms.client.http11 import Http11, TransportFailure
 from tkms.crypto.wallet import Wallet
+from tkms.transport.http11 import Http11, TransportFailure
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -33,7 +33,6 @@ import httpx
 from tkms.client.errors import InvalidInput, TransportError
 from tkms.client.gateway_core import Flow, GatewayCore, HttpRequest, HttpResponse
 from tkms.client.gateway_open import Acl, Encrypted
-from tkms.client.http11 import Http11, TransportFailure
 from tkms.client.onchain import OnChain
 from tkms.client.trust import GatewayTrust
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
@@ -43,6 +42,7 @@ from tkms.dkg.keyset import VerifiedKeyset
 from tkms.keyfiles import read_hex
 from tkms.protocol.handle import SolidityType
 from tkms.protocol.solidity import PlainInput, PlainValue
+from tkms.transport.http11 import Http11, TransportFailure
 
 T = TypeVar("T")
 DEFAULT_DEVNET = DEFAULT_PATH
@@ -350,7 +350,7 @@ class AsyncClient(_Base):
 
     def __init__(self, gateway_url: str, wallet: Wallet, *, timeout: float = 10.0, **kw: Any):
         super().__init__(gateway_url, wallet, **kw)
-        # h11, not httpx: a fifth to an eighth of its CPU per request (client/http11.py).
+        # h11, not httpx: a fifth to an eighth of its CPU per request (transport/http11.py).
         self._http = Http11(self.url, timeout=timeout)
 
     async def _run(self, flow: Flow[T]) -> T:

@@ -1,4 +1,4 @@
-"""The async SDK's HTTP/1.1 transport: h11 over asyncio streams, kept alive.
+"""An HTTP/1.1 client transport: h11 over asyncio streams, kept alive (the async SDK's).
 
 Why not httpx here: its layers (httpx's models, httpcore's pool, anyio) cost
 the async client about as much CPU per request as a partial's cryptography
