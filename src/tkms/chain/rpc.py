@@ -1,24 +1,34 @@
-"""A small Ethereum JSON-RPC client over httpx, in a sync and an async flavour.
+"""A small Ethereum JSON-RPC client, in a sync and an async flavour.
 
 Both share one I/O-free codec, so they check the same things. Every request has a hard
 deadline (``timeout``, the whole exchange, besides ``connect_timeout``) and a bounded
 response body; anything short of a well-formed answer raises :class:`ChainUnavailable`.
 A contract revert raises :class:`Reverted` with the raw revert data (``abi`` decodes it).
+Neither consults proxies from the environment (an RPC URL means that host), and no
+message quotes the URL (it may hold an API key).
+
+The async client, the services' (each user-mode partial's ``isViewer``, the gateway's
+reads), runs over :mod:`tkms.transport.http11`: httpx's layers cost it about 1.2-1.5 ms
+of CPU per call, several times the read itself (bench/chain.py). The sync one, used at
+start-up, by the CLI and by deploy scripts, stays on httpx.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from tkms.chain.errors import ChainUnavailable, ReceiptTimeout, Reverted, RpcError
+from tkms.transport.http11 import Http11, TimedOut, TooLarge, TransportFailure
 
 DEFAULT_TIMEOUT = 8.0  # nox-kms's CALL_TIMEOUT
 DEFAULT_CONNECT_TIMEOUT = 5.0  # nox-kms's CONNECT_TIMEOUT
@@ -140,17 +150,20 @@ class _Codec:
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
         return request_id, json.dumps(body, separators=(",", ":")).encode()
 
-    def check_head(self, method: str, response: httpx.Response) -> None:
-        if response.status_code != 200:
-            raise ChainUnavailable(f"{method}: RPC answered HTTP {response.status_code}")
-        length = response.headers.get("content-length")
+    def check_head(self, method: str, status: int, headers: Mapping[str, str]) -> None:
+        if status != 200:
+            raise ChainUnavailable(f"{method}: RPC answered HTTP {status}")
+        length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_response_bytes:
-            raise ChainUnavailable(f"{method}: RPC answer larger than {self.max_response_bytes} B")
+            raise self.too_large(method)
+
+    def too_large(self, method: str) -> ChainUnavailable:
+        return ChainUnavailable(f"{method}: RPC answer larger than {self.max_response_bytes} B")
 
     def add_chunk(self, method: str, chunks: list[bytes], size: int, chunk: bytes) -> int:
         size += len(chunk)
         if size > self.max_response_bytes:
-            raise ChainUnavailable(f"{method}: RPC answer larger than {self.max_response_bytes} B")
+            raise self.too_large(method)
         chunks.append(chunk)
         return size
 
@@ -188,6 +201,20 @@ def _rpc_error(method: str, error: object) -> Exception:
         reason = message.removeprefix("execution reverted").removeprefix(":").strip()
         return Reverted(None, data=revert_data, reason=reason or None)
     return RpcError(method, code, message)
+
+
+# Sent once only: a transaction the endpoint may have taken before the connection dropped
+# (sent again it would be "already known" at best). Every other method the services use reads.
+_NOT_REPEATED = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+
+
+def _credentials(url: str) -> dict[str, str]:
+    """The ``Authorization: Basic`` of a URL's ``user:password@``, as httpx sends it."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return {}
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
 
 def _call_params(to: bytes, calldata: bytes, sender: bytes | None, block: BlockTag) -> list[object]:
@@ -249,7 +276,7 @@ class RpcClient:
         deadline = time.monotonic() + self.timeout
         try:
             with self._http.stream("POST", self._codec.url, content=body, headers=_HEADERS) as r:
-                self._codec.check_head(method, r)
+                self._codec.check_head(method, r.status_code, r.headers)
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in r.iter_bytes():
@@ -352,7 +379,12 @@ def _log_filter(
 
 
 class AsyncRpcClient:
-    """The same client for the services' event loop (views and receipts)."""
+    """The same client for the services' event loop (views and receipts), over h11.
+
+    Its connections are kept alive (one request each at a time); one the endpoint
+    closed is not reused, and one it closes as a request goes out is asked again on
+    another, within the same deadline, unless the request sends a transaction.
+    """
 
     def __init__(
         self,
@@ -361,12 +393,15 @@ class AsyncRpcClient:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        http: httpx.AsyncClient | None = None,
     ) -> None:
         self._codec = _Codec(url, max_response_bytes)
         self.timeout = timeout
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=connect_timeout), trust_env=False
+        self._headers = _credentials(url)
+        self._http = Http11(
+            url,
+            timeout=timeout,
+            connect_timeout=min(connect_timeout, timeout),
+            max_answer_bytes=max_response_bytes,
         )
 
     @property
@@ -385,20 +420,17 @@ class AsyncRpcClient:
     async def request(self, method: str, params: Sequence[object] = ()) -> Any:
         request_id, body = self._codec.request(method, params)
         try:
-            async with asyncio.timeout(self.timeout):
-                async with self._http.stream(
-                    "POST", self._codec.url, content=body, headers=_HEADERS
-                ) as r:
-                    self._codec.check_head(method, r)
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in r.aiter_bytes():
-                        size = self._codec.add_chunk(method, chunks, size, chunk)
-        except (TimeoutError, httpx.TimeoutException):
+            answer = await self._http.request(
+                "POST", "", {}, self._headers, body, idempotent=method not in _NOT_REPEATED
+            )
+        except TimedOut:
             raise ChainUnavailable(f"{method}: RPC timed out after {self.timeout} s") from None
-        except httpx.HTTPError as exc:
-            raise ChainUnavailable(f"{method}: RPC unreachable ({type(exc).__name__})") from None
-        return self._codec.parse(method, request_id, b"".join(chunks))
+        except TooLarge:
+            raise self._codec.too_large(method) from None
+        except TransportFailure as exc:  # its message names a type, never the URL
+            raise ChainUnavailable(f"{method}: RPC unreachable ({exc})") from None
+        self._codec.check_head(method, answer.status, answer.headers)
+        return self._codec.parse(method, request_id, answer.body)
 
     async def chain_id(self) -> int:
         return quantity(await self.request("eth_chainId"), "chain id")

@@ -14,8 +14,16 @@ underneath, and this module adds only what the SDK needs of a client:
   host names checked), or a context the caller gives;
 * a kept connection the server has closed (its keep-alive timeout) is not
   reused; one that it closes as the request goes out fails before any answer
-  byte: a GET is then sent again on another, anything else fails with
-  :class:`Dropped`; every other failure is :class:`TransportFailure`.
+  byte: a GET (or a request the caller says is ``idempotent``) is then sent
+  again on another, anything else fails with :class:`Dropped`; the deadline
+  is :class:`TimedOut`, an answer over the bound :class:`TooLarge`, every
+  other failure :class:`TransportFailure`;
+* optionally ``connect_timeout`` seconds for opening a connection, within the
+  whole ``timeout`` (the chain's JSON-RPC client has both, as nox-kms).
+
+The base URL's path and query are kept: a request for path ``""`` goes to
+the base URL itself (a JSON-RPC endpoint, whose path or query may hold an
+API key: no message of this module quotes the URL).
 
 The synchronous :class:`~tkms.client.sdk.Client` keeps httpx: one blocking
 request at a time does not pay the async machinery that costs here.
@@ -41,6 +49,14 @@ class TransportFailure(Exception):
 
 class Dropped(TransportFailure):
     """A kept-alive connection was closed by the server before any answer byte."""
+
+
+class TimedOut(TransportFailure):
+    """The deadline passed (``timeout``, or ``connect_timeout`` for a new connection)."""
+
+
+class TooLarge(TransportFailure):
+    """The answer is larger than ``max_answer_bytes``."""
 
 
 @dataclass
@@ -69,6 +85,7 @@ class Http11:
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         max_idle: int = 16,
         ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         # As httpx: a URL it cannot use fails each request, not the constructor.
@@ -77,7 +94,10 @@ class Http11:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.authority = parts.netloc.rpartition("@")[2]
         self.prefix = parts.path.rstrip("/")
+        self._base_target = parts.path or "/"
+        self._query = parts.query
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.max_answer_bytes = max_answer_bytes
         self._ssl: ssl.SSLContext | None = None
         if parts.scheme == "https":
@@ -92,10 +112,17 @@ class Http11:
         params: dict[str, str],
         headers: dict[str, str],
         body: bytes | None,
+        *,
+        idempotent: bool | None = None,
     ) -> Answer:
+        """One exchange; ``idempotent`` (default: a GET) lets a dropped one be sent again."""
         if self._unusable:
             raise TransportFailure("UnsupportedProtocol")
-        target = self.prefix + path + ("?" + urlencode(params) if params else "")
+        query = "&".join(q for q in (self._query, urlencode(params) if params else "") if q)
+        target = (self.prefix + path if path else self._base_target) + (
+            "?" + query if query else ""
+        )
+        again = method == "GET" if idempotent is None else idempotent
         fields = [("Host", self.authority), ("Accept", "*/*")]
         if body is not None:
             fields += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
@@ -107,11 +134,11 @@ class Http11:
                     try:
                         return await self._exchange(conn, reused, method, target, fields, body)
                     except Dropped:
-                        if method != "GET":
+                        if not again:
                             raise  # it may have been processed: the caller decides
                         # a read is safe to send again: on the next idle or a new one
         except TimeoutError:
-            raise TransportFailure("ReadTimeout") from None
+            raise TimedOut("ReadTimeout") from None
 
     async def _take(self) -> tuple[_Conn, bool]:
         while self._idle:
@@ -122,7 +149,10 @@ class Http11:
                 return conn, True
             conn.writer.close()
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl)
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl)
+        except TimeoutError:
+            raise TimedOut("ConnectTimeout") from None
         except (OSError, ssl.SSLError) as exc:
             raise TransportFailure(f"ConnectError ({type(exc).__name__})") from None
         return _Conn(reader, writer, h11.Connection(h11.CLIENT)), False
@@ -177,10 +207,13 @@ class Http11:
             elif isinstance(event, h11.Response):
                 status = event.status_code
                 headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
+                length = headers.get("content-length", "")
+                if length.isdigit() and int(length) > self.max_answer_bytes:
+                    raise TooLarge(f"answer over {self.max_answer_bytes} bytes")  # unread
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > self.max_answer_bytes:
-                    raise TransportFailure(f"answer over {self.max_answer_bytes} bytes")
+                    raise TooLarge(f"answer over {self.max_answer_bytes} bytes")
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 return Answer(status, headers, b"".join(chunks))
