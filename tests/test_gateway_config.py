@@ -435,3 +435,15 @@ def test_the_nox_names_make_it_a_handle_gateway() -> None:
     assert load_gateway_config(nox).service_name == "Handle Gateway"
     named = {**nox, "TKMS_GATEWAY_SERVICE_NAME": "mine"}
     assert load_gateway_config(named).service_name == "mine"
+
+
+def test_the_chain_acl_cache_ttl() -> None:
+    assert load_gateway_config(threshold_env()).acl_cache_seconds == 60.0
+    config = load_gateway_config(threshold_env(TKMS_GATEWAY_ACL_CACHE_SECONDS="1500ms"))
+    assert config.acl_cache_seconds == 1.5
+    assert (
+        load_gateway_config(threshold_env(TKMS_GATEWAY_ACL_CACHE_SECONDS="0")).acl_cache_seconds
+        == 0
+    )
+    with pytest.raises(ConfigError, match="ACL_CACHE_SECONDS"):
+        load_gateway_config(threshold_env(TKMS_GATEWAY_ACL_CACHE_SECONDS="-1"))

@@ -235,3 +235,12 @@ def test_the_runner_address_is_per_chain_or_node_wide() -> None:
     ):
         with pytest.raises(ConfigError, match=name.removeprefix("NOX_KMS_").split("__")[-1]):
             load_node_config(base | {name: value})
+
+
+def test_the_user_mode_acl_cache_ttl() -> None:
+    base = {"NOX_KMS_WALLET_KEY": KEY, "NOX_KMS_CHAINS__1__GATEWAY_ADDRESS": GATEWAY}
+    assert load_node_config(base).acl_cache_seconds == 60.0
+    assert load_node_config(base | {"TKMS_NODE_ACL_CACHE_SECONDS": "0"}).acl_cache_seconds == 0
+    assert load_node_config(base | {"TKMS_NODE_ACL_CACHE_SECONDS": "5s"}).acl_cache_seconds == 5
+    with pytest.raises(ConfigError, match="ACL_CACHE_SECONDS"):
+        load_node_config(base | {"TKMS_NODE_ACL_CACHE_SECONDS": "3601"})

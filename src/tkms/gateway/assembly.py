@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
+from tkms.chain.acl_cache import AclCache
 from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.acl import AccessControl, EmbeddedAcl
@@ -63,7 +64,7 @@ def kms_side(
     return KmsSide(fanout, keysets, single, trusted)
 
 
-def _chain_acl(chain: ChainSettings) -> ChainAcl:
+def _chain_acl(chain: ChainSettings, acl_cache_seconds: float) -> ChainAcl:
     assert chain.rpc_url is not None
     return ChainAcl(
         chain.rpc_url,
@@ -71,6 +72,7 @@ def _chain_acl(chain: ChainSettings) -> ChainAcl:
         chain.id,
         timeout=chain.call_timeout,
         connect_timeout=chain.connect_timeout,
+        acl_cache=AclCache(ttl=acl_cache_seconds),
     )
 
 
@@ -107,7 +109,11 @@ def build_gateway_service(
         contract = parse_address(chain.nox_compute_contract)
         if access is None and chain.chain_acl:
             served[chain_id] = ServedChain(
-                chain_id, contract, wallet, kms, chain_acl=_chain_acl(chain)
+                chain_id,
+                contract,
+                wallet,
+                kms,
+                chain_acl=_chain_acl(chain, config.acl_cache_seconds),
             )
         else:
             reads = access if access is not None else embedded

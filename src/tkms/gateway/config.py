@@ -28,7 +28,8 @@ tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``; only with one chain: with
 several, each chain's ``Y`` is its ``kmsPublicKey()``), ``NODES`` (the
 threshold committee, the same for every chain, which holds one key per chain:
 JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/``…__SIGNER``),
-``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``DATABASE_URL``, ``STATE_DIR``,
+``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``ACL_CACHE_SECONDS`` (how long the chain
+ACL keeps a true answer: 60; 0: off), ``DATABASE_URL``, ``STATE_DIR``,
 ``MAX_BODY_BYTES``, ``MAX_RECORD_BYTES``, ``RATE_LIMIT__…`` (the anonymous
 writes' per-client token bucket), ``VERIFYING_CONTRACT`` (an alias of
 ``CHAIN__NOX_COMPUTE_CONTRACT``) and ``SERVER__HTTP__<NAME>`` (the connection
@@ -202,6 +203,9 @@ class GatewayConfig(BaseModel):
     max_compute_handles: int = Field(128, ge=1, le=1024)
     runner_max_block_age: int = Field(256, ge=1, le=10**6)
     acl: Literal["chain", "embedded"] | None = None
+    # The chain ACL keeps a true isViewer / isPubliclyDecryptable this long (NoxCompute has
+    # no revoke; the TTL bounds a grant reorged away). 0: every read asks the chain.
+    acl_cache_seconds: float = Field(60.0, ge=0, le=3600)
     chain: ChainConfig = ChainConfig()
     kms: KmsConfig = KmsConfig()
     # Required unless every chain has its own CHAINS__<id>__WALLET_KEY (config_chains).
@@ -228,9 +232,9 @@ class GatewayConfig(BaseModel):
     # Each linked chain's kmsPublicKey(), set by chain_start (never from the environment).
     _chain_keys: dict[int, str] = PrivateAttr(default_factory=dict)
 
-    _durations = field_validator("deadline", "node_timeout", "keyset_refresh", mode="before")(
-        _seconds
-    )
+    _durations = field_validator(
+        "deadline", "node_timeout", "keyset_refresh", "acl_cache_seconds", mode="before"
+    )(_seconds)
     _state_dir = field_validator("state_dir")(check_directory)
     _runner = field_validator("runner_address")(check_address)
 

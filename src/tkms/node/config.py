@@ -12,6 +12,8 @@ the connection limits (:class:`tkms.web.limits.HttpLimits`),
 unset, every linked chain is served in ``user`` mode and every other in ``gateway`` mode.
 ``TKMS_NODE_RUNNER_ADDRESS`` (or ``…CHAINS__<id>__RUNNER_ADDRESS``) is the runner user mode
 serves operands to, ``TKMS_NODE_RUNNER_MAX_BLOCK_AGE`` (256) its statements' freshness.
+``TKMS_NODE_ACL_CACHE_SECONDS`` (60; 0: off) how long user mode keeps a true
+``isViewer``/``isPubliclyDecryptable`` answer (:mod:`tkms.chain.acl_cache`).
 ``TKMS_NODE_BINDING_REGISTRATION`` (``closed``) opens ``POST /v1/bindings/register`` for a
 migration (``open``; docs/binding.md).
 
@@ -156,6 +158,9 @@ class NodeConfig(BaseModel):
     # signatures. Its statements' blockNumber must be within this many blocks of the head.
     runner_address: str | None = None
     runner_max_block_age: int = Field(256, ge=1, le=2**32)
+    # User mode keeps a true isViewer / isPubliclyDecryptable this long (NoxCompute has no
+    # revoke; the TTL bounds a grant reorged away). 0: every check reads the chain.
+    acl_cache_seconds: float = Field(60.0, ge=0, le=3600)
     # POST /v1/bindings/register (docs/binding.md): closed unless the operator opens it
     # for the migration of a nox deployment's records, so that it happens once.
     binding_registration: Literal["open", "closed"] = "closed"
@@ -163,6 +168,7 @@ class NodeConfig(BaseModel):
     _check_wallet = field_validator("wallet_key")(check_private_key)
     _check_admin = field_validator("dkg_admin_address", "runner_address")(check_address)
     _check_state_dir = field_validator("state_dir", "audit_dir")(check_directory)
+    _acl_ttl = field_validator("acl_cache_seconds", mode="before")(_seconds)
 
     def audit_directory(self) -> Path | None:
         if self.audit_dir is not None:

@@ -22,9 +22,16 @@ the gateway's signature (kept as a second factor) and before any share is used:
    ``userAddress`` or ERC-1271 on chain (401 ``invalid_signature``); and
    ``isViewer(handle, user)`` (403 ``access_denied``).
 
-Every chain read goes through this node's own RPC endpoint, uncached, so a
-grant added on chain counts at once; a read with no trustworthy answer is 503
-``chain_unavailable``, never an allow.
+Every chain read goes through this node's own RPC endpoint; a read with no
+trustworthy answer is 503 ``chain_unavailable``, never an allow. A *true*
+``isViewer`` or ``isPubliclyDecryptable`` is kept for ``TKMS_NODE_ACL_CACHE_SECONDS``
+(60 s; 0: off) by :class:`tkms.chain.acl_cache.AclCache`: NoxCompute has no revoke,
+so a true answer stays true, and the read is most of a partial's CPU beyond its
+cryptography; the TTL bounds how long a grant reorged away is still honoured. A
+false answer is never kept, so a grant added on chain counts at the next request.
+The chain head of a runner's statement is read at most once a second
+(:class:`tkms.chain.head.RecentHead`); ERC-1271 is asked every time (a contract
+wallet's answer can change).
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from tkms.chain.acl_cache import AclCache
 from tkms.chain.contract import AsyncNoxCompute
 from tkms.chain.erc1271 import is_contract_async, is_valid_signature_async
 from tkms.chain.errors import ChainError
+from tkms.chain.head import RecentHead
 from tkms.chain.rpc import AsyncRpcClient, quantity
 from tkms.crypto.ecies import IV_LENGTH
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
@@ -59,7 +68,9 @@ T = TypeVar("T")
 
 
 class ChainReader:
-    """One linked chain's NoxCompute, read by this node's own RPC endpoint (never cached)."""
+    """One linked chain's NoxCompute, read by this node's own RPC endpoint.
+
+    True ACL answers are kept by ``acl_cache`` (None: none is kept); ERC-1271 never is."""
 
     def __init__(
         self,
@@ -71,6 +82,7 @@ class ChainReader:
         connect: float,
         runner: RunnerPolicy | None = None,
         bindings: BindingRegistry | None = None,
+        acl_cache: AclCache | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.contract = contract
@@ -78,6 +90,8 @@ class ChainReader:
         self.bindings = bindings  # the imported records' bindings (None: no state dir)
         self._rpc = AsyncRpcClient(rpc_url, timeout=timeout, connect_timeout=connect)
         self._nox = AsyncNoxCompute(self._rpc, contract)
+        self._acl = AclCache(ttl=0) if acl_cache is None else acl_cache
+        self.head = RecentHead(self._read_head)
 
     def __repr__(self) -> str:  # never the RPC URL: it may hold an API key
         return f"ChainReader(chain={self.chain_id}, contract=0x{self.contract.hex()})"
@@ -95,8 +109,9 @@ class ChainReader:
                 503, "chain_unavailable", f"cannot read chain {self.chain_id}: {call} failed"
             ) from None
 
-    async def head(self) -> int:
-        """The chain's latest block (the runner's statements are bounded by it)."""
+    async def _read_head(self) -> int:
+        """The chain's latest block (the runner's statements are bounded by it): ``head()``
+        serves it for a second (:mod:`tkms.chain.head`)."""
 
         async def ask() -> int:
             return quantity(await self._rpc.request("eth_blockNumber"), "block number")
@@ -104,10 +119,18 @@ class ChainReader:
         return await self._read("eth_blockNumber", ask())
 
     async def is_viewer(self, handle: bytes, user: bytes) -> bool:
-        return await self._read("isViewer", self._nox.is_viewer(handle, user))
+        async def read() -> bool:
+            return await self._read("isViewer", self._nox.is_viewer(handle, user))
+
+        return await self._acl.is_viewer(self.chain_id, self.contract, handle, user, read)
 
     async def is_publicly_decryptable(self, handle: bytes) -> bool:
-        return await self._read("isPubliclyDecryptable", self._nox.is_publicly_decryptable(handle))
+        async def read() -> bool:
+            return await self._read(
+                "isPubliclyDecryptable", self._nox.is_publicly_decryptable(handle)
+            )
+
+        return await self._acl.is_publicly_decryptable(self.chain_id, self.contract, handle, read)
 
     async def contract_signed(self, account: bytes, digest: bytes, signature: bytes) -> bool:
         """ERC-1271: ``account`` has code and its ``isValidSignature`` says yes."""
@@ -263,6 +286,7 @@ def build_user_checks(config: NodeConfig, bindings: BindingRegistry | None = Non
             connect=chain.connect_timeout,
             runner=None if runner is None else RunnerPolicy(runner, config.runner_max_block_age),
             bindings=bindings,
+            acl_cache=AclCache(ttl=config.acl_cache_seconds),
         )
     return UserChecks(readers)
 
