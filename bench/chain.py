@@ -10,8 +10,10 @@ median run per call:
 
 Cases: the ABI work alone (encode the call, decode the bool; no I/O), one plain
 ``httpx.Client.post`` of a prepared eth_call body (the transport floor), and the real
-readers, ``NoxCompute.is_viewer`` (sync ``RpcClient``) and ``AsyncNoxCompute.is_viewer``
-(``AsyncRpcClient``, awaited one at a time on one event loop).
+readers, ``NoxCompute.is_viewer`` (sync ``RpcClient``, httpx) and ``AsyncNoxCompute.is_viewer``
+(``AsyncRpcClient``, on transport/http11.py, awaited one at a time on one event loop),
+each beside its floor: ``httpx.AsyncClient.post`` and ``Http11.request`` of the prepared
+body. The services' reads go through the async one.
 
 :func:`async_is_viewer_cost` is the last case alone, against any chain: bench/e2e.py
 calls it against the devnet's anvil, as the gateway's per-read cost.
@@ -37,6 +39,7 @@ from tests.chainnet import start_chain
 from bench.common import load_summary, print_table, process_tree_cpu
 from tkms.chain.contract import AsyncNoxCompute
 from tkms.chain.rpc import AsyncRpcClient
+from tkms.transport.http11 import Http11
 
 
 def _run(fn: Callable[[], object], calls: int, anvil_pid: int | None) -> tuple[float, float, float]:
@@ -140,6 +143,15 @@ def main() -> None:
         def async_plain_post() -> None:
             loop.run_until_complete(_async_posts())
 
+        h11_http = Http11(net.anvil.url, timeout=8.0)
+
+        async def _h11_posts() -> None:
+            for _ in range(calls):
+                await h11_http.request("POST", "", {}, {}, body, idempotent=True)
+
+        def h11_plain_post() -> None:
+            loop.run_until_complete(_h11_posts())
+
         async def _async_calls() -> None:
             for _ in range(calls):
                 await anox.is_viewer(handle, viewer)
@@ -152,7 +164,8 @@ def main() -> None:
             "httpx.Client.post, prepared body (transport floor)": plain_post,
             "NoxCompute.is_viewer (sync RpcClient)": sync_reader,
             "httpx.AsyncClient.post, prepared body (async floor)": async_plain_post,
-            "AsyncNoxCompute.is_viewer (AsyncRpcClient)": async_reader,
+            "Http11.request, prepared body (h11 floor)": h11_plain_post,
+            "AsyncNoxCompute.is_viewer (AsyncRpcClient, h11)": async_reader,
         }
         for fn in cases.values():  # warm up: connections, caches
             fn()
@@ -183,6 +196,7 @@ def main() -> None:
         )
         loop.run_until_complete(arpc.aclose())
         loop.run_until_complete(raw_async.aclose())
+        loop.run_until_complete(h11_http.aclose())
         loop.close()
         raw_http.close()
     finally:

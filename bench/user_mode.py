@@ -3,14 +3,20 @@
     .venv/bin/python bench/user_mode.py          (also section (f) of bench/threshold.py)
 
 Three node processes linked to a real anvil chain (NoxCompute deployed, a real
-DKG, t = 2). Node 1 is asked ``ROUNDS`` times for a partial, first in
-``user`` mode (binding, the user's token recovered, target = encryptionPubKey,
-``isViewer`` by ``eth_call`` to anvil), then restarted on the same share in
-``gateway`` mode and asked the same requests again, interleaved in blocks so
-that the machine's load falls on both alike. Per mode: the node process's CPU
-per partial (utime + stime from /proc, over all requests) and the p50 and p90
-round trip. anvil's own CPU for the ``eth_call`` is not in the node's figure
-(it is the RPC endpoint's cost): it is reported apart.
+DKG, t = 2). Node 1 is asked ``ROUNDS`` times for a partial in each of three
+modes, restarted on the same share between blocks of ``BLOCK`` requests and the
+modes taken in turn, so that the machine's load falls on all alike:
+
+* ``user``: binding, the user's token recovered, target = encryptionPubKey and
+  ``isViewer``, whose true answer the node keeps (``TKMS_NODE_ACL_CACHE_SECONDS``,
+  60 s: the requests repeat one handle and user, so one ``eth_call`` per start);
+* ``user (no ACL cache)``: the same with ``TKMS_NODE_ACL_CACHE_SECONDS=0``, one
+  ``isViewer`` by ``eth_call`` to anvil per partial (the transport's cost);
+* ``gateway``: the gateway's signature only.
+
+Per mode: the node process's CPU per partial (utime + stime from /proc, over all
+requests) and the p50 and p90 round trip. anvil's own CPU for the ``eth_call`` is
+not in the node's figure (it is the RPC endpoint's cost): it is reported apart.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from tkms.protocol.delegation import sign_delegate_request, user_fields
 CHAIN_ID = 421614
 ROUNDS = 400
 BLOCK = 50
+UNCACHED = "user (no ACL cache)"
+MODES = ("user", UNCACHED, "gateway")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -77,7 +85,9 @@ class _Nodes:
 
     def env(self, i: int, mode: str) -> dict[str, str]:
         stem = f"TKMS_NODE_CHAINS__{CHAIN_ID}__"
+        cache = "0" if mode == UNCACHED else "60"
         return {
+            "TKMS_NODE_ACL_CACHE_SECONDS": cache,
             "TKMS_NODE_WALLET_KEY": to_hex(self.wallets[i].private_key_bytes()),
             stem + "RPC_URL": self.anvil.url,
             stem + "NOX_COMPUTE_CONTRACT_ADDRESS": to_hex(self.contract),
@@ -86,11 +96,11 @@ class _Nodes:
             "TKMS_NODE_STATE_DIR": str(self.root / f"node{i}"),
             "TKMS_NODE_SEALING_KEY": to_hex(self.sealing[i]),
             "TKMS_NODE_DKG_ADMIN_ADDRESS": to_hex(self.admin.address),
-            "TKMS_NODE_AUTHORIZATION_MODE": mode,
+            "TKMS_NODE_AUTHORIZATION_MODE": "user" if mode == UNCACHED else mode,
         }
 
     def start(self, i: int, mode: str) -> Service:
-        log = self.root / f"node{i}-{mode}.log"
+        log = self.root / f"node{i}-{MODES.index(mode)}.log"
         service = start(["node"], self.env(i, mode), log, self.ports[i], name=f"node {i}")
         wait_service_healthy(service)
         self.services[i] = service
@@ -167,17 +177,14 @@ def user_mode_rows(rounds: int = ROUNDS) -> list[tuple[str, float]]:
             **user_fields(handle, record.iv, record.ciphertext, token),
         }
         requests = [(headers, body)] * BLOCK
-        results: dict[str, tuple[list[float], list[float]]] = {
-            "user": ([], []),
-            "gateway": ([], []),
-        }
-        anvil_cpu = {"user": 0.0, "gateway": 0.0}
+        results: dict[str, tuple[list[float], list[float]]] = {mode: ([], []) for mode in MODES}
+        anvil_cpu = dict.fromkeys(MODES, 0.0)
         service = nodes.services[1]
         time.sleep(1.0)  # the key check has read kmsPublicKey() again
         _measure(service.url + "/v1/delegate", service.process.pid, requests[:20])  # warm up
-        for round_ in range(2 * (rounds // BLOCK)):
-            # Alternate modes every block: stop and start node 1 on the same share.
-            mode = "user" if round_ % 2 == 0 else "gateway"
+        for round_ in range(len(MODES) * (rounds // BLOCK)):
+            # The modes in turn, a block each: stop and start node 1 on the same share.
+            mode = MODES[round_ % len(MODES)]
             if round_:
                 nodes.stop(1)
                 service = nodes.start(1, mode)
@@ -189,7 +196,7 @@ def user_mode_rows(rounds: int = ROUNDS) -> list[tuple[str, float]]:
             results[mode][0].append(cpu)
             results[mode][1].extend(samples)
         rows = []
-        for name in ("gateway", "user"):
+        for name in ("gateway", UNCACHED, "user"):
             cpus, samples = results[name]
             samples.sort()
             rows += [
@@ -198,7 +205,8 @@ def user_mode_rows(rounds: int = ROUNDS) -> list[tuple[str, float]]:
                 (f"{name} mode: round trip p90", samples[int(len(samples) * 0.9)]),
             ]
         per = rounds // BLOCK * BLOCK
-        rows.append(("user mode: anvil CPU per partial (eth_call)", anvil_cpu["user"] / per))
+        for name in (UNCACHED, "user"):
+            rows.append((f"{name} mode: anvil CPU per partial (eth_call)", anvil_cpu[name] / per))
         return rows
     finally:
         stop_all(list(nodes.services.values()))
@@ -210,7 +218,7 @@ def user_mode_rows(rounds: int = ROUNDS) -> list[tuple[str, float]]:
 def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s), {ROUNDS} partials per mode")
     for label, seconds in user_mode_rows():
-        print(f"  {label:<48} {seconds * 1e6:>9,.0f} µs")
+        print(f"  {label:<60} {seconds * 1e6:>9,.0f} µs")
 
 
 if __name__ == "__main__":
