@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -197,3 +198,29 @@ def test_an_http_error_and_a_refused_connection_are_unavailable() -> None:
                 await wrong.chain_id()
 
     asyncio.run(run())
+
+
+def test_a_connection_that_cannot_open_times_out_at_connect_timeout() -> None:
+    """A listener whose backlog is full drops the SYN: the connection never opens."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = []
+        for _ in range(4):  # fill the backlog (never accepted)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+
+            async def run() -> None:
+                url = f"http://127.0.0.1:{port}"
+                async with AsyncRpcClient(url, timeout=5.0, connect_timeout=0.2) as rpc:
+                    with pytest.raises(ChainUnavailable, match=r"connecting after 0\.2 s"):
+                        await rpc.chain_id()
+
+            asyncio.run(run())
+        finally:
+            for filler in fillers:
+                filler.close()

@@ -28,7 +28,13 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from tkms.chain.errors import ChainUnavailable, ReceiptTimeout, Reverted, RpcError
-from tkms.transport.http11 import Http11, TimedOut, TooLarge, TransportFailure
+from tkms.transport.http11 import (
+    ConnectTimedOut,
+    Http11,
+    TimedOut,
+    TooLarge,
+    TransportFailure,
+)
 
 DEFAULT_TIMEOUT = 8.0  # nox-kms's CALL_TIMEOUT
 DEFAULT_CONNECT_TIMEOUT = 5.0  # nox-kms's CONNECT_TIMEOUT
@@ -396,11 +402,12 @@ class AsyncRpcClient:
     ) -> None:
         self._codec = _Codec(url, max_response_bytes)
         self.timeout = timeout
+        self.connect_timeout = min(connect_timeout, timeout)
         self._headers = _credentials(url)
         self._http = Http11(
             url,
             timeout=timeout,
-            connect_timeout=min(connect_timeout, timeout),
+            connect_timeout=self.connect_timeout,
             max_answer_bytes=max_response_bytes,
         )
 
@@ -423,6 +430,10 @@ class AsyncRpcClient:
             answer = await self._http.request(
                 "POST", "", {}, self._headers, body, idempotent=method not in _NOT_REPEATED
             )
+        except ConnectTimedOut:
+            raise ChainUnavailable(
+                f"{method}: RPC timed out connecting after {self.connect_timeout} s"
+            ) from None
         except TimedOut:
             raise ChainUnavailable(f"{method}: RPC timed out after {self.timeout} s") from None
         except TooLarge:

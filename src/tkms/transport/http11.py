@@ -55,6 +55,10 @@ class TimedOut(TransportFailure):
     """The deadline passed (``timeout``, or ``connect_timeout`` for a new connection)."""
 
 
+class ConnectTimedOut(TimedOut):
+    """``connect_timeout`` passed before a new connection was open."""
+
+
 class TooLarge(TransportFailure):
     """The answer is larger than ``max_answer_bytes``."""
 
@@ -152,7 +156,7 @@ class Http11:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl)
         except TimeoutError:
-            raise TimedOut("ConnectTimeout") from None
+            raise ConnectTimedOut("ConnectTimeout") from None
         except (OSError, ssl.SSLError) as exc:
             raise TransportFailure(f"ConnectError ({type(exc).__name__})") from None
         return _Conn(reader, writer, h11.Connection(h11.CLIENT)), False
