@@ -1,6 +1,7 @@
 """What the async and the blocking HTTP/1.1 transports share, apart from their I/O.
 
-The base URL each talks to (:class:`Origin`), the bytes of one request
+The base URL each talks to (:class:`Origin`) and their settings
+(:class:`Transport`), the bytes of one request
 (:func:`request_bytes`), the assembly of one answer out of h11's events
 (:class:`AnswerReader`: the size bound is applied there, once), and the
 failures both raise. transport/http11.py drives these over asyncio streams,
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import h11
 
+C = TypeVar("C")
 READ_CHUNK = 65536
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
@@ -49,10 +52,6 @@ class Origin:
         if parts.scheme == "https":
             self.ssl = ssl_context or ssl.create_default_context()
 
-    def check(self) -> None:
-        if self.unusable:
-            raise TransportFailure("UnsupportedProtocol")
-
     def target(self, path: str, params: dict[str, str]) -> str:
         return self.prefix + path + ("?" + urlencode(params) if params else "")
 
@@ -61,6 +60,34 @@ class Origin:
         if body is not None:
             fields += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         return fields + list(headers.items())
+
+
+class Transport(Generic[C]):
+    """What both transports hold: one base URL, one deadline, one answer bound, and
+    their idle connections (``C``: each transport's own)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_idle: int = 16,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.origin = Origin(base_url, ssl_context)
+        self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
+        self._idle: list[C] = []  # list.pop and .append are atomic: threads may share it
+        self._max_idle = max_idle  # kept connections at the most
+
+    def _prepare(
+        self, path: str, params: dict[str, str], headers: dict[str, str], body: bytes | None
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """The request's target and header fields (TransportFailure: an unusable URL)."""
+        if self.origin.unusable:
+            raise TransportFailure("UnsupportedProtocol")
+        return self.origin.target(path, params), self.origin.fields(headers, body)
 
 
 def request_bytes(

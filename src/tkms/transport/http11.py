@@ -31,12 +31,11 @@ from dataclasses import dataclass
 import h11
 
 from tkms.transport.exchange import (
-    MAX_ANSWER_BYTES,
     READ_CHUNK,
     Answer,
     AnswerReader,
     Dropped,
-    Origin,
+    Transport,
     TransportFailure,
     request_bytes,
     reusable,
@@ -52,23 +51,8 @@ class _Conn:
     http: h11.Connection
 
 
-class Http11:
+class Http11(Transport[_Conn]):
     """Keep-alive HTTP/1.1 to one base URL; safe for concurrent requests."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float,
-        max_answer_bytes: int = MAX_ANSWER_BYTES,
-        max_idle: int = 16,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.origin = Origin(base_url, ssl_context)
-        self.timeout = timeout
-        self.max_answer_bytes = max_answer_bytes
-        self._idle: list[_Conn] = []
-        self._max_idle = max_idle
 
     async def request(
         self,
@@ -78,9 +62,7 @@ class Http11:
         headers: dict[str, str],
         body: bytes | None,
     ) -> Answer:
-        self.origin.check()
-        target = self.origin.target(path, params)
-        fields = self.origin.fields(headers, body)
+        target, fields = self._prepare(path, params, headers, body)
         try:
             async with asyncio.timeout(self.timeout):
                 while True:
@@ -136,7 +118,7 @@ class Http11:
         finally:
             if keep and len(self._idle) < self._max_idle:
                 self._idle.append(conn)
-            elif not keep:
+            else:  # not reusable, or enough kept already
                 conn.writer.close()
 
     async def aclose(self) -> None:
