@@ -95,6 +95,19 @@ async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         writer.close()
 
 
+async def too_large(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers 5000 bytes of body, whatever is asked."""
+    await read_request(reader)
+    writer.write(answer(b"x" * 5000))
+    await writer.drain()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request and answers nothing (until the test ends)."""
+    await read_request(reader)
+    await asyncio.sleep(30)
+
+
 @contextmanager
 def serving_in_thread(handler: Handler, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """The server's base URL while it runs on an event loop of its own thread."""

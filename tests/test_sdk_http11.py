@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.loopback_http import answer, base_url, keep_alive, read_request, serve, tls_pair
+from tests.loopback_http import (
+    answer,
+    base_url,
+    keep_alive,
+    read_request,
+    serve,
+    silent,
+    tls_pair,
+    too_large,
+)
 from tkms.client import AsyncClient, TransportError
 from tkms.crypto.wallet import Wallet
 from tkms.transport.http11 import Http11, TransportFailure
@@ -42,17 +52,8 @@ def test_https_is_verified_and_kept_alive(tmp_path: Path) -> None:
 
 
 def test_answer_size_and_timeout_are_bounded() -> None:
-    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer(b"x" * 5000))
-        await writer.drain()
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(5)
-
     async def run() -> None:
-        big, slow = await serve(huge), await serve(silent)
+        big, slow = await serve(too_large), await serve(silent)
         async with big, slow:
             http = Http11(base_url(big), timeout=5, max_answer_bytes=4096)
             with pytest.raises(TransportFailure, match="answer over 4096 bytes"):
@@ -86,7 +87,10 @@ def test_a_closed_kept_connection_is_not_reused() -> None:
 def test_the_sdk_raises_transport_error() -> None:
     async def run() -> None:
         for url in ("http://127.0.0.1:9", "ftp://127.0.0.1"):
-            chain = {"gateway_signer": "0x" + "11" * 20, "verifying_contract": "0x" + "22" * 20}
+            chain: dict[str, Any] = {
+                "gateway_signer": "0x" + "11" * 20,
+                "verifying_contract": "0x" + "22" * 20,
+            }
             async with AsyncClient(url, Wallet.generate(), chain_id=1, **chain) as client:
                 with pytest.raises(TransportError, match="cannot reach the gateway"):
                     await client.keyset()

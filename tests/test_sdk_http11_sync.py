@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.loopback_http import answer, keep_alive, read_request, serving_in_thread, tls_pair
+from tests import loopback_http as lb
 from tkms.client import Client, TransportError
 from tkms.crypto.wallet import Wallet
 from tkms.transport.http11_sync import Dropped, Http11Sync, TransportFailure
 
 
 def test_https_is_verified_and_kept_alive(tmp_path: Path) -> None:
-    server_tls, client_tls = tls_pair(tmp_path)
-    with serving_in_thread(keep_alive, server_tls) as url:
+    server_tls, client_tls = lb.tls_pair(tmp_path)
+    with lb.serving_in_thread(lb.keep_alive, server_tls) as url:
         http = Http11Sync(url + "/prefix", timeout=5, ssl_context=client_tls)
         first = http.request("GET", "/a", {"salt": "0x01"}, {}, None)
         second = http.request("POST", "/b", {}, {"Authorization": "x"}, b"{}")
@@ -45,41 +46,32 @@ def test_https_is_verified_and_kept_alive(tmp_path: Path) -> None:
 
 
 def test_answer_size_and_timeout_are_bounded() -> None:
-    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer(b"x" * 5000))
-        await writer.drain()
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(30)
-
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Each byte well within the timeout, the whole answer far beyond it: only one
         # deadline for the exchange (not one per read) cuts it off.
-        await read_request(reader)
-        for byte in answer(b"x" * 1000):
+        await lb.read_request(reader)
+        for byte in lb.answer(b"x" * 1000):
             writer.write(bytes([byte]))
             await writer.drain()
             await asyncio.sleep(0.02)
 
     too_big = pytest.raises(TransportFailure, match="answer over 4096 bytes")
-    with serving_in_thread(huge) as big, too_big:
+    with lb.serving_in_thread(lb.too_large) as big, too_big:
         Http11Sync(big, timeout=5, max_answer_bytes=4096).request("GET", "/", {}, {}, None)
-    for handler in (silent, trickle):
+    for handler in (lb.silent, trickle):
         too_slow = pytest.raises(TransportFailure, match="ReadTimeout")
-        with serving_in_thread(handler) as slow, too_slow:
+        with lb.serving_in_thread(handler) as slow, too_slow:
             Http11Sync(slow, timeout=0.3).request("GET", "/", {}, {}, None)
 
 
 def test_a_closed_kept_connection_is_not_reused() -> None:
     async def one_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer(b"{}"))  # no "connection: close": the client keeps it
+        await lb.read_request(reader)
+        writer.write(lb.answer(b"{}"))  # no "connection: close": the client keeps it
         await writer.drain()
         writer.close()  # as a server's keep-alive timeout does
 
-    with serving_in_thread(one_each) as url:
+    with lb.serving_in_thread(one_each) as url:
         http = Http11Sync(url, timeout=5)
         for _ in range(3):
             assert http.request("POST", "/", {}, {}, b"{}").status == 200
@@ -93,13 +85,13 @@ def test_a_connection_closed_under_the_request_resends_a_get_only() -> None:
 
     async def drops_the_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(writer)
-        await read_request(reader)
-        writer.write(answer(b"{}"))
+        await lb.read_request(reader)
+        writer.write(lb.answer(b"{}"))
         await writer.drain()
-        await read_request(reader)  # the next request: closed without a byte of answer
+        await lb.read_request(reader)  # the next request: closed without a byte of answer
         writer.close()
 
-    with serving_in_thread(drops_the_second) as url:
+    with lb.serving_in_thread(drops_the_second) as url:
         http = Http11Sync(url, timeout=5)
         assert http.request("GET", "/", {}, {}, None).status == 200
         assert http.request("GET", "/", {}, {}, None).status == 200  # sent again, on another
@@ -111,7 +103,10 @@ def test_a_connection_closed_under_the_request_resends_a_get_only() -> None:
 
 
 def test_the_sdk_raises_transport_error() -> None:
-    chain = {"gateway_signer": "0x" + "11" * 20, "verifying_contract": "0x" + "22" * 20}
+    chain: dict[str, Any] = {
+        "gateway_signer": "0x" + "11" * 20,
+        "verifying_contract": "0x" + "22" * 20,
+    }
     for url in ("http://127.0.0.1:9", "ftp://127.0.0.1", "http://"):
         unreachable = pytest.raises(TransportError, match="cannot reach the gateway")
         with Client(url, Wallet.generate(), chain_id=1, **chain) as client, unreachable:
