@@ -45,6 +45,29 @@ def test_https_is_verified_and_kept_alive(tmp_path: Path) -> None:
             other_name.request("GET", "/", {}, {}, None)
 
 
+def test_threads_share_one_transport() -> None:
+    # The synchronous Client is shared between threads: each request takes its own
+    # connection, and at most max_idle are kept afterwards.
+    with lb.serving_in_thread(lb.keep_alive) as url:
+        http = Http11Sync(url, timeout=5, max_idle=3)
+        bodies: list[bytes] = []
+
+        def user(n: int) -> None:
+            for i in range(20):
+                bodies.append(http.request("GET", f"/{n}/{i}", {}, {}, None).body)
+
+        threads = [threading.Thread(target=user, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(bodies) == sorted(
+            b'{"target":"/%d/%d"}' % (n, i) for n in range(8) for i in range(20)
+        )
+        assert 1 <= len(http._idle) <= 3
+        http.close()
+
+
 def test_answer_size_and_timeout_are_bounded() -> None:
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Each byte well within the timeout, the whole answer far beyond it: only one

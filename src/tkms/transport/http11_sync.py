@@ -157,9 +157,13 @@ class Http11Sync(Transport[_Conn]):
                 raise Dropped(f"ReadError ({type(exc).__name__})") from None
             raise TransportFailure(f"ReadError ({type(exc).__name__})") from None
         finally:
-            if keep and len(self._idle) < self._max_idle:  # racing threads may keep one more
+            if keep:
                 self._idle.append(conn)
-            else:  # not reusable, or enough kept already
+                # Over the bound: close the surplus. Without a lock (threads racing
+                # here may each append), so each trims after its own append.
+                while len(self._idle) > self._max_idle and (extra := self._pop()):
+                    extra.sock.close()
+            else:
                 sock.close()
 
     def _pop(self) -> _Conn | None:
