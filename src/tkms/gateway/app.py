@@ -36,6 +36,7 @@ from tkms.gateway.records import StorageError
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes, ServedChain
 from tkms.gateway.status import HandleStatus
 from tkms.gateway.storage import SqlRecordStore, open_record_store
+from tkms.metric_labels import Children
 from tkms.web import openapi
 from tkms.web.common import add_common_routes, require_json
 from tkms.web.errors import install_error_handlers
@@ -70,8 +71,10 @@ def open_store(config: GatewayConfig) -> SqlRecordStore:
 
 def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> FastAPI:
     registry = CollectorRegistry()
-    errors = Counter(
-        "tkms_gateway_errors_total", "Error answers by error code", ["code"], registry=registry
+    errors = Children(
+        Counter(
+            "tkms_gateway_errors_total", "Error answers by error code", ["code"], registry=registry
+        )
     )
     service = build_gateway_service(config, store or open_store(config), registry=registry)
 
@@ -101,13 +104,13 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     )
 
     def count_error(code: str) -> None:
-        errors.labels(code).inc()
+        errors(code).inc()
 
     install_error_handlers(app, on_error=count_error)
 
     async def not_enough(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, NotEnoughNodes)
-        errors.labels(exc.code).inc()
+        errors(exc.code).inc()
         body = {"error": exc.code, "message": exc.message, **exc.extra}
         return Response(json.dumps(body).encode(), 503, media_type="application/json")
 
@@ -259,7 +262,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     app.add_middleware(
         WriteRateLimit,
         config=config.rate_limit,
-        on_limited=lambda: errors.labels("rate_limited").inc(),
+        on_limited=lambda: errors("rate_limited").inc(),
     )
     recorder = RouteMetrics(registry, "tkms_gateway")
     app.add_middleware(Metrics, recorder=recorder)

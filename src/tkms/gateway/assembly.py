@@ -24,6 +24,7 @@ from tkms.gateway.routing import Chains
 from tkms.gateway.service import GatewayService, KmsSide, ServedChain
 from tkms.gateway.single import SingleNode
 from tkms.gateway.storage import SqlRecordStore
+from tkms.metric_labels import Children
 
 
 def kms_side(
@@ -88,15 +89,17 @@ def build_gateway_service(
     ``eth_call``; every other chain shares one embedded ACL (the shared store's).
     """
     registry = registry or CollectorRegistry()
-    node_outcomes = Counter(
-        "tkms_gateway_node_requests_total",
-        "Partial requests by node and outcome",
-        ["node", "outcome"],
-        registry=registry,
+    node_outcomes = Children(
+        Counter(
+            "tkms_gateway_node_requests_total",
+            "Partial requests by node and outcome",
+            ["node", "outcome"],
+            registry=registry,
+        )
     )
 
     def on_outcome(index: int, outcome: str) -> None:
-        node_outcomes.labels(str(index), outcome).inc()
+        node_outcomes(str(index), outcome).inc()
 
     pools: dict[int, NodeConnections] = {}
     embedded = EmbeddedAcl(store, clock=lambda: int(clock())) if access is None else None
