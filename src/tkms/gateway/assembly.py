@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.acl import AccessControl, EmbeddedAcl
+from tkms.gateway.admission import Admission
 from tkms.gateway.chain_acl import ChainAcl
 from tkms.gateway.config import ChainSettings, GatewayConfig
 from tkms.gateway.fanout import Fanout, NodeRef, Outcome
@@ -117,8 +118,12 @@ def build_gateway_service(
             served[chain_id] = ServedChain(
                 chain_id, contract, wallet, kms, access=reads, acl=embedded
             )
+    admission = config.admission
     return GatewayService(
         chains=Chains(served, config.default_chain),
+        admission=Admission(
+            admission.in_flight(len(config.nodes)), admission.max_queue, admission.retry_after
+        ),
         store=store,
         max_record_bytes=config.max_record_bytes,
         registry=registry,

@@ -98,7 +98,8 @@ class PublicDecryption:
         if record is None:
             raise ApiError(404, "not_found", "no secret is stored under this handle")
         start = time.perf_counter()
-        plaintext = await self._plaintext(chain, record, salt)
+        async with service.admission.slot():  # the nodes are asked: gateway/admission.py
+            plaintext = await self._plaintext(chain, record, salt)
         seconds = time.perf_counter() - start
         proof = eip712.sign(
             chain.wallet,

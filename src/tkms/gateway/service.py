@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter
 from tkms.crypto import ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.gateway.acl import AclListing, EmbeddedAcl, InvalidGrant, NotAuthorized, UnknownHandle
+from tkms.gateway.admission import Admission
 from tkms.gateway.authz import (
     DataAccess,
     SignedDataAccess,
@@ -92,12 +93,14 @@ class GatewayService:
         self,
         *,
         chains: Chains,
+        admission: Admission,
         store: SqlRecordStore,
         max_record_bytes: int,
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.chains = chains
+        self.admission = admission  # reads that ask the nodes: at most so many at once
         self.store = store  # shared by every chain: a record carries its chain id
         self._clock = clock
         # The committee is the same for every chain (a key per chain on each node).
@@ -296,6 +299,31 @@ class GatewayService:
         salt_raw: str | None,
         authorization: str | None,
     ) -> Answer:
+        """The single node's material, once admitted (gateway/admission.py)."""
+        async with self.admission.slot():
+            return await self._secret_v0(handle_raw, chain_id_raw, salt_raw, authorization)
+
+    async def secret_v1(
+        self,
+        handle_raw: str,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+        exclude_raw: Sequence[str] = (),
+    ) -> Answer:
+        """Threshold material once admitted: its fan-out's deadline starts then."""
+        async with self.admission.slot():
+            return await self._secret_v1(
+                handle_raw, chain_id_raw, salt_raw, authorization, exclude_raw
+            )
+
+    async def _secret_v0(
+        self,
+        handle_raw: str,
+        chain_id_raw: str | None,
+        salt_raw: str | None,
+        authorization: str | None,
+    ) -> Answer:
         chain, salt, record, access = await self._read(
             handle_raw, chain_id_raw, salt_raw, authorization
         )
@@ -321,7 +349,7 @@ class GatewayService:
         body = signed(chain.wallet, chain.chain_id, salt, eip712.HANDLE_CRYPTO_MATERIAL, payload)
         return Answer(body, {"kms": time.perf_counter() - start})
 
-    async def secret_v1(
+    async def _secret_v1(
         self,
         handle_raw: str,
         chain_id_raw: str | None,
