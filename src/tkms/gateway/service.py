@@ -12,7 +12,8 @@ on a chain, as nox v0.6,
 the ACL first (``isViewer`` of NoxCompute, 403, or 503 ``chain_unavailable``)
 and the record after (404), so that a stranger learns nothing of a handle's
 existence — and only then is any node asked. The database is called from a
-worker thread so a slow query never stalls the event loop.
+worker thread so a slow query never stalls the event loop; a record read once
+is kept in memory (records are write-once: ``gateway/record_cache.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tkms.gateway.authz import (
 from tkms.gateway.chain_acl import ChainAcl
 from tkms.gateway.exclude import check_enough_left, parse_exclude
 from tkms.gateway.fanout import NotEnoughAnswers
+from tkms.gateway.record_cache import RecordCache
 from tkms.gateway.records import RecordExists, StorageError, StoredRecord
 from tkms.gateway.routing import Chains
 from tkms.gateway.served_chain import KmsSide, ServedChain, not_configured
@@ -101,6 +103,7 @@ class GatewayService:
     ) -> None:
         self.chains = chains
         self.admission = admission  # reads that ask the nodes: at most so many at once
+        self.records = RecordCache()  # write-once records, kept once read
         self.store = store  # shared by every chain: a record carries its chain id
         self._clock = clock
         # The committee is the same for every chain (a key per chain on each node).
@@ -242,7 +245,7 @@ class GatewayService:
     def _embedded_read(self, chain: ServedChain, handle: bytes, user: bytes) -> StoredRecord:
         """Today's order without a chain: the record (404), then the embedded ACL (403)."""
         assert chain.access is not None
-        record = self.store.get(handle)
+        record = self._stored(handle)
         if record is None:
             raise ApiError(404, "not_found", "no secret is stored under this handle")
         if not chain.access.is_viewer(handle, user):
@@ -264,10 +267,24 @@ class GatewayService:
             )
         if not await chain_acl.is_viewer(handle, access.user):
             raise _not_a_viewer(access.user)
-        record = await self._db(self.store.get, handle)
+        record = await self.record(handle)
         if record is None:
             raise ApiError(404, "not_found", "no secret is stored under this handle")
         return record
+
+    def _stored(self, handle: bytes) -> StoredRecord | None:
+        """The store's record, from memory once read (a database worker's call)."""
+        record = self.records.get(handle)
+        if record is None:
+            record = self.store.get(handle)
+            if record is not None:
+                self.records.put(record)
+        return record
+
+    async def record(self, handle: bytes) -> StoredRecord | None:
+        """:meth:`_stored` without a thread when it is in memory (gateway/record_cache.py)."""
+        record = self.records.get(handle)
+        return record if record is not None else await self._db(self._stored, handle)
 
     async def _read(
         self,
