@@ -73,6 +73,19 @@ def _request_domain(chain_id: int) -> eip712.Domain:
     return eip712.delegate_domain(chain_id)
 
 
+@lru_cache(maxsize=4096)
+def _signer(chain_id: int, ephemeral_pubkey: str, target_pubkey: str, signature: bytes) -> bytes:
+    """Who signed this request: a pure function of its four inputs, so kept.
+
+    The gateway sends the same (K, user key) for every read of a handle by a user,
+    with the same deterministic signature: the hash and the recovery (~100 µs) were
+    done again each time. A signature that does not recover raises, and is not kept.
+    """
+    message = {"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey}
+    digest = eip712.digest(_request_domain(chain_id), _AUTH_STATEMENT, message)
+    return recover_address(digest, signature)
+
+
 def check_authorization(
     chain_id: int,
     body: DelegateBody,
@@ -85,10 +98,8 @@ def check_authorization(
     ``note`` learns the recovered signer (the audit log's requester), also when
     it is not the gateway.
     """
-    message = {"ephemeralPubKey": body.ephemeral_pubkey, "targetPubKey": body.target_pubkey}
     try:
-        digest = eip712.digest(_request_domain(chain_id), _AUTH_STATEMENT, message)
-        signer = recover_address(digest, signature)
+        signer = _signer(chain_id, body.ephemeral_pubkey, body.target_pubkey, signature)
     except (SignatureError, eip712.Eip712Error):
         raise ApiError(401, "invalid_signature", "authorization signature is invalid") from None
     if note is not None:
