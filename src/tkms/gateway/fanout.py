@@ -115,7 +115,8 @@ class Fanout:
         self._background: set[asyncio.Task[Any]] = set()
         # The DelegateAuthorization of (K, user key) is deterministic (RFC 6979) and
         # the same for every read of a handle by a user: signed once, not per read.
-        self._request = functools.lru_cache(maxsize=4096)(self._new_request)
+        # Bounded: a key is at most a token's size (8 KiB), 1024 of them at most 8 MiB.
+        self._request = functools.lru_cache(maxsize=1024)(self._new_request)
 
     def _new_request(self, ephemeral_pubkey: str, target_pubkey: str) -> DelegateRequest:
         return delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)

@@ -31,8 +31,9 @@ from tkms.protocol.access import (
     verified,
 )
 
-# A token is ~1 kB (an RSA-2048 key in hex, base64): 4096 of them are ~5 MB at most.
-DEFAULT_ENTRIES = 4096
+# A token is ~1.2 kB with an RSA-2048 key, at most MAX_TOKEN_LENGTH (8 KiB): 2048 of
+# them are ~2.5 MB, 16 MiB at worst. An entry pushed out only costs a new check.
+DEFAULT_ENTRIES = 2048
 
 _Key = tuple[str, int, bytes]
 
