@@ -135,6 +135,7 @@ def sequential(manifest: Path, rounds: int, pid: int) -> dict[str, Any]:
                 ready.append(time.perf_counter() - start)
         owner.decrypt(handle)  # warm: keyset, material, connections
         walls, parts = [], []
+        own = time.process_time()  # the client's (this process's) part of the total
         cpu = (process_tree_cpu(pid) or 0.0) + time.process_time()
         gateway_cpu = process_tree_cpu(gateway_pid) if gateway_pid else None
         for _ in range(rounds):
@@ -142,6 +143,7 @@ def sequential(manifest: Path, rounds: int, pid: int) -> dict[str, Any]:
             assert owner.decrypt(handle) == 10**18
             walls.append(time.perf_counter() - start)
             parts.append(dict(owner.core.last_timings))
+        own = time.process_time() - own
         cpu = (process_tree_cpu(pid) or 0.0) + time.process_time() - cpu
         if gateway_cpu is not None and gateway_pid is not None:
             gateway_cpu = ((process_tree_cpu(gateway_pid) or 0.0) - gateway_cpu) / rounds
@@ -155,6 +157,7 @@ def sequential(manifest: Path, rounds: int, pid: int) -> dict[str, Any]:
         "cold": cold,
         "ready": ready,
         "cpu": cpu / rounds,
+        "client_cpu": own / rounds,
         "decrypts": rounds + len(cold) + len(ready) + 1,  # all in the nodes' partial counts
         "gateway_cpu": gateway_cpu,
         "encrypt_rate": encrypt_rate,
@@ -422,6 +425,11 @@ def main() -> None:
         + [
             ["(one node's own handling of a partial, server side)", ms(node_each), ""],
             ["(CPU of all processes per decrypt)", ms(seq["cpu"]), ""],
+            [
+                f"(CPU of the client process per decrypt; floor {ms(floor['client'])})",
+                ms(seq["client_cpu"]),
+                f"{seq['client_cpu'] / floor['client']:.2f}×",
+            ],
         ],
         markdown=args.markdown,
     )

@@ -26,8 +26,8 @@ from tkms.crypto.wallet import Wallet
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
-def floors(t: int) -> dict[str, float]:
-    """Seconds per call of the primitives a decryption cannot avoid (see the docstring)."""
+def client_floor(t: int) -> Callable[[], object]:
+    """One call: the client's primitives of one decryption with threshold ``t``."""
     key = rsa.generate_private_key()
     public = key.public_key()
     shares = shamir.deal_shares(curve.random_scalar(), t, t + 2)[:t]
@@ -40,9 +40,6 @@ def floors(t: int) -> dict[str, float]:
     iv, plaintext = os.urandom(12), os.urandom(32)
     aes_key = os.urandom(32)
     ciphertext = AESGCM(aes_key).encrypt(iv, plaintext, None)
-    signer = PrivateKey()
-    digest = os.urandom(32)
-    x_b = curve.scalar_to_bytes(shares[0].value)
 
     def client() -> object:
         for blob in sealed:
@@ -56,6 +53,19 @@ def floors(t: int) -> dict[str, float]:
         hkdf = HKDF(hashes.SHA256(), 32, bytes(32), b"ECIES:AES_GCM:v1")
         hkdf.derive(curve.point_x(combined))
         return AESGCM(aes_key).decrypt(iv, ciphertext, None)
+
+    return client
+
+
+def floors(t: int) -> dict[str, float]:
+    """Seconds per call of the primitives a decryption cannot avoid (see the docstring)."""
+    client = client_floor(t)
+    key = rsa.generate_private_key()
+    public = key.public_key()
+    k = curve.base_mul(curve.random_scalar())
+    signer = PrivateKey()
+    digest = os.urandom(32)
+    x_b = curve.scalar_to_bytes(curve.random_scalar())
 
     def node() -> object:
         k.multiply(x_b)  # S_i

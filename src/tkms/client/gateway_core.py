@@ -1,8 +1,8 @@
 """The SDK's logic without I/O: each operation is a generator of HTTP requests.
 
 A flow yields :class:`HttpRequest` and is sent back :class:`HttpResponse`;
-:mod:`tkms.client.sdk` drives the same flows with a sync or an async httpx
-client, so both variants check exactly the same things:
+:mod:`tkms.client.sdk` drives the same flows over a blocking or an asyncio
+h11 transport (:mod:`tkms.transport`), so both variants check exactly the same things:
 
 - every answer is ``{payload, signature}`` signed by the gateway the client
   trusts, under the salt the client drew for that very request;

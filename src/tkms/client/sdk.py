@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-import httpx
-
 from tkms.client.errors import InvalidInput, TransportError
 from tkms.client.gateway_core import Flow, GatewayCore, HttpRequest, HttpResponse
 from tkms.client.gateway_open import Acl, Encrypted
@@ -43,7 +41,9 @@ from tkms.dkg.keyset import VerifiedKeyset
 from tkms.keyfiles import read_hex
 from tkms.protocol.handle import SolidityType
 from tkms.protocol.solidity import PlainInput, PlainValue
-from tkms.transport.http11 import Http11, TransportFailure
+from tkms.transport.exchange import Answer, TransportFailure
+from tkms.transport.http11 import Http11
+from tkms.transport.http11_sync import Http11Sync
 
 T = TypeVar("T")
 DEFAULT_DEVNET = DEFAULT_PATH
@@ -227,38 +227,35 @@ class _Base:
                 raise InvalidInput(str(exc)) from None
         return _bytes(account, "account", 20)
 
-    def _response(self, response: httpx.Response) -> HttpResponse:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        return HttpResponse(response.status_code, data, response.headers)
+    def _failed(self, exc: TransportFailure) -> TransportError:
+        return TransportError(f"cannot reach the gateway at {self.url}: {exc}")
 
 
-def _transport(exc: httpx.HTTPError, url: str) -> TransportError:
-    return TransportError(f"cannot reach the gateway at {url}: {type(exc).__name__}")
+def _json_body(request: HttpRequest) -> bytes | None:
+    """The body httpx's ``json=`` sent (compact, UTF-8), which the gateway was tested with."""
+    if request.json is None:
+        return None
+    return json.dumps(
+        request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode()
 
 
-# A kept-alive connection the server closed just as we reused it fails so, before
-# any answer: a GET (every read is one) is safe to send once more.
-_DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
-
-
-def _json_body(value: Any) -> bytes:
-    """The bytes httpx's ``json=`` sends, so that both clients send the same request."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _retryable(request: HttpRequest, exc: httpx.HTTPError, attempt: int) -> bool:
-    return request.method == "GET" and attempt == 0 and isinstance(exc, _DROPPED)
+def _response(answer: Answer) -> HttpResponse:
+    try:
+        data = json.loads(answer.body)
+    except ValueError:
+        data = None
+    return HttpResponse(answer.status, data, answer.headers)
 
 
 class Client(_Base):
-    """The synchronous SDK (one ``httpx.Client``, safe to share between threads)."""
+    """The synchronous SDK (safe to share between threads: each request takes its own
+    kept-alive connection)."""
 
     def __init__(self, gateway_url: str, wallet: Wallet, *, timeout: float = 10.0, **kw: Any):
         super().__init__(gateway_url, wallet, **kw)
-        self._http = httpx.Client(timeout=timeout)
+        # Blocking h11, not httpx.Client: a fraction of its CPU a request (bench/sdk_transport.py)
+        self._http = Http11Sync(self.url, timeout=timeout)
         self.core.busy_budget = timeout
 
     def _run(self, flow: Flow[T]) -> T:
@@ -273,21 +270,13 @@ class Client(_Base):
             return result
 
     def _send(self, request: HttpRequest) -> HttpResponse:
-        for attempt in range(2):
-            try:
-                response = self._http.request(
-                    request.method,
-                    self.url + request.path,
-                    params=request.params,
-                    headers=request.headers,
-                    json=request.json,
-                )
-            except httpx.HTTPError as exc:
-                if _retryable(request, exc, attempt):
-                    continue
-                raise _transport(exc, self.url) from None
-            return self._response(response)
-        raise AssertionError("unreachable")
+        try:  # a GET dropped as it went out is sent again by the transport itself
+            answer = self._http.request(
+                request.method, request.path, request.params, request.headers, _json_body(request)
+            )
+        except TransportFailure as exc:
+            raise self._failed(exc) from None
+        return _response(answer)
 
     def encrypt(
         self,
@@ -370,18 +359,13 @@ class AsyncClient(_Base):
             return result
 
     async def _send(self, request: HttpRequest) -> HttpResponse:
-        body = None if request.json is None else _json_body(request.json)
         try:  # a GET dropped as it went out is sent again by the transport itself
             answer = await self._http.request(
-                request.method, request.path, request.params, request.headers, body
+                request.method, request.path, request.params, request.headers, _json_body(request)
             )
         except TransportFailure as exc:
-            raise TransportError(f"cannot reach the gateway at {self.url}: {exc}") from None
-        try:
-            data = json.loads(answer.body)
-        except ValueError:
-            data = None
-        return HttpResponse(answer.status, data, answer.headers)
+            raise self._failed(exc) from None
+        return _response(answer)
 
     async def encrypt(
         self,

@@ -17,8 +17,8 @@ underneath, and this module adds only what the SDK needs of a client:
   byte: a GET is then sent again on another, anything else fails with
   :class:`Dropped`; every other failure is :class:`TransportFailure`.
 
-The synchronous :class:`~tkms.client.sdk.Client` keeps httpx: one blocking
-request at a time does not pay the async machinery that costs here.
+Its blocking sibling is transport/http11_sync.py; what they share (the
+request's bytes, the answer's assembly, the failures) is transport/exchange.py.
 """
 
 from __future__ import annotations
@@ -27,20 +27,21 @@ import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
 
 import h11
 
-READ_CHUNK = 65536
-MAX_ANSWER_BYTES = 32 * 1024 * 1024
+from tkms.transport.exchange import (
+    READ_CHUNK,
+    Answer,
+    AnswerReader,
+    Dropped,
+    Transport,
+    TransportFailure,
+    request_bytes,
+    reusable,
+)
 
-
-class TransportFailure(Exception):
-    """The exchange failed; the message names how (an exception type, never data)."""
-
-
-class Dropped(TransportFailure):
-    """A kept-alive connection was closed by the server before any answer byte."""
+__all__ = ["Answer", "Dropped", "Http11", "TransportFailure"]
 
 
 @dataclass
@@ -48,42 +49,10 @@ class _Conn:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     http: h11.Connection
-    received: int = 0  # bytes of the current answer so far
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
-    body: bytes
-
-
-class Http11:
+class Http11(Transport[_Conn]):
     """Keep-alive HTTP/1.1 to one base URL; safe for concurrent requests."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float,
-        max_answer_bytes: int = MAX_ANSWER_BYTES,
-        max_idle: int = 16,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        parts = urlsplit(base_url)
-        # As httpx: a URL it cannot use fails each request, not the constructor.
-        self._unusable = parts.scheme not in ("http", "https") or not parts.hostname
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.authority = parts.netloc.rpartition("@")[2]
-        self.prefix = parts.path.rstrip("/")
-        self.timeout = timeout
-        self.max_answer_bytes = max_answer_bytes
-        self._ssl: ssl.SSLContext | None = None
-        if parts.scheme == "https":
-            self._ssl = ssl_context or ssl.create_default_context()
-        self._idle: list[_Conn] = []
-        self._max_idle = max_idle
 
     async def request(
         self,
@@ -93,13 +62,7 @@ class Http11:
         headers: dict[str, str],
         body: bytes | None,
     ) -> Answer:
-        if self._unusable:
-            raise TransportFailure("UnsupportedProtocol")
-        target = self.prefix + path + ("?" + urlencode(params) if params else "")
-        fields = [("Host", self.authority), ("Accept", "*/*")]
-        if body is not None:
-            fields += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        fields += list(headers.items())
+        target, fields = self._prepare(path, params, headers, body)
         try:
             async with asyncio.timeout(self.timeout):
                 while True:
@@ -122,7 +85,8 @@ class Http11:
                 return conn, True
             conn.writer.close()
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl)
+            origin = self.origin
+            reader, writer = await asyncio.open_connection(origin.host, origin.port, ssl=origin.ssl)
         except (OSError, ssl.SSLError) as exc:
             raise TransportFailure(f"ConnectError ({type(exc).__name__})") from None
         return _Conn(reader, writer, h11.Connection(h11.CLIENT)), False
@@ -137,56 +101,25 @@ class Http11:
         body: bytes | None,
     ) -> Answer:
         keep = False
-        conn.received = 0
+        answer = AnswerReader(conn.http, self.max_answer_bytes)
         try:
-            out = conn.http.send(h11.Request(method=method, target=target, headers=fields)) or b""
-            if body:
-                out += conn.http.send(h11.Data(data=body)) or b""
-            out += conn.http.send(h11.EndOfMessage()) or b""
-            conn.writer.write(out)
+            conn.writer.write(request_bytes(conn.http, method, target, fields, body))
             await conn.writer.drain()
-            answer = await self._read(conn)
-            keep = conn.http.our_state is h11.DONE and conn.http.their_state is h11.DONE
-            if keep:
-                conn.http.start_next_cycle()
-            return answer
+            while (whole := answer.step()) is None:
+                answer.feed(await conn.reader.read(READ_CHUNK))
+            keep = reusable(conn.http)
+            return whole
         except h11.ProtocolError:
             raise TransportFailure("RemoteProtocolError") from None
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-            if reused and conn.received == 0:
+            if reused and answer.received == 0:
                 raise Dropped(f"ReadError ({type(exc).__name__})") from None
             raise TransportFailure(f"ReadError ({type(exc).__name__})") from None
         finally:
             if keep and len(self._idle) < self._max_idle:
                 self._idle.append(conn)
-            elif not keep:
+            else:  # not reusable, or enough kept already
                 conn.writer.close()
-
-    async def _read(self, conn: _Conn) -> Answer:
-        status, headers = 0, {}
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            event = conn.http.next_event()
-            if event is h11.NEED_DATA:
-                chunk = await conn.reader.read(READ_CHUNK)
-                if not chunk and conn.received == 0:
-                    raise ConnectionResetError  # closed before any answer byte
-                conn.received += len(chunk)
-                conn.http.receive_data(chunk)
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > self.max_answer_bytes:
-                    raise TransportFailure(f"answer over {self.max_answer_bytes} bytes")
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                return Answer(status, headers, b"".join(chunks))
-            elif isinstance(event, h11.ConnectionClosed):
-                raise TransportFailure("RemoteProtocolError (closed mid-answer)")
-            # an InformationalResponse (1xx): keep reading
 
     async def aclose(self) -> None:
         while self._idle:
