@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,8 @@ import pytest
 from tests.cluster import CHAIN_ID
 from tests.gatewaynet import GatewayNet
 from tests.procs import Service
-from tkms.client import AsyncClient
+from tkms.client import AsyncClient, Client
+from tkms.client.gateway_core import HttpResponse, retry_after
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 
@@ -156,3 +158,43 @@ def test_the_sdk_waits_out_retry_after_and_every_decryption_succeeds(
     assert asyncio.run(users()) == [5] * len(wallets)
     assert _busy_count(gateway.url) > before  # some were refused, and asked again
     _settled(gateway.url)
+
+
+def test_the_sync_sdk_waits_out_retry_after_too(net: GatewayNet, gateway: Service) -> None:
+    wallets = [Wallet.generate() for _ in range(8)]
+    with net.client(gateway.url) as owner:
+        secret = owner.encrypt(6, "uint64")
+        for wallet in wallets:
+            owner.grant(secret, wallet.address)
+    clients: list[Client] = [net.client(gateway.url, w, timeout=30) for w in wallets]
+    for client in clients:
+        assert client.decrypt(secret) == 6
+    before, values = _busy_count(gateway.url), []
+    start = threading.Barrier(len(clients))
+
+    def user(client: Client) -> None:
+        start.wait()
+        values.append(client.decrypt(secret))
+
+    threads = [threading.Thread(target=user, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for client in clients:
+        client.close()
+    assert values == [6] * len(clients)
+    assert _busy_count(gateway.url) > before
+    _settled(gateway.url)
+
+
+def test_only_a_503_with_a_retry_after_in_seconds_within_the_budget_is_waited_out() -> None:
+    def answer(status: int, value: str | None) -> HttpResponse:
+        return HttpResponse(status, None, {} if value is None else {"retry-after": value})
+
+    assert retry_after(answer(503, "2"), waited=0.0, budget=10.0) == 2.0
+    assert retry_after(answer(503, "2"), waited=9.0, budget=10.0) is None  # past the budget
+    assert retry_after(answer(503, None), waited=0.0, budget=10.0) is None  # not_enough_partials
+    assert retry_after(answer(429, "1"), waited=0.0, budget=10.0) is None
+    for odd in ("-1", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "99999", "١"):
+        assert retry_after(answer(503, odd), waited=0.0, budget=1e9) is None, odd
