@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/servers.py              # about two minutes
     .venv/bin/python bench/servers.py --markdown   # tables to paste into docs
+    .venv/bin/python bench/servers.py --only "uvicorn + fastpath" --only "uvicorn + bare"
 
 One signed ``POST /v0/delegate`` and one ``POST /v1/delegate`` (a partial),
 the requests of bench/delegate.py, served by each server × app of
@@ -169,6 +170,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per server and route")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--only", action="append", default=[], help='a row to run ("uvicorn + bare"); repeatable'
+    )
     args = parser.parse_args()
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -177,7 +181,8 @@ def main() -> None:
     print(f"machine: {load_summary()}\n")
     fx = Fixture.create()
     share = curve.random_scalar()
-    variants = [v for v in VARIANTS if v[0] != "granian" or _has_granian()]
+    variants = [v for v in VARIANTS if not args.only or f"{v[0]} + {v[1]}" in args.only]
+    variants = [v for v in variants if v[0] != "granian" or _has_granian()]
     servers = []
     try:
         for server, app in variants:
@@ -220,7 +225,7 @@ def main() -> None:
         markdown=args.markdown,
         caption=f"load during the HTTP runs: {loaded}; floors measured after them, in process",
     )  # fmt: skip
-    chosen = next(s for s in servers if s.name == "uvicorn + fastpath")
+    chosen = next((s for s in servers if s.name == "uvicorn + fastpath"), servers[0])
     print_targets(
         [server_cpu_row(f"{route} ({chosen.name})", median(http[(chosen.name, route)]),
                         floors[route].median_us) for route in ROUTES],
