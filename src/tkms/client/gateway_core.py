@@ -85,6 +85,7 @@ class HttpRequest:
     params: dict[str, str]
     headers: dict[str, str] = field(default_factory=dict)
     json: Any = None
+    delay: float = 0.0  # seconds the driver waits before sending it (a 503's Retry-After)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,22 @@ class HttpResponse:
 
 
 Flow = Generator[HttpRequest, HttpResponse, T]
+
+# A busy gateway's 503 + Retry-After (docs/gateway.md §9) is honoured at most this
+# many times per read, and only while the waits stay within the client's timeout.
+MAX_BUSY_RETRIES = 8
+
+
+def retry_after(response: HttpResponse, waited: float, budget: float) -> float | None:
+    """Seconds to wait before asking again, for a 503 with ``Retry-After`` (delta-seconds)
+    that still fits ``budget`` after ``waited``; None: answer the response as it is."""
+    if response.status != 503:
+        return None
+    value = response.headers.get("retry-after", "")
+    if not (value.isascii() and value.isdigit() and len(value) <= 4):
+        return None  # absent, an HTTP-date or nonsense: not a wait we can bound
+    seconds = float(int(value))
+    return seconds if waited + seconds <= budget else None
 
 
 def _salt() -> tuple[bytes, dict[str, str]]:
@@ -133,6 +150,7 @@ class GatewayCore:
         self._mode: str | None = None  # "v1" (threshold) or "v0" (single node)
         self.last_timings: dict[str, float] = {}
         self.last_rounds = 0  # requests the last threshold decryption took (docs/gateway.md)
+        self.busy_budget = 10.0  # seconds of Retry-After waits per read: the client's timeout
 
     def _now(self) -> int:
         return int(self._clock())
@@ -315,17 +333,25 @@ class GatewayCore:
         fresh: bool,
         exclude: Collection[int] = (),
     ) -> Flow[tuple[HttpResponse, bytes, DecryptionMaterial, bool]]:
-        """One ``GET …/secrets/{h}``: (answer, its salt, the material it used, fresh?)."""
+        """One ``GET …/secrets/{h}``: (answer, its salt, the material it used, fresh?).
+
+        A busy gateway's 503 with ``Retry-After`` is asked again after that wait, at
+        most MAX_BUSY_RETRIES times and within ``busy_budget`` seconds of waiting."""
+        delay, waited, busy = 0.0, 0.0, 0
         while True:
             salt, params = self._params()
             if exclude:
                 params["exclude"] = ",".join(str(i) for i in sorted(exclude))
             response = yield HttpRequest(
-                "GET", path, params, {"Authorization": material.authorization}
+                "GET", path, params, {"Authorization": material.authorization}, delay=delay
             )
             if response.status == 401 and not fresh:
                 # Cached material the gateway no longer takes: renew once, as Nox does.
-                material, fresh = self.material(renew=True)
+                material, fresh, delay = *self.material(renew=True), 0.0
+                continue
+            wait = retry_after(response, waited, self.busy_budget)
+            if wait is not None and busy < MAX_BUSY_RETRIES:
+                delay, waited, busy = wait, waited + wait, busy + 1
                 continue
             return response, salt, material, fresh
 

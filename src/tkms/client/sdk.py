@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -255,11 +256,14 @@ class Client(_Base):
         super().__init__(gateway_url, wallet, **kw)
         # Blocking h11, not httpx.Client: a fraction of its CPU a request (bench/sdk_transport.py)
         self._http = Http11Sync(self.url, timeout=timeout)
+        self.core.busy_budget = timeout
 
     def _run(self, flow: Flow[T]) -> T:
         try:
             request = next(flow)
             while True:
+                if request.delay:  # a busy gateway's Retry-After (gateway_core.retry_after)
+                    time.sleep(request.delay)
                 request = flow.send(self._send(request))
         except StopIteration as done:
             result: T = done.value
@@ -341,11 +345,14 @@ class AsyncClient(_Base):
         super().__init__(gateway_url, wallet, **kw)
         # h11, not httpx: a fifth to an eighth of its CPU per request (transport/http11.py).
         self._http = Http11(self.url, timeout=timeout)
+        self.core.busy_budget = timeout
 
     async def _run(self, flow: Flow[T]) -> T:
         try:
             request = next(flow)
             while True:
+                if request.delay:  # a busy gateway's Retry-After (gateway_core.retry_after)
+                    await asyncio.sleep(request.delay)
                 request = flow.send(await self._send(request))
         except StopIteration as done:
             result: T = done.value

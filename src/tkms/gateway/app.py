@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.responses import Response
 
 from tkms.crypto.encoding import parse_address
 from tkms.envconfig import ConfigError
 from tkms.gateway import compute_threshold
+from tkms.gateway.admission import GatewayBusy
 from tkms.gateway.assembly import build_gateway_service
 from tkms.gateway.chain_start import check_chain_at_start
 from tkms.gateway.client_encrypted import create_client_encrypted
@@ -36,9 +37,10 @@ from tkms.gateway.records import StorageError
 from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes, ServedChain
 from tkms.gateway.status import HandleStatus
 from tkms.gateway.storage import SqlRecordStore, open_record_store
+from tkms.metric_labels import Children
 from tkms.web import openapi
 from tkms.web.common import add_common_routes, require_json
-from tkms.web.errors import install_error_handlers
+from tkms.web.errors import error_response, install_error_handlers
 from tkms.web.fastpath import FastPath
 from tkms.web.middleware import BodyLimit, JsonCORS, Metrics, RouteMetrics
 
@@ -70,10 +72,19 @@ def open_store(config: GatewayConfig) -> SqlRecordStore:
 
 def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> FastAPI:
     registry = CollectorRegistry()
-    errors = Counter(
-        "tkms_gateway_errors_total", "Error answers by error code", ["code"], registry=registry
+    errors = Children(
+        Counter(
+            "tkms_gateway_errors_total", "Error answers by error code", ["code"], registry=registry
+        )
     )
     service = build_gateway_service(config, store or open_store(config), registry=registry)
+    admission = service.admission
+    Gauge(
+        "tkms_gateway_reads_in_flight", "Reads asking the nodes now", registry=registry
+    ).set_function(lambda: admission.active)
+    Gauge(
+        "tkms_gateway_reads_queued", "Reads waiting to be admitted", registry=registry
+    ).set_function(lambda: admission.queued)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -101,17 +112,26 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     )
 
     def count_error(code: str) -> None:
-        errors.labels(code).inc()
+        errors(code).inc()
 
     install_error_handlers(app, on_error=count_error)
 
     async def not_enough(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, NotEnoughNodes)
-        errors.labels(exc.code).inc()
+        errors(exc.code).inc()
         body = {"error": exc.code, "message": exc.message, **exc.extra}
         return Response(json.dumps(body).encode(), 503, media_type="application/json")
 
     app.add_exception_handler(NotEnoughNodes, not_enough)
+
+    async def busy(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayBusy)
+        errors(exc.code).inc()
+        response = error_response(exc.status, exc.code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    app.add_exception_handler(GatewayBusy, busy)
     add_common_routes(app, config.service_name, registry, StoreHealth(service.store).response)
 
     def route(
@@ -259,7 +279,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
     app.add_middleware(
         WriteRateLimit,
         config=config.rate_limit,
-        on_limited=lambda: errors.labels("rate_limited").inc(),
+        on_limited=lambda: errors("rate_limited").inc(),
     )
     recorder = RouteMetrics(registry, "tkms_gateway")
     app.add_middleware(Metrics, recorder=recorder)
@@ -280,7 +300,7 @@ def create_app(config: GatewayConfig, store: SqlRecordStore | None = None) -> Fa
         allow_origins=["*"],
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=config.server.cors_allowed_headers,
-        expose_headers=["Server-Timing"],
+        expose_headers=["Server-Timing", "Retry-After"],
         max_age=600,
     )
     if config.unsupported():

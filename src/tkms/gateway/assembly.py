@@ -16,6 +16,7 @@ from tkms.chain.acl_cache import AclCache
 from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.acl import AccessControl, EmbeddedAcl
+from tkms.gateway.admission import Admission
 from tkms.gateway.chain_acl import ChainAcl
 from tkms.gateway.config import ChainSettings, GatewayConfig
 from tkms.gateway.fanout import Fanout, NodeRef, Outcome
@@ -25,6 +26,7 @@ from tkms.gateway.routing import Chains
 from tkms.gateway.service import GatewayService, KmsSide, ServedChain
 from tkms.gateway.single import SingleNode
 from tkms.gateway.storage import SqlRecordStore
+from tkms.metric_labels import Children
 
 
 def kms_side(
@@ -90,15 +92,17 @@ def build_gateway_service(
     ``eth_call``; every other chain shares one embedded ACL (the shared store's).
     """
     registry = registry or CollectorRegistry()
-    node_outcomes = Counter(
-        "tkms_gateway_node_requests_total",
-        "Partial requests by node and outcome",
-        ["node", "outcome"],
-        registry=registry,
+    node_outcomes = Children(
+        Counter(
+            "tkms_gateway_node_requests_total",
+            "Partial requests by node and outcome",
+            ["node", "outcome"],
+            registry=registry,
+        )
     )
 
     def on_outcome(index: int, outcome: str) -> None:
-        node_outcomes.labels(str(index), outcome).inc()
+        node_outcomes(str(index), outcome).inc()
 
     pools: dict[int, NodeConnections] = {}
     embedded = EmbeddedAcl(store, clock=lambda: int(clock())) if access is None else None
@@ -120,8 +124,12 @@ def build_gateway_service(
             served[chain_id] = ServedChain(
                 chain_id, contract, wallet, kms, access=reads, acl=embedded
             )
+    admission = config.admission
     return GatewayService(
         chains=Chains(served, config.default_chain),
+        admission=Admission(
+            admission.in_flight(len(config.nodes)), admission.max_queue, admission.retry_after
+        ),
         store=store,
         max_record_bytes=config.max_record_bytes,
         registry=registry,

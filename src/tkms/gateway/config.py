@@ -28,8 +28,9 @@ tkms adds ``KMS__PUBLIC_KEY`` (the trusted ``Y``; only with one chain: with
 several, each chain's ``Y`` is its ``kmsPublicKey()``), ``NODES`` (the
 threshold committee, the same for every chain, which holds one key per chain:
 JSON ``[{"index", "url", "signer"}]`` or ``NODES__<i>__URL``/``…__SIGNER``),
-``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``ACL_CACHE_SECONDS`` (how long the chain
-ACL keeps a true answer: 60; 0: off), ``DATABASE_URL``, ``STATE_DIR``,
+``SPARE``, ``DEADLINE``, ``NODE_TIMEOUT``, ``ADMISSION__…`` (reads in flight and
+queued: gateway/admission.py), ``ACL_CACHE_SECONDS`` (how long the chain ACL keeps a
+true answer: 60; 0: off), ``DATABASE_URL``, ``STATE_DIR``,
 ``MAX_BODY_BYTES``, ``MAX_RECORD_BYTES``, ``RATE_LIMIT__…`` (the anonymous
 writes' per-client token bucket), ``VERIFYING_CONTRACT`` (an alias of
 ``CHAIN__NOX_COMPUTE_CONTRACT``) and ``SERVER__HTTP__<NAME>`` (the connection
@@ -58,6 +59,7 @@ from pydantic import (
 from tkms.crypto import curve
 from tkms.crypto.encoding import EncodingError, ascii_decimal, parse_hex
 from tkms.envconfig import ConfigError, check_address, check_directory, validate
+from tkms.gateway.admission import AdmissionConfig
 from tkms.gateway.config_chains import (
     ZERO_ADDRESS,
     ChainConfig,
@@ -217,6 +219,8 @@ class GatewayConfig(BaseModel):
     # protocol.md §4 asks every node; by default only t + spare, the rest on a failure
     # or when late (docs/gateway.md §8). True: every node, as §4.
     ask_all_nodes: bool = False
+    # Reads asking the nodes at once, and how many wait (gateway/admission.py).
+    admission: AdmissionConfig = AdmissionConfig()
     # How often the nodes' keyset is read again, to learn a reshare once signed (0: never).
     keyset_refresh: float = Field(2.0, ge=0, le=3600)
     database_url: str | None = None

@@ -23,6 +23,7 @@ the other nodes are asked then.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -112,6 +113,13 @@ class Fanout:
         # Stragglers finish in the background: cancelling them would drop their
         # keep-alive connection and make the next request reconnect.
         self._background: set[asyncio.Task[Any]] = set()
+        # The DelegateAuthorization of (K, user key) is deterministic (RFC 6979) and
+        # the same for every read of a handle by a user: signed once, not per read.
+        # Bounded: a key is at most a token's size (8 KiB), 1024 of them at most 8 MiB.
+        self._request = functools.lru_cache(maxsize=1024)(self._new_request)
+
+    def _new_request(self, ephemeral_pubkey: str, target_pubkey: str) -> DelegateRequest:
+        return delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)
 
     def _connections(self, node: NodeRef) -> NodeConnections:
         pool = self._pools.get(node.index)
@@ -201,7 +209,7 @@ class Fanout:
         """
         start = time.perf_counter()
         threshold, epoch = keyset.threshold, keyset.epoch
-        request = delegate_request(self.gateway, self.chain_id, ephemeral_pubkey, target_pubkey)
+        request = self._request(ephemeral_pubkey, target_pubkey)
         target, headers, body = _http_parts(request, salt, context)
         # The epoch named: a node past a reshare's switch answers with its old share
         # while it keeps it, so a request made during the switch does not fail.

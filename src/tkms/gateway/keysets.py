@@ -19,7 +19,9 @@ epoch (or a replayed old keyset) cannot roll the gateway back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,14 @@ from tkms.dkg.keyset import KeysetError, VerifiedKeyset, verify_keyset
 from tkms.gateway.fanout import NodeRef
 
 log = logging.getLogger("tkms.gateway.keysets")
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's own default context, made once: an ``AsyncClient`` made without one loads
+    the CA bundle again (~90 ms of CPU here), and :meth:`KeysetSource.poll` makes a
+    client every ``KEYSET_REFRESH`` (2 s): about 5% of a core, for loopback http."""
+    return httpx.create_ssl_context()
 
 
 class KeysetUnavailable(Exception):
@@ -93,7 +103,7 @@ class KeysetSource:
 
     async def refresh(self) -> LoadedKeyset | None:
         """Ask every node; move to the newest valid keyset if it is newer than the loaded one."""
-        async with httpx.AsyncClient(timeout=self.timeout) as http:
+        async with httpx.AsyncClient(timeout=self.timeout, verify=_tls()) as http:
             found = await asyncio.gather(*(self._one(http, n) for n in self.nodes.values()))
         good = [k for k in found if isinstance(k, LoadedKeyset)]
         if not good:
@@ -137,7 +147,7 @@ class KeysetSource:
         down, not one per node; the others are cancelled once one is good.
         """
         failures: dict[int, str] = {}
-        async with httpx.AsyncClient(timeout=self.timeout) as http:
+        async with httpx.AsyncClient(timeout=self.timeout, verify=_tls()) as http:
             tasks = {
                 asyncio.ensure_future(self._one(http, node)): index
                 for index, node in self.nodes.items()
@@ -168,6 +178,11 @@ class KeysetSource:
         if response.status_code != 200:
             code = body.get("error") if isinstance(body, dict) else None
             return node.index, f"HTTP {response.status_code} {str(code)[:40]}"
+        loaded = self._loaded
+        if loaded is not None and body == loaded.body:
+            # The keyset in use, served again (every poll, from every node): it was
+            # checked against the same chain, Y and committee; its epoch is the floor's.
+            return loaded
         try:
             keyset = verify_keyset(body, self.chain_id, self.trusted)
             check_committee(keyset, self.nodes)

@@ -94,11 +94,12 @@ class PublicDecryption:
             public = await service._db(chain.access.is_publicly_decryptable, handle)
         if not public:
             raise ApiError(403, "access_denied", "this handle is not publicly decryptable")
-        record = await service._db(service.store.get, handle)
+        record = await service.record(handle)
         if record is None:
             raise ApiError(404, "not_found", "no secret is stored under this handle")
         start = time.perf_counter()
-        plaintext = await self._plaintext(chain, record, salt)
+        async with service.admission.slot():  # the nodes are asked: gateway/admission.py
+            plaintext = await self._plaintext(chain, record, salt)
         seconds = time.perf_counter() - start
         proof = eip712.sign(
             chain.wallet,

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 from tkms.crypto.encoding import parse_address, parse_hex
 from tkms.crypto.wallet import Wallet
 from tkms.envconfig import ConfigError
+from tkms.metric_labels import Children
 from tkms.node.audit import AuditLog, Decisions
 from tkms.node.binding_routes import BODY_LIMIT as BINDINGS_BODY_LIMIT
 from tkms.node.binding_routes import PREFIX as BINDINGS_PREFIX
@@ -77,14 +78,18 @@ def build_binding_registry(config: NodeConfig) -> BindingRegistry | None:
 
 def create_app(config: NodeConfig) -> FastAPI:
     registry = CollectorRegistry()
-    delegations = Counter(
-        "tkms_node_delegations_total",
-        "Delegations served, by chain and protocol version",
-        ["chain_id", "version"],
-        registry=registry,
+    delegations = Children(
+        Counter(
+            "tkms_node_delegations_total",
+            "Delegations served, by chain and protocol version",
+            ["chain_id", "version"],
+            registry=registry,
+        )
     )
-    errors = Counter(
-        "tkms_node_errors_total", "Error answers by error code", ["code"], registry=registry
+    errors = Children(
+        Counter(
+            "tkms_node_errors_total", "Error answers by error code", ["code"], registry=registry
+        )
     )
     # A linked chain (RPC_URL + contract) is checked as nox-kms does before anything
     # serves; its gateway then comes from the contract (node/chain.py).
@@ -131,7 +136,7 @@ def create_app(config: NodeConfig) -> FastAPI:
     )
 
     def count_error(code: str) -> None:
-        errors.labels(code).inc()
+        errors(code).inc()
 
     install_error_handlers(app, on_error=count_error)
     add_common_routes(

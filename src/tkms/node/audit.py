@@ -34,6 +34,7 @@ from typing import IO, Any
 from prometheus_client import CollectorRegistry, Counter
 
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.metric_labels import Children
 from tkms.node.audit_format import (
     FORMAT,
     GENESIS,
@@ -258,15 +259,17 @@ class Decisions:
 
     def __init__(self, registry: CollectorRegistry, audit: AuditLog | None) -> None:
         self.audit = audit
-        self._count = Counter(
-            "tkms_node_delegation_decisions_total",
-            "Delegations served or refused, by protocol version, decision and reason",
-            ["version", "decision", "reason"],
-            registry=registry,
+        self._count = Children(
+            Counter(
+                "tkms_node_delegation_decisions_total",
+                "Delegations served or refused, by protocol version, decision and reason",
+                ["version", "decision", "reason"],
+                registry=registry,
+            )
         )
 
     def record(self, note: AuditNote, decision: str, reason: str | None) -> None:
-        self._count.labels(note.version, decision, reason or "ok").inc()
+        self._count(note.version, decision, reason or "ok").inc()
         if self.audit is not None:
             self.audit.record(note, decision, reason)
 

@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from starlette.responses import Response
 
+from tkms.metric_labels import Children
 from tkms.node.audit import AuditNote, Decisions
 from tkms.node.delegation_v1 import REQUESTED_EPOCH
 from tkms.node.request_checks import chain_of_request
@@ -71,7 +72,7 @@ def add_delegate_route(
     version: str,
     delegate: Delegate,
     chains: Mapping[int, Any],
-    delegations: Counter,
+    delegations: Children[Counter],
     decisions: Decisions,
     ready: Ready | None = None,
 ) -> None:
@@ -102,7 +103,7 @@ def add_delegate_route(
             raise
         decisions.record(note, "served", None)
         # Label by the resolved id: the raw value is the caller's to vary.
-        delegations.labels(str(chain_of_request(query.get("chain_id"), chains)), version).inc()
+        delegations(str(chain_of_request(query.get("chain_id"), chains)), version).inc()
         return json_response(answer)
 
     endpoint.__name__ = f"delegate_{version}"

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import SignatureError, recover_address
+from tkms.metric_labels import Children
 from tkms.node.audit import AuditNote, Decisions
 from tkms.node.delegate_route import PlainRoute, Ready
 from tkms.node.delegation_v1 import PartialDelegator, ShareHolding
@@ -156,7 +157,7 @@ def answer_batch(partials: PartialDelegator, checked: CheckedBatch) -> dict[str,
 def add_batch_route(
     app: FastAPI,
     partials: PartialDelegator,
-    delegations: Counter,
+    delegations: Children[Counter],
     decisions: Decisions,
     max_batch: int,
     ready: Ready | None = None,
@@ -205,7 +206,7 @@ def add_batch_route(
         for key_note in served:
             decisions.record(key_note, "served", None)
         chain = str(chain_of_request(query.get("chain_id"), partials.gateways))
-        delegations.labels(chain, "v1-batch").inc(len(answer["encryptedPartials"]))
+        delegations(chain, "v1-batch").inc(len(answer["encryptedPartials"]))
         return json_response(answer)
 
     spec = openapi.operation(

@@ -73,6 +73,31 @@ def _request_domain(chain_id: int) -> eip712.Domain:
     return eip712.delegate_domain(chain_id)
 
 
+class _OtherSigner(Exception):
+    def __init__(self, signer: bytes) -> None:
+        super().__init__("not the gateway")
+        self.signer = signer
+
+
+@lru_cache(maxsize=1024)
+def _gateway_signed(
+    chain_id: int, ephemeral_pubkey: str, target_pubkey: str, signature: bytes, gateway: bytes
+) -> bytes:
+    """``gateway``, if it signed this request; kept, as a pure function of its inputs.
+
+    The gateway sends the same (K, user key) for every read of a handle by a user,
+    with the same deterministic signature: the hash and the recovery (~100 µs) were
+    done again each time. Only what the gateway signed is kept (lru_cache keeps no
+    exception): nobody else can fill the cache, and a refusal is checked every time.
+    """
+    message = {"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey}
+    digest = eip712.digest(_request_domain(chain_id), _AUTH_STATEMENT, message)
+    signer = recover_address(digest, signature)
+    if signer != gateway:
+        raise _OtherSigner(signer)
+    return signer
+
+
 def check_authorization(
     chain_id: int,
     body: DelegateBody,
@@ -85,16 +110,20 @@ def check_authorization(
     ``note`` learns the recovered signer (the audit log's requester), also when
     it is not the gateway.
     """
-    message = {"ephemeralPubKey": body.ephemeral_pubkey, "targetPubKey": body.target_pubkey}
     try:
-        digest = eip712.digest(_request_domain(chain_id), _AUTH_STATEMENT, message)
-        signer = recover_address(digest, signature)
+        signer = _gateway_signed(
+            chain_id, body.ephemeral_pubkey, body.target_pubkey, signature, gateway
+        )
     except (SignatureError, eip712.Eip712Error):
         raise ApiError(401, "invalid_signature", "authorization signature is invalid") from None
+    except _OtherSigner as other:
+        if note is not None:
+            note.requester = other.signer
+        raise ApiError(
+            401, "unauthorized_signer", "authorization is not signed by the gateway"
+        ) from None
     if note is not None:
         note.requester = signer
-    if signer != gateway:
-        raise ApiError(401, "unauthorized_signer", "authorization is not signed by the gateway")
 
 
 def parse_ephemeral(text: str) -> curve.Point:

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import Counter
 from starlette.responses import Response
 
+from tkms.metric_labels import Children
 from tkms.node.audit import Decisions
 from tkms.node.delegate_route import Delegate, Ready, add_delegate_route
 from tkms.node.dkg_service import DkgService
@@ -30,7 +31,7 @@ async def _json_body(request: Request) -> Any:
 def add_threshold_routes(
     app: FastAPI,
     runtime: ThresholdRuntime,
-    delegations: Counter,
+    delegations: Children[Counter],
     decisions: Decisions,
     ready: Ready | None = None,
     delegate: Delegate | None = None,

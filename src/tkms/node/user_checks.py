@@ -17,7 +17,9 @@ the gateway's signature (kept as a second factor) and before any share is used:
    ``runner``: the runner's statement (node/runner_checks.py).
 4. ``user``: the ``DataAccessAuthorization`` as the user sent it (``authorization``,
    the ``EIP712 <token>`` header value) decodes and its window holds (401, the
-   gateway's codes: one implementation, :mod:`tkms.protocol.access`); the target key
+   gateway's codes: one implementation, :mod:`tkms.protocol.access`; its ECDSA check
+   is kept for the exact token, its window checked every time:
+   :mod:`tkms.protocol.access_cache`); the target key
    is exactly its ``encryptionPubKey`` (403 ``target_not_user_key``); ECDSA by
    ``userAddress`` or ERC-1271 on chain (401 ``invalid_signature``); and
    ``isViewer(handle, user)`` (403 ``access_denied``).
@@ -55,7 +57,7 @@ from tkms.node.config import NodeConfig
 from tkms.node.delegate_route import Delegate
 from tkms.node.delegation_v1 import CheckedRequest, PartialDelegator
 from tkms.node.runner_checks import RunnerPolicy, check_runner_request
-from tkms.protocol.access import decode_data_access
+from tkms.protocol.access_cache import VerifiedTokens
 from tkms.protocol.binding import DIGEST_LENGTH, PREFIX_LENGTH, BindingError, record_digest
 from tkms.protocol.handle import HandleError, parse_handle
 from tkms.protocol.result_binding import is_record_of, parse_binding_signature
@@ -200,6 +202,8 @@ class UserChecks:
     ) -> None:
         self.readers = dict(readers)
         self._clock = clock
+        # The gateway forwards the same token with every read: its ECDSA check is kept.
+        self._tokens = VerifiedTokens()
 
     def __repr__(self) -> str:
         return f"UserChecks(chains={sorted(self.readers)})"
@@ -246,7 +250,7 @@ class UserChecks:
             )
         if not isinstance(header, str):
             raise ApiError(401, "invalid_authorization", "authorization must be a string")
-        signed = decode_data_access(
+        signed = self._tokens.decode(
             header, chain_id=checked.chain_id, verifying_contract=reader.contract, now=self._now()
         )
         user = signed.access.user

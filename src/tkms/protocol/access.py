@@ -119,6 +119,23 @@ class SignedDataAccess:
         return self.ecdsa_signer == self.access.user
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedDataAccess:
+    """A token whose ECDSA signature recovered to its ``userAddress`` (made by :func:`verified`).
+
+    Its own type, so that only a value that passed the signature check can be kept
+    (:mod:`tkms.protocol.access_cache`); it vouches for the signature, not for the
+    window, which every use checks against its own ``now``.
+    """
+
+    signed: SignedDataAccess
+
+
+def verified(signed: SignedDataAccess) -> VerifiedDataAccess | None:
+    """The verified value of an ECDSA-signed token; None when only ERC-1271 could accept it."""
+    return VerifiedDataAccess(signed) if signed.ecdsa_valid else None
+
+
 def not_signed_by_user(signed: SignedDataAccess) -> ApiError:
     if signed.ecdsa_signer is None:
         return unauthorized("invalid_signature", "authorization signature is invalid")

@@ -1,0 +1,140 @@
+"""The gateway's CPU per decryption, this checkout against another one, in one run.
+
+    .venv/bin/python bench/gateway_ab.py --baseline DIR [--rounds 600] [--markdown]
+
+``DIR`` is another checkout of tkms (``git worktree add DIR main``, or ``git
+archive main | tar -x -C DIR``): its ``src/`` is put first on the baseline
+gateway's ``PYTHONPATH``. One ``tkms devnet`` (5 nodes in user mode, t = 3,
+anvil, the chain's ACL, as ``make devnet`` runs it) and two gateway processes
+in front of the same nodes with the devnet's gateway environment (the same
+wallet and database): ``baseline`` (DIR's code) and ``this`` (this checkout's).
+One public handle; one client per gateway decrypts it ``--rounds`` times,
+in blocks of 50 alternating between the gateways, so that the machine's load
+falls on both alike. Per gateway: its process's CPU (utime + stime, the whole
+run, its background work included: both exist for all of it) per decryption,
+and the p50 of a decryption through it. The crypto floor of one decryption
+(client + the t + spare partials, ``bench/e2e_floors.py``) is measured in the
+same run. The nodes, anvil and the client are the same for both: only the
+gateway differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import load_summary, print_table
+from bench.e2e import devnet
+from bench.e2e_floors import floors
+from bench.user_mode import cpu_seconds
+from tkms.client import Client
+from tkms.client.sdk import devnet_settings
+from tkms.crypto.wallet import Wallet
+from tkms.devnet.gateway import gateway_env
+from tkms.devnet.keys import KeyDir
+from tkms.devnet.manifest import DevnetManifest
+from tkms.devnet.processes import Service, free_port, stop_all, wait_service_healthy
+
+BLOCK = 50
+
+
+def _gateway(name: str, env: dict[str, str], log: Path, pythonpath: str | None) -> Service:
+    port = free_port()
+    env = {**env, "TKMS_GATEWAY_SERVER__PORT": str(port)}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    else:
+        env.pop("PYTHONPATH", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tkms", "gateway"], env=env, stdout=out, stderr=out
+        )
+    service = Service(f"http://127.0.0.1:{port}", process, log, name)
+    wait_service_healthy(service, 90)
+    return service
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=Path, required=True, help="another tkms checkout")
+    parser.add_argument("--rounds", type=int, default=600, help="decryptions per gateway")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    baseline_src = (args.baseline / "src").resolve()
+    if not (baseline_src / "tkms" / "gateway").is_dir():
+        parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/gateway)")
+    print(f"# tkms gateway A/B — {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(f"{load_summary()}\n")
+    with devnet("chain") as (manifest_path, _pid):
+        manifest = DevnetManifest.load(manifest_path)
+        state = manifest_path.parent
+        floor = floors(manifest.threshold)
+        asked = min(len(manifest.nodes), manifest.threshold + 1)
+        crypto = floor["client"] + asked * floor["node"]
+        env = {**os.environ, **gateway_env(KeyDir(state), state, 0, manifest)}
+        services = {
+            "baseline": _gateway("baseline", env, state / "gw-baseline.log", str(baseline_src)),
+            "this": _gateway("this", env, state / "gw-this.log", None),
+        }
+        try:
+            with Client.from_devnet(manifest_path) as owner:
+                secret = owner.encrypt(7, "uint64")
+                owner.register_on_chain(secret)
+                owner.make_public_on_chain(secret)
+            settings = devnet_settings(manifest_path)
+            kw = {k: v for k, v in settings.items() if k not in ("gateway_url", "wallet")}
+            clients = {n: Client(s.url, Wallet.generate(), **kw) for n, s in services.items()}
+            walls: dict[str, list[float]] = {n: [] for n in services}
+            for client in clients.values():
+                assert client.decrypt(secret) == 7  # key, keyset, connection
+            start = {n: cpu_seconds(s.process.pid) for n, s in services.items()}
+            started = time.perf_counter()
+            for _ in range(0, args.rounds, BLOCK):
+                for name, client in clients.items():
+                    for _ in range(BLOCK):
+                        t0 = time.perf_counter()
+                        assert client.decrypt(secret) == 7
+                        walls[name].append(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - started
+            cpu = {n: cpu_seconds(s.process.pid) - start[n] for n, s in services.items()}
+            for client in clients.values():
+                client.close()
+        finally:
+            stop_all(list(services.values()))
+    rows = []
+    for name in services:
+        per = cpu[name] / len(walls[name])
+        rows.append(
+            [
+                name,
+                f"{len(walls[name])}",
+                f"{per * 1000:.2f}",
+                f"{per / crypto:.2f}×",
+                f"{statistics.median(walls[name]) * 1000:.2f}",
+            ]
+        )
+    ratio = cpu["this"] / cpu["baseline"] if cpu["baseline"] else float("nan")
+    print_table(
+        f"Gateway CPU per decryption: {len(manifest.nodes)} nodes (user mode), t = "
+        f"{manifest.threshold}, chain ACL, one devnet, blocks of {BLOCK} alternating",
+        ["gateway", "decrypts", "gateway CPU ms/decrypt", "× floor", "decrypt p50 ms"],
+        rows,
+        markdown=args.markdown,
+        caption=(
+            f"floor: one decryption's crypto (client + {asked} partials), measured in this run:"
+            f" {crypto * 1000:.2f} ms; this / baseline gateway CPU = {ratio:.2f};"
+            f" {elapsed:.0f} s; {load_summary()}"
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
