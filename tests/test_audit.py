@@ -250,6 +250,12 @@ def test_writes_are_batched_by_count_and_by_time(tmp_path: Path) -> None:
         by_time.record(AuditNote("v1"), "refused", "invalid_signature")
         time.sleep(0.5)
         assert written(tmp_path / "time") == 1
+        # Idle in between (the writer sleeps with no timer): the next entry still goes out.
+        by_time.record(AuditNote("v1"), "served", None)
+        deadline = time.monotonic() + 5
+        while written(tmp_path / "time") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert written(tmp_path / "time") == 2
     finally:
         by_time.close()
 

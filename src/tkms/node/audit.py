@@ -8,8 +8,10 @@ shared secret or plaintext (none of them is ever in a note).
 Writes never stall the event loop: ``record`` hashes the entry and appends
 its line to a buffer under a lock held for microseconds; a writer thread
 writes and fsyncs the buffer every ``FLUSH_ENTRIES`` entries or
-``FLUSH_SECONDS``, whichever comes first, and at shutdown, and starts a new
-file when the current one reaches ``max_bytes``. At start the log reads its
+``FLUSH_SECONDS`` after the first entry it holds, whichever comes first, and at
+shutdown, and starts a new file when the current one reaches ``max_bytes``. With
+nothing buffered the thread sleeps until an entry comes (no timer: an idle node
+does not wake it five times a second). At start the log reads its
 last entry back, so a restarted node continues the chain.
 
 Each worker process holds one *slot* (an ``flock``-ed lock file) and writes
@@ -91,7 +93,8 @@ class AuditLog:
         self._lock = threading.Lock()  # the chain and the buffer (the event loop's side)
         self._io = threading.Lock()  # the file: one flush at a time (writer thread, close)
         self._pending: list[bytes] = []
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the buffer is full, or the log closes
+        self._buffered = threading.Event()  # the buffer holds an entry (set by the first)
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
@@ -135,6 +138,7 @@ class AuditLog:
     def close(self) -> None:
         """Write what is buffered, fsync, and stop the writer (the node's shutdown)."""
         self._closed.set()
+        self._buffered.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -176,6 +180,8 @@ class AuditLog:
             body = json.dumps(entry, separators=(",", ":")).encode()
             self._prev = hashlib.sha256(bytes.fromhex(self._prev) + body).hexdigest()
             self._pending.append(body[:-1] + b',"hash":"' + self._prev.encode() + b'"}\n')
+            if len(self._pending) == 1:
+                self._buffered.set()
             if len(self._pending) >= self.flush_entries:
                 self._wake.set()
 
@@ -183,8 +189,11 @@ class AuditLog:
 
     def _run(self) -> None:
         while not self._closed.is_set():
-            self._wake.wait(self.flush_seconds)
+            self._buffered.wait()  # no timer while nothing is buffered
+            self._wake.wait(self.flush_seconds)  # the first entry waits at most this long
             self._wake.clear()
+            # Before the buffer is taken: an entry after the take sets it again.
+            self._buffered.clear()
             self.flush()
 
     def flush(self) -> None:
@@ -200,6 +209,7 @@ class AuditLog:
                 # next flush retries from there.
                 with self._lock:
                     self._pending[:0] = lines[failed.durable :]
+                self._buffered.set()  # retried after flush_seconds, as any buffered entry
                 if not self._failing:
                     log.error("audit log write failed: %s", failed.reason)
                 self._failing = True
