@@ -8,7 +8,7 @@ ephemeral point → RSA target key. Each refusal is an ``ApiError``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -52,19 +52,21 @@ def parse_bearer(header: str | None) -> bytes:
 class DelegateBody:
     ephemeral_pubkey: str
     target_pubkey: str
+    # The whole JSON object, parsed once: user mode reads its other fields (node/user_checks.py).
+    fields: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def parse_delegate_body(body: bytes) -> DelegateBody:
     data = parse_json_object(body)
-    fields = []
+    keys = []
     for name in ("ephemeralPubKey", "targetPubKey"):
         value = data.get(name)
         if not isinstance(value, str):
             raise ApiError(400, "invalid_body", f"{name} must be a string")
         if not value.isascii():  # hex on the wire; also keeps lone surrogates out of hashing
             raise ApiError(400, "invalid_body", f"{name} must be ASCII hex")
-        fields.append(value)
-    return DelegateBody(*fields)
+        keys.append(value)
+    return DelegateBody(keys[0], keys[1], data)
 
 
 @lru_cache(maxsize=256, typed=True)

@@ -62,7 +62,6 @@ from tkms.protocol.binding import DIGEST_LENGTH, PREFIX_LENGTH, BindingError, re
 from tkms.protocol.handle import HandleError, parse_handle
 from tkms.protocol.result_binding import is_record_of, parse_binding_signature
 from tkms.web.errors import ApiError
-from tkms.web.jsonbody import parse_json_object
 
 log = logging.getLogger("tkms.node.user")
 PURPOSES = ("user", "public", "runner")
@@ -212,12 +211,12 @@ class UserChecks:
         for reader in self.readers.values():
             await reader.aclose()
 
-    async def check(self, checked: CheckedRequest, body: bytes, note: AuditNote) -> None:
+    async def check(self, checked: CheckedRequest, note: AuditNote) -> None:
         """Pass, or raise the refusal's ApiError; ``note`` learns the handle and the user."""
         reader = self.readers.get(checked.chain_id)
         if reader is None:
             return  # this chain is served in gateway mode
-        data = parse_json_object(body)
+        data = checked.body.fields  # the body's JSON object, as the gateway's checks parsed it
         purpose = data.get("purpose", "user")
         if purpose not in PURPOSES:
             raise ApiError(400, "invalid_purpose", f"purpose must be one of {', '.join(PURPOSES)}")
@@ -307,7 +306,7 @@ def user_mode_delegate(partials: PartialDelegator, checks: UserChecks) -> Delega
     ) -> dict[str, Any]:
         note = note or AuditNote("v1")
         checked = partials.check(chain_id_raw, salt_raw, authorization, body, note)
-        await checks.check(checked, body, note)
+        await checks.check(checked, note)
         return partials.answer(checked)
 
     return delegate
