@@ -54,12 +54,17 @@ def test_refusals_keep_their_shape_and_metrics(v0_node: Service) -> None:
         malformed = client.post("/v1/delegate", content=b"{", headers=json_headers)
         assert malformed.status_code in (400, 503)
         assert set(malformed.json()) == {"error", "message"}
+        # The keyset (a fast GET): this node holds no share, so the route's own refusal.
+        keyset = client.get("/v1/keyset")
+        assert keyset.status_code in (400, 503)
+        assert set(keyset.json()) == {"error", "message"}
         after = client.get("/metrics").text
     for route, method, status, n in [
         ("/v0/delegate", "POST", unsigned.status_code, 1),
         ("/v0/delegate", "POST", 415, 1),
         ("unmatched", "POST", 413, 1),
         ("/v0/delegate", "GET", 405, 1),
+        ("/v1/keyset", "GET", keyset.status_code, 1),
     ]:
         grown = _count(after, route, method, status) - _count(before, route, method, status)
         assert grown == n, (route, method, status)
