@@ -319,6 +319,27 @@ def test_the_gateway_serves_the_nodes_keyset(net: GatewayNet, backend: Backend) 
     verify_keyset(served.json(), CHAIN_ID, parse_hex(net.public_key))
 
 
+def test_a_new_client_checks_the_keyset_before_its_first_call(
+    net: GatewayNet, backend: Backend, alice: Client
+) -> None:
+    """Issue 13: the keyset is fetched and checked from the client's creation, on a
+    background thread, so that the first call does not wait for it."""
+    secret = alice.encrypt(7, "uint64")
+    with net.client(backend.gateway.url, wallet=alice.core.wallet) as early:
+        deadline = time.monotonic() + 30
+        while early.core.known_keyset is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        prefetched = early.core.known_keyset
+        assert prefetched is not None and prefetched.public_key_bytes == parse_hex(net.public_key)
+        assert early.decrypt(secret) == 7
+        assert early.core.known_keyset is prefetched  # the first call asked for no other
+    with net.client(backend.gateway.url, wallet=alice.core.wallet, prefetch_keyset=False) as late:
+        time.sleep(0.3)
+        assert late.core.known_keyset is None
+        assert late.decrypt(secret) == 7
+        assert late.core.known_keyset is not None
+
+
 def test_grants_come_from_the_owner_or_an_admin(
     net: GatewayNet, backend: Backend, alice: Client, bob: Client
 ) -> None:

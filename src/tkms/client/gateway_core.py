@@ -226,6 +226,11 @@ class GatewayCore:
 
     # --- flows -------------------------------------------------------------------------------
 
+    @property
+    def known_keyset(self) -> VerifiedKeyset | None:
+        """The keyset already fetched and checked (by a call, or the client's prefetch)."""
+        return self._keyset
+
     def keyset_flow(self, *, refresh: bool = False) -> Flow[VerifiedKeyset | None]:
         """The checked keyset, or None when the gateway fronts a single node."""
         if self._mode == "v0":

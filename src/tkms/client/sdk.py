@@ -24,7 +24,9 @@ hash. ``encrypt``/``grant``/``make_public`` talk to the gateway only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -252,11 +254,28 @@ class Client(_Base):
     """The synchronous SDK (safe to share between threads: each request takes its own
     kept-alive connection)."""
 
-    def __init__(self, gateway_url: str, wallet: Wallet, *, timeout: float = 10.0, **kw: Any):
+    def __init__(
+        self,
+        gateway_url: str,
+        wallet: Wallet,
+        *,
+        timeout: float = 10.0,
+        prefetch_keyset: bool = True,
+        **kw: Any,
+    ):
+        """``prefetch_keyset``: fetch and check the committee's keyset on a background
+        thread from now, as the RSA key is made, so that a first call does not wait for
+        it (issue 13); a failure there is the first call's to report, which asks again."""
         super().__init__(gateway_url, wallet, **kw)
         # Blocking h11, not httpx.Client: a fraction of its CPU a request (bench/sdk_transport.py)
         self._http = Http11Sync(self.url, timeout=timeout)
         self.core.busy_budget = timeout
+        if prefetch_keyset:
+            threading.Thread(target=self._prefetch, name="tkms-keyset", daemon=True).start()
+
+    def _prefetch(self) -> None:
+        with contextlib.suppress(Exception):  # the first call fetches it again, and says why
+            self._run(self.core.keyset_flow())
 
     def _run(self, flow: Flow[T]) -> T:
         try:
@@ -341,11 +360,29 @@ class Client(_Base):
 class AsyncClient(_Base):
     """The asyncio SDK: the same operations as :class:`Client`, awaited."""
 
-    def __init__(self, gateway_url: str, wallet: Wallet, *, timeout: float = 10.0, **kw: Any):
+    def __init__(
+        self,
+        gateway_url: str,
+        wallet: Wallet,
+        *,
+        timeout: float = 10.0,
+        prefetch_keyset: bool = True,
+        **kw: Any,
+    ):
+        """``prefetch_keyset``: as :class:`Client`'s, as a task of the running event loop
+        (none when the client is made outside one)."""
         super().__init__(gateway_url, wallet, **kw)
         # h11, not httpx: a fifth to an eighth of its CPU per request (transport/http11.py).
         self._http = Http11(self.url, timeout=timeout)
         self.core.busy_budget = timeout
+        self._prefetching: asyncio.Task[None] | None = None
+        if prefetch_keyset:
+            with contextlib.suppress(RuntimeError):  # no running loop: the first call fetches
+                self._prefetching = asyncio.get_running_loop().create_task(self._prefetch())
+
+    async def _prefetch(self) -> None:
+        with contextlib.suppress(Exception):  # the first call fetches it again, and says why
+            await self._run(self.core.keyset_flow())
 
     async def _run(self, flow: Flow[T]) -> T:
         try:
@@ -417,6 +454,10 @@ class AsyncClient(_Base):
         return await asyncio.to_thread(self._is_viewer, handle, account)
 
     async def aclose(self) -> None:
+        if self._prefetching is not None and not self._prefetching.done():
+            self._prefetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prefetching
         await self._http.aclose()
         self._close_chain()
 
