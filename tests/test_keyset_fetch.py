@@ -109,3 +109,34 @@ def test_no_good_node_fails_after_about_one_timeout_naming_each(
     assert seconds < 2 * TIMEOUT, seconds  # one after the other: 4 timeouts
     for i in range(1, N + 1):
         assert f"node {i}: unreachable" in str(failed)
+
+
+def test_the_poll_keeps_one_connection_per_node(
+    ceremony: tuple[dict[str, Any], dict[int, bytes], bytes],
+) -> None:
+    """Each refresh asks every node over the connection the last one left open: a new
+    client and new connections every KEYSET_REFRESH were most of the gateway's idle CPU."""
+    body = ceremony[0]
+    seen: list[tuple[str, int]] = []
+
+    async def keyset(request: Request) -> Response:
+        assert request.client is not None
+        seen.append((request.client.host, request.client.port))  # the connection's port
+        return JSONResponse(body)
+
+    app = Starlette(routes=[Route("/v1/keyset", keyset)])
+    with serve_in_thread(app, free_port()) as url:
+        keysets = source(ceremony, {i: url for i in range(1, N + 1)})
+
+        async def run() -> None:
+            for _ in range(3):
+                loaded = await keysets.refresh()
+                assert loaded is not None and loaded.keyset.threshold == 3
+            await keysets.aclose()
+
+        asyncio.run(run())
+        # A new event loop gets connections of its own (one belongs to its loop).
+        keysets.invalidate()
+        assert not isinstance(fetch(keysets)[1], KeysetUnavailable)
+    assert len(seen) > 3 * N
+    assert len(set(seen[: 3 * N])) == N  # one connection per node, from poll to poll

@@ -19,27 +19,19 @@ epoch (or a replayed old keyset) cannot roll the gateway back.
 from __future__ import annotations
 
 import asyncio
-import functools
+import json
 import logging
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from tkms.dkg.keyset import KeysetError, VerifiedKeyset, verify_keyset
 from tkms.gateway.fanout import NodeRef
+from tkms.transport.http11 import Http11, TransportFailure
 
 log = logging.getLogger("tkms.gateway.keysets")
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """httpx's own default context, made once: an ``AsyncClient`` made without one loads
-    the CA bundle again (~90 ms of CPU here), and :meth:`KeysetSource.poll` makes a
-    client every ``KEYSET_REFRESH`` (2 s): about 5% of a core, for loopback http."""
-    return httpx.create_ssl_context()
+# A keyset is a few hundred bytes per node; 1 MiB is far past any committee's.
+MAX_KEYSET_BYTES = 1024 * 1024
 
 
 class KeysetUnavailable(Exception):
@@ -90,6 +82,30 @@ class KeysetSource:
         self._loaded: LoadedKeyset | None = None
         self._floor = 0  # the lowest epoch still acceptable: the one last in use
         self._lock = asyncio.Lock()
+        # One kept-alive h11 transport per node (transport/http11.py), for the loop that
+        # made them: :meth:`poll` asks every node every ``KEYSET_REFRESH`` (2 s), and a
+        # new httpx client and five new connections each time were most of the gateway's
+        # idle CPU (docs/performance.md).
+        self._http: dict[int, Http11] = {}
+        self._http_loop: asyncio.AbstractEventLoop | None = None
+
+    def _transports(self) -> dict[int, Http11]:
+        """The transports of the running loop (a connection belongs to the loop that
+        opened it; a caller may run several loops, one after the other, over one source)."""
+        loop = asyncio.get_running_loop()
+        if self._http_loop is not loop:
+            self._http_loop = loop
+            self._http = {
+                index: Http11(node.url, timeout=self.timeout, max_answer_bytes=MAX_KEYSET_BYTES)
+                for index, node in self.nodes.items()
+            }
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http_loop is asyncio.get_running_loop():
+            for http in self._http.values():
+                await http.aclose()
+        self._http, self._http_loop = {}, None
 
     @property
     def loaded(self) -> LoadedKeyset | None:
@@ -103,8 +119,8 @@ class KeysetSource:
 
     async def refresh(self) -> LoadedKeyset | None:
         """Ask every node; move to the newest valid keyset if it is newer than the loaded one."""
-        async with httpx.AsyncClient(timeout=self.timeout, verify=_tls()) as http:
-            found = await asyncio.gather(*(self._one(http, n) for n in self.nodes.values()))
+        http = self._transports()
+        found = await asyncio.gather(*(self._one(http[i], n) for i, n in self.nodes.items()))
         good = [k for k in found if isinstance(k, LoadedKeyset)]
         if not good:
             return None
@@ -147,37 +163,37 @@ class KeysetSource:
         down, not one per node; the others are cancelled once one is good.
         """
         failures: dict[int, str] = {}
-        async with httpx.AsyncClient(timeout=self.timeout, verify=_tls()) as http:
-            tasks = {
-                asyncio.ensure_future(self._one(http, node)): index
-                for index, node in self.nodes.items()
-            }
-            try:
-                for finished in asyncio.as_completed(tasks):
-                    outcome = await finished
-                    if isinstance(outcome, LoadedKeyset):
-                        return outcome
-                    index, why = outcome
-                    failures[index] = why
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+        http = self._transports()
+        tasks = {
+            asyncio.ensure_future(self._one(http[index], node)): index
+            for index, node in self.nodes.items()
+        }
+        try:
+            for finished in asyncio.as_completed(tasks):
+                outcome = await finished
+                if isinstance(outcome, LoadedKeyset):
+                    return outcome
+                index, why = outcome
+                failures[index] = why
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         detail = "; ".join(f"node {i}: {why}" for i, why in sorted(failures.items()))
         raise KeysetUnavailable(f"no valid keyset from the committee ({detail})")
 
-    async def _one(self, http: httpx.AsyncClient, node: NodeRef) -> LoadedKeyset | tuple[int, str]:
+    async def _one(self, http: Http11, node: NodeRef) -> LoadedKeyset | tuple[int, str]:
         """One node's checked keyset, or (its index, why not)."""
         try:
-            response = await http.get(
-                node.url + "/v1/keyset", params={"chain_id": str(self.chain_id)}
+            answer = await http.request(
+                "GET", "/v1/keyset", {"chain_id": str(self.chain_id)}, {}, None
             )
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            body = json.loads(answer.body)
+        except (TransportFailure, ValueError, RecursionError) as exc:
             return node.index, f"unreachable or not JSON ({type(exc).__name__})"
-        if response.status_code != 200:
+        if answer.status != 200:
             code = body.get("error") if isinstance(body, dict) else None
-            return node.index, f"HTTP {response.status_code} {str(code)[:40]}"
+            return node.index, f"HTTP {answer.status} {str(code)[:40]}"
         loaded = self._loaded
         if loaded is not None and body == loaded.body:
             # The keyset in use, served again (every poll, from every node): it was

@@ -68,7 +68,7 @@ class ServedChain:
         return f"ServedChain({self.chain_id}, signer=0x{self.wallet.address.hex()})"
 
     async def aclose(self) -> None:
-        for closable in (self.kms.fanout, self.kms.single, self.chain_acl):
+        for closable in (self.kms.fanout, self.kms.single, self.chain_acl, self.kms.keysets):
             if closable is not None:
                 await closable.aclose()
 
