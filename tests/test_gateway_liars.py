@@ -87,10 +87,15 @@ def lied_to(net: GatewayNet, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield gateway
 
 
-def served_v1(gateway: Service) -> float:
+def liar_answers(gateway: Service, *indices: int) -> float:
+    """The partials the gateway took from these nodes (it cannot tell a lie from a partial)."""
     text = httpx.get(gateway.url + "/metrics", timeout=10).text
-    found = re.search(r'^tkms_gateway_decryptions_total\{version="v1"\} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else 0.0
+    total = 0.0
+    for index in indices:
+        pattern = r"^tkms_gateway_node_requests_total\{" + rf'node="{index}",outcome="ok"'
+        found = re.search(pattern + r"\} (\S+)$", text, re.M)
+        total += float(found.group(1)) if found else 0.0
+    return total
 
 
 def async_client(net: GatewayNet, url: str) -> AsyncClient:
@@ -110,7 +115,7 @@ def test_two_lying_nodes_of_five_deny_no_decryption(net: GatewayNet, lied_to: Se
     with net.client(lied_to.url, timeout=60) as owner:
         secret = owner.encrypt(-4242, "int64")
         owner.make_public(secret)
-    before = served_v1(lied_to)
+    before = liar_answers(lied_to, 4, 5)
 
     async def attack() -> list[Any]:
         users = [async_client(net, lied_to.url) for _ in range(10)]
@@ -125,8 +130,12 @@ def test_two_lying_nodes_of_five_deny_no_decryption(net: GatewayNet, lied_to: Se
     outcomes = asyncio.run(attack())
     failed = [o for o in outcomes if o != -4242]
     assert failed == [], f"{len(failed)} of 200 failed, e.g. {failed[0]!r}"
-    # The liars were among the first answers: some decryptions needed a second request.
-    assert served_v1(lied_to) - before > 200
+    # The lies reached the users: the gateway asks t + 1 of 5 nodes, so at least one liar
+    # each time. Whether a user then needs a second request depends on which answers came
+    # first (the gateway prefers the nodes that answered fastest, and these liars run in this
+    # test's process, slowed by its 10 clients), so that is not asserted here; the retry
+    # path is test_the_sync_client_asks_again_past_forwarding_liars's and the SDK tests'.
+    assert liar_answers(lied_to, 4, 5) - before > 0
     assert "Traceback" not in lied_to.output()
 
 
