@@ -113,9 +113,12 @@ def test_a_node_down_is_replaced_at_once_and_then_asked_last(
         net.gateway(str(tmp_path / "g.sqlite3"), tmp_path / "g.log") as gateway,
         net.client(gateway.url) as alice,
     ):
-        secret = alice.encrypt(43, "uint256")
-        assert alice.decrypt(secret) == 43
-        net.cluster.stop(1)  # the node of lowest index: chosen first while unmeasured
+        secret = alice.encrypt(43, "uint256")  # the keyset: no partial, nothing measured
+        # Stopped before any decryption: while no node is measured the gateway asks
+        # by index, so node 1 is among the first asked. Stopped after one, it need
+        # not be: the nodes then go by latency, and the unmeasured fifth comes first
+        # (the clean-clone CI saw node 1 never asked, 0 failures).
+        net.cluster.stop(1)
         try:
             for _ in range(ROUNDS):
                 assert alice.decrypt(secret) == 43  # each with no retry round

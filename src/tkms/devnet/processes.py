@@ -26,12 +26,26 @@ class ServiceFailed(RuntimeError):
     """A service exited or never became healthy; the message ends with its last log lines."""
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports this process has drawn: none is handed out twice, even before its service binds it."""
+
+
 def free_port() -> int:
-    """A port nobody listens on now (the kernel's pick)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nobody listens on now, not handed out before by this process.
+
+    Drawn below the kernel's ephemeral range, for two reasons the clean-clone CI
+    met: the kernel's pick for port 0 may come back for the next call while the
+    first service has not bound it yet (two nodes of one cluster got one port, and
+    the second's health check reached the first), and a port of that range that
+    is free now may be taken a moment later by an outgoing connection.
+    """
+    first, last = _below_ephemeral(1)
+    for _ in range(1000):
+        port = secrets.choice(range(first, last))
+        if port not in _HANDED_OUT and port_free(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free port")
 
 
 def port_free(port: int) -> bool:
@@ -64,13 +78,20 @@ def free_port_block(count: int) -> int:
     Drawn below the kernel's ephemeral range: a port of that range that is free
     now may be taken a moment later by any outgoing connection's source port.
     """
-    low, high = _ephemeral_range()
-    first, last = (10000, low - 1) if low > 10000 + 4 * count else (high + 1, 65535)
+    first, last = _below_ephemeral(count)
     for _ in range(200):
         base = secrets.choice(range(first, last - count))
-        if busy_port(range(base, base + count + 1)) is None:
+        block = range(base, base + count + 1)
+        if _HANDED_OUT.isdisjoint(block) and busy_port(block) is None:
+            _HANDED_OUT.update(block)
             return base
     raise RuntimeError("no block of free ports")
+
+
+def _below_ephemeral(count: int) -> tuple[int, int]:
+    """The range to draw from: below the ephemeral range, or above it when that is too narrow."""
+    low, high = _ephemeral_range()
+    return (10000, low - 1) if low > 10000 + 4 * count else (high + 1, 65535)
 
 
 def log_tail(log: Path, lines: int = TAIL_LINES) -> str:
