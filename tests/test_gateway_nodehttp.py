@@ -41,17 +41,26 @@ def head(status: str = "200 OK", *extra: str, length: int | None = None) -> byte
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def run(url: str, *requests: float | None) -> list[tuple[int, bytes] | NodeHttpError | str]:
-    """Each request in turn on one pool, with its timeout (None: none): answer or failure."""
+def run(
+    url: str, *requests: float | None, own_timer: bool = False
+) -> list[tuple[int, bytes] | NodeHttpError | str]:
+    """Each request in turn on one pool, with its timeout (None: none): answer or failure.
+
+    The timeout is the caller's cancellation (``asyncio.timeout``), or with ``own_timer``
+    the client's own (``post(timeout=)``, the fan-out's)."""
 
     async def go() -> list[tuple[int, bytes] | NodeHttpError | str]:
         pool = NodeConnections(url)
         out: list[tuple[int, bytes] | NodeHttpError | str] = []
         try:
             for timeout in requests:
+                own = timeout if own_timer else None
                 try:
-                    async with asyncio.timeout(timeout):
-                        out.append(await pool.post("/v1/delegate?x=1", HEADERS, b"{}", limit=LIMIT))
+                    async with asyncio.timeout(None if own_timer else timeout):
+                        answer = await pool.post(
+                            "/v1/delegate?x=1", HEADERS, b"{}", limit=LIMIT, timeout=own
+                        )
+                        out.append(answer)
                 except NodeHttpError as exc:
                     out.append(exc)
                 except TimeoutError:
@@ -234,6 +243,22 @@ def test_a_slow_answer_times_out_and_is_never_read_as_the_next_one() -> None:
     with lb.serving_in_thread(slow_first) as url:
         outcomes = run(url, 0.1, 5, 5)
     assert outcomes == ["timeout", (200, b'"next"'), (200, b'"next"')]
+    del slow_first.seen  # type: ignore[attr-defined]
+    with lb.serving_in_thread(slow_first) as url:
+        first, *rest = run(url, 0.1, 5, 5, own_timer=True)
+    assert failure(first) == (FailureKind.TIMEOUT, "no answer in time")
+    assert rest == [(200, b'"next"'), (200, b'"next"')]
+
+
+def test_the_own_timer_covers_a_connection_that_never_completes() -> None:
+    """A peer that takes the TCP connection but never a TLS handshake: still a timeout."""
+
+    async def mute(reader: Reader, writer: Writer) -> None:
+        await asyncio.sleep(5)
+
+    with lb.serving_in_thread(mute) as url:
+        (outcome,) = run(url.replace("http://", "https://"), 0.3, own_timer=True)
+    assert failure(outcome) == (FailureKind.TIMEOUT, "no answer in time")
 
 
 def test_a_trickled_answer_is_read_whole() -> None:

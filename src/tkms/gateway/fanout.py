@@ -138,12 +138,10 @@ class Fanout:
         self, node: NodeRef, target: str, headers: list[tuple[str, str]], body: bytes
     ) -> dict[str, Any]:
         try:
-            # A timer on this task, where wait_for would run the exchange in a task of its own.
-            async with asyncio.timeout(self.node_timeout):
-                pool = self._connections(node)
-                status, raw = await pool.post(target, headers, body, limit=MAX_ANSWER_BYTES)
-        except TimeoutError:
-            raise _failed(FailureKind.TIMEOUT, "no answer in time") from None
+            # The exchange's own timer: no task of its own (wait_for), no Timeout object.
+            status, raw = await self._connections(node).post(
+                target, headers, body, limit=MAX_ANSWER_BYTES, timeout=self.node_timeout
+            )
         except NodeHttpError as exc:
             raise _NodeFailed(exc.failure) from None
         try:

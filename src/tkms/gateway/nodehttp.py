@@ -21,9 +21,9 @@ treats anything else as that node's failure (:class:`NodeHttpError`):
   it closes, and one found closed before any answer byte is tried once again
   on a fresh connection (nothing was processed).
 
-Timeouts are the caller's (``asyncio.timeout`` around :meth:`NodeConnections.post`):
-a cancelled exchange closes its connection, so no late answer is ever read as
-the next request's.
+A request's ``timeout`` is a timer of the exchange (connecting included), and a
+caller may also cancel it: either closes its connection, so no late answer is
+ever read as the next request's.
 """
 
 from __future__ import annotations
@@ -133,6 +133,13 @@ class _Conn(asyncio.Protocol):
         self.received = 0
         self.transport.write(request)
         return waiter
+
+    def expire(self) -> None:
+        """The exchange's time is up: a ``timeout`` failure, and the connection closed."""
+        answer = self.answer
+        if answer is not None and not answer.waiter.done():
+            answer.waiter.set_exception(NodeHttpError(FailureKind.TIMEOUT, "no answer in time"))
+        self.close()
 
     def finish(self) -> bool:
         """After an exchange: whether the connection may carry the next one."""
@@ -259,32 +266,57 @@ class NodeConnections:
         return head.encode("ascii") + _END_OF_HEAD + body
 
     async def post(
-        self, target: str, headers: list[tuple[str, str]], body: bytes, *, limit: int
+        self,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        limit: int,
+        timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        """(status, body) of ``POST target``; a body over ``limit`` bytes is an error."""
+        """(status, body) of ``POST target``; a body over ``limit`` bytes is an error.
+
+        ``timeout`` (seconds, connecting included) ends it as a ``timeout`` failure: a
+        timer on the loop, where ``asyncio.timeout`` adds an object, a reschedule and
+        a cancellation per request (the caller's own cancellation works as well).
+        """
         request = self._request(target, headers, body)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while self._idle:
             conn = self._idle.pop()
             if conn.closed:  # the node closed it while idle (keep-alive timeout)
                 continue
             try:
                 # A close racing this request: nothing was processed, so it goes again.
-                return await self._exchange(conn, request, limit)
+                return await self._exchange(conn, request, limit, deadline)
             except _Stale:
                 pass
-        conn = await self._connect()
         try:
-            return await self._exchange(conn, request, limit)
+            async with asyncio.timeout_at(deadline):
+                conn = await self._connect()
+        except TimeoutError:
+            raise NodeHttpError(FailureKind.TIMEOUT, "no answer in time") from None
+        try:
+            return await self._exchange(conn, request, limit, deadline)
         except _Stale:
             raise NodeHttpError(
                 FailureKind.UNREACHABLE, "connection closed or reset before an answer"
             ) from None
 
-    async def _exchange(self, conn: _Conn, request: bytes, limit: int) -> tuple[int, bytes]:
+    async def _exchange(
+        self, conn: _Conn, request: bytes, limit: int, deadline: float | None
+    ) -> tuple[int, bytes]:
+        timer = None
         try:
-            return await conn.start(request, limit)
+            waiter = conn.start(request, limit)
+            if deadline is not None:
+                timer = asyncio.get_running_loop().call_at(deadline, conn.expire)
+            return await waiter
         finally:
-            # Cancelled (the caller's timeout), failed or done: only a clean one is kept.
+            if timer is not None:
+                timer.cancel()
+            # Timed out, cancelled, failed or done: only a clean one is kept.
             if conn.finish() and len(self._idle) < self._max_idle:
                 self._idle.append(conn)
             else:
