@@ -10,7 +10,8 @@ The same servers in front of a gateway process: tests/test_gateway_hostile_nodes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+import sys
+from collections.abc import Awaitable, Callable
 
 import pytest
 import uvloop
@@ -27,11 +28,10 @@ LOOP: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
 
 
 @pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
-def loop(request: pytest.FixtureRequest) -> Iterator[None]:
-    global LOOP
-    LOOP = asyncio.new_event_loop if request.param == "asyncio" else uvloop.new_event_loop
-    yield
-    LOOP = asyncio.new_event_loop
+def loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test on both loops: the gateway runs on uvloop, whose transports differ."""
+    factory = asyncio.new_event_loop if request.param == "asyncio" else uvloop.new_event_loop
+    monkeypatch.setattr(sys.modules[__name__], "LOOP", factory)
 
 
 def head(status: str = "200 OK", *extra: str, length: int | None = None) -> bytes:
@@ -69,7 +69,6 @@ def run(
             await pool.aclose()
         return out
 
-    # Both loops: the gateway runs on uvloop, whose transports are not asyncio's classes.
     with asyncio.Runner(loop_factory=LOOP) as runner:
         return runner.run(go())
 
