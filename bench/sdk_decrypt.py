@@ -46,7 +46,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import h11
 import httpx
 
 from bench.common import fmt_us, load_summary, print_table
@@ -62,6 +61,7 @@ from tkms.protocol.delegation import check_partial_answer
 from tkms.protocol.handle import parse_handle
 from tkms.protocol.partials import ENVELOPE_LENGTH
 from tkms.transport.exchange import MAX_ANSWER_BYTES, AnswerReader, request_bytes
+from tkms.transport.http1 import Http1
 
 NOW, BEFORE, FLOOR = "Client (transport/http11_sync.py)", "Client over httpx.Client", "floor"
 BASELINE, THIS = "worker: --baseline's Client", "worker: this checkout's Client"
@@ -131,7 +131,7 @@ def pieces(client: Client, handle: str) -> dict[str, Callable[[], object]]:
             )
         return None
 
-    # The same exchange through h11 alone, on these bytes: no socket, no kernel.
+    # The same exchange through the HTTP/1.1 codec alone, on these bytes: no socket, no kernel.
     origin = client._http.origin
     fields = origin.fields(headers, None)
     head = f"HTTP/1.1 {answer.status} OK\r\n" + "".join(
@@ -139,19 +139,19 @@ def pieces(client: Client, handle: str) -> dict[str, Callable[[], object]]:
     )
     raw = head.encode("latin-1") + b"\r\n" + answer.body
 
-    def h11_alone() -> object:
-        http = h11.Connection(h11.CLIENT)
+    def codec_alone() -> object:
+        http = Http1()
         request_bytes(http, "GET", origin.target(path, params), fields, None)
         reader = AnswerReader(http, MAX_ANSWER_BYTES)
         reader.feed(raw)
         return reader.step()
 
-    assert h11_alone() == answer
+    assert codec_alone() == answer
     return {
         "HTTP exchange (transport/http11_sync.py)": lambda: client._http.request(
             "GET", path, params, headers, None
         ),
-        "  its h11 part alone (the same bytes, no socket)": h11_alone,
+        "  its codec alone (transport/http1.py, the same bytes, no socket)": codec_alone,
         "  an exchange with a small answer (GET /health)": lambda: client._http.request(
             "GET", "/health", {}, {}, None
         ),
