@@ -23,8 +23,8 @@ of the gateway (its salt kept), in the same rounds.
 ``--baseline DIR`` (another checkout: ``git worktree add DIR main``) adds two
 rows: the same warm decryption in two worker processes (bench/sdk_worker.py),
 one importing DIR's ``src/``, one this checkout's, each asked for its
-``--decrypts`` in every round, in turn with the other cases: an A/B of the SDK's
-code under the same load, against the same devnet.
+``--decrypts`` in every round (first in every other one), in turn with the other
+cases: an A/B of the SDK's code under the same load, against the same devnet.
 """
 
 from __future__ import annotations
@@ -224,10 +224,11 @@ def run(
         parts = pieces(now, handle)
         results: dict[str, list[float]] = {name: [] for name in [*cases, *workers]}
         split: dict[str, list[float]] = {name: [] for name in parts}
-        for _ in range(rounds):
+        for done in range(rounds):
             for name, fn in cases.items():
                 results[name].append(cpu_per_call(fn, decrypts))
-            for name, ask in workers.items():
+            turn = list(workers.items())  # each goes first in every other round
+            for name, ask in turn[::-1] if done % 2 else turn:
                 results[name].append(ask(decrypts))
             for name, fn in parts.items():
                 split[name].append(cpu_per_call(fn, decrypts))
