@@ -97,6 +97,7 @@ BROKEN = {
     "a bad chunk size": CHUNKED_HEAD + b"zz\r\n",
     "a chunk without its CRLF": CHUNKED_HEAD + b"2\r\nabcd\r\n0\r\n\r\n",
     "switching protocols": b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    "a status under 100": b"HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n",
     "a head without end": b"HTTP/1.1 200 OK\r\n" + b"x-a: 1\r\n" * 3000,
 }
 

@@ -104,8 +104,8 @@ class Http1:
             if status is None:
                 raise ProtocolError("not an HTTP/1.x status line")
             code = int(status[2])
-            if code == 101:
-                raise ProtocolError("the server switched protocols")
+            if code == 101 or code < 100:
+                raise ProtocolError("the server switched protocols, or no status")
             if code >= 200:
                 if status[1] != b"1":
                     self._keep = False  # HTTP/1.0: the server closes after it
