@@ -106,3 +106,16 @@ def test_prover_hides_the_share() -> None:
     assert "hidden" in repr(prover)
     assert str(x) not in repr(prover) and hex(x)[2:] not in repr(prover).lower()
     assert prover.verification_key == curve.encode_point(curve.base_mul(x))
+
+
+@settings(max_examples=50, deadline=None)
+@given(y=scalars, k=scalars, s=scalars, c=scalars, z=scalars)
+def test_the_direct_commitments_are_coincurves(y: int, k: int, s: int, c: int, z: int) -> None:
+    # verify's libsecp256k1 path against the same four products through coincurve.
+    points = [curve.base_mul(v) for v in (y, k, s)]
+    direct = dleq._commitments(*points, curve.scalar_to_bytes(z), curve.scalar_to_bytes(ORDER - c))
+    assert direct == dleq._commitments_generic(*points, c, z)
+    # And where a commitment is at infinity (z·G = c·Y_i), both say so.
+    z_at_infinity = curve.scalar_to_bytes(c * y % ORDER)
+    assert dleq._commitments(*points, z_at_infinity, curve.scalar_to_bytes(ORDER - c)) is None
+    assert dleq._commitments_generic(*points, c, c * y % ORDER) is None
