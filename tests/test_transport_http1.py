@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests import loopback_http as lb
+from tkms.transport import http1
 from tkms.transport.http11 import Http11
 from tkms.transport.http11_sync import Http11Sync, TransportFailure
 
@@ -99,6 +100,9 @@ BROKEN = {
     "switching protocols": b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
     "a status under 100": b"HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n",
     "a head without end": b"HTTP/1.1 200 OK\r\n" + b"x-a: 1\r\n" * 3000,
+    # Refused as it comes: the server stays connected, so waiting would be a timeout.
+    "junk that never ends a head": b"\x00\xffnot HTTP at all",
+    "a length of 5,000 digits": b"HTTP/1.1 200 OK\r\ncontent-length: " + b"9" * 5000 + b"\r\n\r\n",
 }
 
 
@@ -148,3 +152,40 @@ def test_no_field_can_smuggle_a_header_into_the_request() -> None:
             b"GET /?q=1%0D%0Ax-b%3A+2 HTTP/1.1\r\nHost: " + url[7:].encode() + b"\r\n"
             b"Accept: */*\r\n\r\n"
         ]
+
+
+REFUSALS: dict[bytes, type[http1.ProtocolError]] = {
+    b"HTTP/1.1 200 OK\r\nx-a: " + b"a" * http1.MAX_HEAD_BYTES + b"\r\n\r\n": http1.HeadTooLong,
+    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n": http1.BadLength,
+    b"HTTP/1.1 200 OK\r\ncontent-length: " + b"1" * 19 + b"\r\n\r\n": http1.BadLength,
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n": http1.BadCoding,
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n": (
+        http1.BadCoding
+    ),
+    b"SSH-2.0-OpenSSH_9.6": http1.ProtocolError,
+}
+
+
+@pytest.mark.parametrize("data", sorted(REFUSALS))
+def test_each_refusal_says_its_kind(data: bytes) -> None:
+    """The kinds a stricter caller maps to its own failures (gateway/nodehttp.py), on the
+    codec itself: the transports above have the same bytes over sockets."""
+    reader = http1.Http1()
+    reader.receive(data)
+    with pytest.raises(http1.ProtocolError) as raised:
+        head = reader.head()
+        assert head is not None
+        reader.framing(*head)
+    assert type(raised.value) is REFUSALS[data]
+
+
+def test_a_request_made_apart_is_the_same_bytes() -> None:
+    """encode_request, for a caller that makes a request once for several tries."""
+    fields = [("Host", "h:1"), ("Content-Length", "2")]
+    assert http1.encode_request("POST", "/a?b=1", fields, b"{}") == (
+        http1.Http1().request("POST", "/a?b=1", fields, b"{}")
+    )
+    assert http1.encode_request("POST", "/", fields, b"{}").startswith(b"POST / HTTP/1.1\r\n")
+    for bad in ([("X", "a\r\nInjected: 1")], [("X y", "1")], [("X", "\u00e9")]):
+        with pytest.raises(http1.ProtocolError):
+            http1.encode_request("POST", "/", bad, None)

@@ -1,20 +1,24 @@
-"""The fan-out's HTTP/1.1 client: a small strict codec on asyncio protocols, kept alive.
+"""The fan-out's HTTP/1.1 client: transport/http1.py's codec on asyncio protocols, kept alive.
 
 Why not a general library here: a decryption makes one request per node asked
 (four), and each library layer is CPU the nodes need on a small machine.
 httpx (httpcore, anyio) cost ~0.7 ms of CPU per request; h11, used here
 before, ~0.13 ms (its per-event state machine and header validation): more
-than the rest of an exchange. A node is our own service and answers one way
-(``Content-Length`` JSON, keep-alive), so this module speaks exactly that and
-treats anything else as that node's failure (:class:`NodeHttpError`):
+than the rest of an exchange. The wire rules (a request's fields, a status
+line, header lines, 1xx answers, framing, the 16 KiB head bound, reuse) are
+:mod:`tkms.transport.http1`'s, the SDK's codec; this module adds the gateway's
+policy. A node is our own service and answers one way (``Content-Length``
+JSON, keep-alive), so anything else is that node's failure
+(:class:`NodeHttpError`), by kind:
 
-* the answer's head (status line and headers) is at most ``MAX_HEAD_BYTES``
-  (h11's default limit), its body at most the caller's ``limit``, refused as
-  soon as its ``Content-Length`` says so, before reading it;
-* no ``Content-Length``, a bad one, two that differ, any ``Transfer-Encoding``
-  (chunked), a status line that is not HTTP/1.x, a header line without a
-  name, or bytes nobody asked for: ``invalid``; a connection closed or reset
-  mid-answer: ``unreachable``; ``1xx`` interim answers are skipped, as h11 did;
+* ``invalid``: what http1 refuses (junk, refused as soon as it cannot begin a
+  status line; a bad status or header line; a 101; a bad or conflicting
+  ``Content-Length``; a head over ``MAX_HEAD_BYTES``), and what it would take
+  but a node never sends: a ``Transfer-Encoding`` (chunked) answer, one
+  without ``Content-Length``, a body over the caller's ``limit`` (refused as
+  soon as its length says so, before reading it), bytes nobody asked for;
+* ``unreachable``: a connection closed or reset mid-answer; ``1xx`` interim
+  answers are skipped, as h11 did;
 * an answer with ``Connection: close``, from HTTP/1.0, or followed by extra
   bytes ends its connection; otherwise the connection is kept for the next
   request. A kept connection the node closed in the meantime is dropped when
@@ -35,11 +39,20 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from tkms.gateway.node_failure import FailureKind, NodeFailure
+from tkms.transport.http1 import (
+    MAX_HEAD_BYTES,
+    BadCoding,
+    BadLength,
+    HeadTooLong,
+    Http1,
+    ProtocolError,
+    TooLong,
+    encode_request,
+)
 
-MAX_HEAD_BYTES = 16 * 1024  # status line + headers of one answer (h11's default bound)
-_CRLF = b"\r\n"
-_END_OF_HEAD = b"\r\n\r\n"
-_VERSION = b"HTTP/1."
+__all__ = ["MAX_HEAD_BYTES", "NodeConnections", "NodeHttpError"]
+
+_CHUNKED = "Transfer-Encoding (chunked) answer: Content-Length only"
 
 
 class NodeHttpError(Exception):
@@ -59,17 +72,16 @@ class _Stale(Exception):
 
 
 class _Answer:
-    """The answer being read on one connection: its head once parsed, then its body."""
+    """The answer being read on one connection: its reader, then its status and length."""
 
-    __slots__ = ("body_at", "keep", "length", "limit", "status", "waiter")
+    __slots__ = ("http", "length", "limit", "status", "waiter")
 
     def __init__(self, waiter: asyncio.Future[tuple[int, bytes]], limit: int) -> None:
         self.waiter = waiter
         self.limit = limit
+        self.http = Http1()  # this answer's bytes (see Http1: a fresh one per answer)
         self.status = 0
         self.length = -1  # Content-Length, once the head is in
-        self.body_at = 0  # where the body starts in the buffer
-        self.keep = True
 
 
 class _Conn(asyncio.Protocol):
@@ -77,7 +89,6 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
         self.answer: _Answer | None = None
         self.received = 0  # bytes of the current answer so far
         self.closed = False
@@ -94,9 +105,9 @@ class _Conn(asyncio.Protocol):
             self.close()  # bytes nobody asked for: this connection is out of step
             return
         self.received += len(data)
-        self.buffer += data
+        answer.http.receive(data)
         try:
-            result = self._parse(answer)
+            result = _parse(answer)
         except NodeHttpError as exc:
             self.close()
             answer.waiter.set_exception(exc)
@@ -144,92 +155,52 @@ class _Conn(asyncio.Protocol):
     def finish(self) -> bool:
         """After an exchange: whether the connection may carry the next one."""
         answer, self.answer = self.answer, None
+        # http1 says whether the answer was read whole, asked no close and left no byte.
         ok = (
             answer is not None
             and answer.waiter.done()
             and not answer.waiter.cancelled()
             and answer.waiter.exception() is None
-            and answer.keep
+            and answer.http.reusable()
             and not self.closed
         )
-        self.buffer.clear()
         if not ok:
             self.close()
         return ok
 
-    def _parse(self, answer: _Answer) -> tuple[int, bytes] | None:
-        """(status, body) once the whole answer is in; None while more is to come."""
-        buffer = self.buffer
-        while answer.length < 0:
-            if not buffer.startswith(_VERSION[: len(buffer)]):
-                raise _invalid("not HTTP/1.1")  # no need to wait for a whole head of junk
-            end = buffer.find(_END_OF_HEAD, 0, MAX_HEAD_BYTES + len(_END_OF_HEAD))
-            if end < 0:
-                if len(buffer) > MAX_HEAD_BYTES:
-                    raise _invalid("answer head too large")
-                return None
-            head = bytes(buffer[:end])
-            if not self._head(answer, head):  # a 1xx interim answer: skip it
-                del buffer[: end + len(_END_OF_HEAD)]
-                continue
-            answer.body_at = end + len(_END_OF_HEAD)
-        have = len(buffer) - answer.body_at
-        if have < answer.length:
-            return None
-        if have > answer.length:
-            answer.keep = False  # more than one answer: not a connection to reuse
-        body = bytes(buffer[answer.body_at : answer.body_at + answer.length])
-        return answer.status, body
 
-    @staticmethod
-    def _head(answer: _Answer, head: bytes) -> bool:
-        """Read a head into ``answer``; False for a 1xx interim answer."""
-        lines = head.split(_CRLF)
-        parts = lines[0].split(b" ", 2)
-        version = parts[0]
-        if (
-            len(parts) < 2
-            or version not in (b"HTTP/1.1", b"HTTP/1.0")
-            or len(parts[1]) != 3
-            or not parts[1].isdigit()
-        ):
-            raise _invalid("not HTTP/1.1")
-        status = int(parts[1])
-        if status < 100:
-            raise _invalid("not HTTP/1.1")
-        length: int | None = None
-        keep = version == b"HTTP/1.1"
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip() or b" " in name or b"\t" in name:
-                raise _invalid("not HTTP/1.1")
-            name = name.lower()
-            value = value.strip(b" \t")
-            if name == b"content-length":
-                if not value.isdigit() or len(value) > 12:
-                    raise _invalid("bad Content-Length")
-                if length is not None and int(value) != length:
-                    raise _invalid("bad Content-Length")
-                length = int(value)
-            elif name == b"transfer-encoding":
-                raise _invalid("Transfer-Encoding (chunked) answer: Content-Length only")
-            elif name == b"connection" and b"close" in [
-                v.strip(b" \t") for v in value.lower().split(b",")
-            ]:
-                keep = False
-        if 100 <= status < 200:
-            if status == 101:
-                raise _invalid("not HTTP/1.1")
-            return False
-        if length is None:
-            if status in (204, 304):
-                length = 0
-            else:
+def _parse(answer: _Answer) -> tuple[int, bytes] | None:
+    """(status, body) once the whole answer is in; None while more is to come.
+
+    http1 reads the bytes; what it refuses, and the framings it takes that a node
+    never sends, are ``invalid`` here, each with its short detail."""
+    http = answer.http
+    try:
+        if answer.length < 0:
+            head = http.head()  # past any 1xx
+            if head is None:
+                return None
+            status, fields = head
+            length = http.framing(status, fields)
+            if length is None:
                 raise _invalid("answer without Content-Length")
-        if length > answer.limit:
-            raise _invalid("answer too large")
-        answer.status, answer.length, answer.keep = status, length, keep
-        return True
+            if length < 0:
+                raise _invalid(_CHUNKED)
+            answer.status, answer.length = status, length
+        body = http.body(answer.length, answer.limit)  # refused from the length alone
+    except TooLong:
+        raise _invalid("answer too large") from None
+    except HeadTooLong:
+        raise _invalid("answer head too large") from None
+    except BadCoding:
+        raise _invalid(_CHUNKED) from None
+    except BadLength:
+        raise _invalid("bad Content-Length") from None
+    except ProtocolError:
+        raise _invalid("not HTTP/1.1") from None
+    if body is None:
+        return None
+    return answer.status, body
 
 
 class NodeConnections:
@@ -255,15 +226,12 @@ class NodeConnections:
         return conn
 
     def _request(self, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-        lines = [f"POST {target} HTTP/1.1", f"Host: {self.authority}"]
-        lines.append(f"Content-Length: {len(body)}")
-        lines += [f"{name}: {value}" for name, value in headers]
-        head = "\r\n".join(lines)
-        # Our own values, but a CR or LF in one would split the request: refuse it.
-        breaks = len(lines) - 1
-        if head.count("\n") != breaks or head.count("\r") != breaks or " " in target:
-            raise ValueError("a request line or header holds a line break")
-        return head.encode("ascii") + _END_OF_HEAD + body
+        fields = [("Host", self.authority), ("Content-Length", str(len(body))), *headers]
+        try:
+            return encode_request("POST", target, fields, body)
+        except ProtocolError:
+            # Our own values, but a CR or LF in one would split the request: refuse it.
+            raise ValueError("a request line or header is not HTTP") from None
 
     async def post(
         self,

@@ -11,9 +11,10 @@ client of one origin needs and refuses the rest as :class:`ProtocolError`:
 - an answer: a ``HTTP/1.x`` status line, header lines (no obs-fold, names
   lower-cased), informational 1xx answers skipped (a 101 refused), the body
   framed by ``Transfer-Encoding: chunked`` (nothing else is a transfer coding
-  we take), ``Content-Length`` (repeated only with one value; never with
-  chunked), none for HEAD, 204 and 304, else the bytes up to the server's close;
-  a head over :data:`MAX_HEAD_BYTES` (h11's bound) is refused;
+  we take), ``Content-Length`` (repeated only with one value, at most 18 digits;
+  never with chunked), none for HEAD, 204 and 304, else the bytes up to the server's close;
+  a head over :data:`MAX_HEAD_BYTES` (h11's bound) is refused, and bytes that
+  cannot begin a status line as soon as they come;
 - reuse: an HTTP/1.1 answer read whole by its framing, without
   ``Connection: close``, with no byte after it.
 """
@@ -23,6 +24,8 @@ from __future__ import annotations
 import re
 
 MAX_HEAD_BYTES = 16 * 1024  # a status line and headers, or a chunk's size line and trailers
+_MAX_LENGTH_DIGITS = 18  # a Content-Length past any real bound, short of int()'s digit limit
+_VERSION = b"HTTP/1."
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
@@ -39,8 +42,24 @@ class TooLong(ProtocolError):
     """A body longer than the bound the reader was given."""
 
 
+class HeadTooLong(ProtocolError):
+    """A head, a chunk's size line or trailers over :data:`MAX_HEAD_BYTES`."""
+
+
+class BadLength(ProtocolError):
+    """A ``Content-Length`` that is not one number."""
+
+
+class BadCoding(ProtocolError):
+    """A ``Transfer-Encoding`` other than ``chunked`` alone (or with a length)."""
+
+
 class Http1:
-    """One connection's HTTP/1.1 state: the request in flight and the bytes not yet parsed."""
+    """One connection's HTTP/1.1 state: the request in flight and the bytes not yet parsed.
+
+    A caller that makes its requests' bytes itself (:func:`encode_request`, once for
+    several tries) reads each answer with a fresh one: a connection is reused only
+    when :meth:`reusable`, so no byte of an earlier answer is left to carry over."""
 
     __slots__ = ("_buffer", "_chunk_left", "_eof", "_head_only", "_keep", "_parts", "_size", "done")
 
@@ -62,17 +81,12 @@ class Http1:
         """One whole request's bytes; :class:`ProtocolError` on a field that is not HTTP."""
         if self._buffer or self._eof:
             raise ProtocolError("the connection has bytes of an earlier answer")
-        try:
-            head = [_checked(_TOKEN, method) + b" " + _checked(_TARGET, target) + b" HTTP/1.1"]
-            for name, value in fields:
-                head.append(_checked(_TOKEN, name) + b": " + _checked(_VALUE, value))
-                if name.lower() == "connection" and "close" in value.lower():
-                    self._keep = False
-        except UnicodeEncodeError:
-            raise ProtocolError("a request field is not ASCII") from None
+        data = encode_request(method, target, fields, body)
+        if any(k.lower() == "connection" and "close" in v.lower() for k, v in fields):
+            self._keep = False
         self._head_only = method == "HEAD"
         self.done = False
-        return b"\r\n".join(head) + b"\r\n\r\n" + (body or b"")
+        return data
 
     def receive(self, data: bytes) -> None:
         """Bytes read from the server; ``b""`` is its close."""
@@ -90,14 +104,16 @@ class Http1:
     def head(self) -> tuple[int, list[tuple[str, str]]] | None:
         """The final answer's (status, lower-cased header fields), past any 1xx."""
         while True:
-            end = self._buffer.find(b"\r\n\r\n")
+            buffer = self._buffer
+            if not buffer.startswith(_VERSION[: len(buffer)]):
+                raise ProtocolError("not an HTTP/1.x status line")  # no wait for a head of junk
+            # Only the bound's span is searched: a head ends in it or is too long.
+            end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
             if end < 0:
-                if len(self._buffer) > MAX_HEAD_BYTES:
-                    raise ProtocolError("answer head too long")
+                if len(buffer) > MAX_HEAD_BYTES:
+                    raise HeadTooLong("answer head too long")
                 self._more()
                 return None
-            if end > MAX_HEAD_BYTES:
-                raise ProtocolError("answer head too long")
             lines = bytes(self._buffer[:end]).split(b"\r\n")
             del self._buffer[: end + 4]
             status = _STATUS.fullmatch(lines[0])
@@ -122,12 +138,17 @@ class Http1:
             return 0
         if codings:
             if codings != ["chunked"] or lengths:
-                raise ProtocolError("a transfer coding other than chunked alone")
+                raise BadCoding("a transfer coding other than chunked alone")
             return -1
         if lengths:
             (length,) = lengths if len(lengths) == 1 else (None,)
-            if length is None or not length.isdigit() or not length.isascii():
-                raise ProtocolError("Content-Length is not one number")
+            if (
+                length is None
+                or not length.isdigit()
+                or not length.isascii()
+                or len(length) > _MAX_LENGTH_DIGITS
+            ):
+                raise BadLength("Content-Length is not one number")
             return int(length)
         self._keep = False
         return None
@@ -167,7 +188,7 @@ class Http1:
                 line_end = buffer.find(b"\r\n")
                 if line_end < 0:
                     if len(buffer) > MAX_HEAD_BYTES:
-                        raise ProtocolError("chunk size line too long")
+                        raise HeadTooLong("chunk size line too long")
                     return None
                 size_hex = bytes(buffer[:line_end]).split(b";", 1)[0].strip(b" \t")
                 if not _HEX.fullmatch(size_hex):
@@ -182,7 +203,7 @@ class Http1:
                 end = 0 if buffer[:2] == b"\r\n" else buffer.find(b"\r\n\r\n")
                 if end < 0:
                     if len(buffer) > MAX_HEAD_BYTES:
-                        raise ProtocolError("chunked trailers too long")
+                        raise HeadTooLong("chunked trailers too long")
                     return None
                 del buffer[: end + (2 if end == 0 else 4)]
                 data, self._parts, self._size, self._chunk_left = b"".join(self._parts), [], 0, None
@@ -204,6 +225,21 @@ class Http1:
 
 class Truncated(ProtocolError):
     """The server closed the connection in the middle of an answer."""
+
+
+def encode_request(
+    method: str, target: str, fields: list[tuple[str, str]], body: bytes | None
+) -> bytes:
+    """One whole request's bytes, for a reader (:class:`Http1`) made for its answer alone.
+
+    :class:`ProtocolError` on a field that is not HTTP: a token method, a printable
+    target, token names, values without CR, LF or NUL, ASCII only."""
+    try:
+        head = [_checked(_TOKEN, method) + b" " + _checked(_TARGET, target) + b" HTTP/1.1"]
+        head += [_checked(_TOKEN, k) + b": " + _checked(_VALUE, v) for k, v in fields]
+    except UnicodeEncodeError:
+        raise ProtocolError("a request field is not ASCII") from None
+    return b"\r\n".join(head) + b"\r\n\r\n" + (body or b"")
 
 
 def _checked(pattern: re.Pattern[bytes], text: str) -> bytes:
