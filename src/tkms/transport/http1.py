@@ -132,10 +132,15 @@ class Http1:
 
     def framing(self, status: int, fields: list[tuple[str, str]]) -> int | None:
         """The body's length, or -1 (chunked), or None (up to the server's close)."""
-        lengths = {v.strip() for k, v in fields if k == "content-length"}
-        codings = [v.strip().lower() for k, v in fields if k == "transfer-encoding"]
-        if any(k == "connection" and "close" in v.lower() for k, v in fields):
-            self._keep = False
+        lengths: set[str] = set()
+        codings: list[str] = []
+        for name, value in fields:  # one pass: the fan-out reads four answers a decryption
+            if name == "content-length":
+                lengths.add(value.strip())
+            elif name == "transfer-encoding":
+                codings.append(value.strip().lower())
+            elif name == "connection" and "close" in value.lower():
+                self._keep = False
         if self._head_only or status in (204, 304):
             return 0
         if codings:
