@@ -127,7 +127,7 @@ class Http1:
             if code >= 200:
                 if status[1] != b"1":
                     self._keep = False  # HTTP/1.0: the server closes after it
-                return code, [_field(line) for line in lines[1:]]
+                return code, _fields(lines[1:])
             # an informational answer (100 Continue, 103 Early Hints): the real one follows
 
     def framing(self, status: int, fields: list[tuple[str, str]]) -> int | None:
@@ -240,36 +240,41 @@ def encode_request(
     """One whole request's bytes, for a reader (:class:`Http1`) made for its answer alone.
 
     :class:`ProtocolError` on a field that is not HTTP: a token method, a printable
-    target, token names, values without CR, LF or NUL, ASCII only."""
-    if not target:
-        raise ProtocolError("a request field is not HTTP")
+    target, token names, values without CR, LF or NUL, ASCII only. The names are
+    checked joined (tokens joined are a token), the values too (one translate):
+    per field, the checks cost more than the rest of the request."""
+    names = [name for name, _ in fields]
     try:
-        head = [_token(method) + b" " + _checked(_TARGET_BYTES, target) + b" HTTP/1.1"]
-        head += [_token(k) + b": " + _checked(_VALUE_BYTES, v) for k, v in fields]
+        if (
+            not _TOKEN.fullmatch(method.encode("ascii"))
+            or not target
+            or target.encode("ascii").translate(None, _TARGET_BYTES)
+            or not all(names)
+            or (names and not _TOKEN.fullmatch("".join(names).encode("ascii")))
+            or "".join([value for _, value in fields]).encode("ascii").translate(None, _VALUE_BYTES)
+        ):
+            raise ProtocolError("a request field is not HTTP")
+        lines = [f"{method} {target} HTTP/1.1", *[f"{k}: {v}" for k, v in fields]]
+        return "\r\n".join(lines).encode("ascii") + b"\r\n\r\n" + (body or b"")
     except UnicodeEncodeError:
         raise ProtocolError("a request field is not ASCII") from None
-    return b"\r\n".join(head) + b"\r\n\r\n" + (body or b"")
 
 
-def _token(text: str) -> bytes:
-    raw = text.encode("ascii")
-    if not _TOKEN.fullmatch(raw):
-        raise ProtocolError("a request field is not HTTP")
-    return raw
+def _fields(lines: list[bytes]) -> list[tuple[str, str]]:
+    """Header lines' (lower-cased name, value stripped of SP and HTAB).
 
-
-def _checked(allowed: bytes, text: str) -> bytes:
-    raw = text.encode("ascii")
-    if raw.translate(None, allowed):
-        raise ProtocolError("a request field is not HTTP")
-    return raw
-
-
-def _field(line: bytes) -> tuple[str, str]:
-    name, colon, value = line.partition(b":")
-    if not colon or not _TOKEN.fullmatch(name):
+    Checked for all lines at once, the way :func:`encode_request` checks a request:
+    no control character but HTAB in any (one translate), token names (joined)."""
+    if b"".join(lines).translate(None, _VALUE_BYTES):
+        raise ProtocolError("a header line with a control character")
+    fields = []
+    names = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not name:
+            raise ProtocolError("not a header line")
+        names.append(name)
+        fields.append((name.decode("latin-1").lower(), value.strip(b" \t").decode("latin-1")))
+    if names and not _TOKEN.fullmatch(b"".join(names)):
         raise ProtocolError("not a header line")  # obs-fold (a leading space) is one
-    value = value.strip(b" \t")
-    if value.translate(None, _VALUE_BYTES):
-        raise ProtocolError("a header value with a control character")
-    return name.decode("ascii").lower(), value.decode("latin-1")
+    return fields
