@@ -16,8 +16,8 @@ round, so that foreign load falls on both alike. The figures per request:
   the audit writer's too) over ``--requests`` requests, the median of the rounds;
 * **Python calls**: the function calls cProfile counts over 200 requests (not
   timed): the same on a quiet machine and a busy one;
-* the **floor**, the route's primitives (bench/servers.py's), measured in this
-  process after the rounds, and what is above it.
+* the **floor**, the route's primitives (bench/servers.py's), their process time
+  measured in this process after the rounds, and what is above it.
 """
 
 from __future__ import annotations
@@ -28,17 +28,19 @@ import cProfile
 import json
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import fmt_us, load_summary, measure_interleaved, print_table, summed
+from bench.common import calibrate, fmt_us, load_summary, print_table
 from bench.delegate import MULT_CONST, PARSE_K, floor_cases
 from bench.delegate_fixture import CHAIN_ID, Fixture, salt_cycle
 from bench.servers import v1_floor_cases
@@ -76,8 +78,7 @@ def _scope(route: str, salt: str, authorization: str, body: bytes) -> dict[str, 
 
 
 async def _serve_requests(app: Any, spec: dict[str, Any], route: str, count: int) -> None:
-    body, authorization = spec["body"].encode(), spec["authorization"]
-    salts = salt_cycle()
+    body, authorization, salts = spec["body"].encode(), spec["authorization"], spec["salts"]
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
@@ -97,6 +98,7 @@ async def _child_loop(spec: dict[str, Any]) -> None:
     from bench.servers_app import node_app
 
     app = node_app("fastpath")
+    spec["salts"] = salt_cycle()  # drawn once, not in the rounds
     async with app.router.lifespan_context(app):
         for route in ROUTES:  # warm every cache and path
             await _serve_requests(app, spec, route, 50)
@@ -157,6 +159,20 @@ class Side:
         self.proc.wait(30)
 
 
+def cpu_interleaved(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Each case's median process time per call (µs), the cases in turn: CPU, as the
+    children's figures are (a wall clock on a loaded machine counts others' time too)."""
+    numbers = {name: calibrate(fn, 0.03) for name, fn in cases.items()}
+    runs: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            start = time.process_time()
+            for _ in range(numbers[name]):
+                fn()
+            runs[name].append((time.process_time() - start) / numbers[name] * 1e6)
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, help="another tkms checkout")
@@ -197,15 +213,15 @@ def main() -> None:
         for side in sides:
             side.stop()
     loaded = load_summary()
-    timings = measure_interleaved(floor_cases(fx) | v1_floor_cases(fx), rounds=15, target=0.03)
+    timings = cpu_interleaved(floor_cases(fx) | v1_floor_cases(fx), rounds=15)
     common = ["EIP-712 recover request signer", "EIP-712 sign response proof", PARSE_K, MULT_CONST]
     floors = {
-        "/v0/delegate": summed([timings[n] for n in [*common, "RSA-OAEP-2048 seal of 32 bytes"]]),
-        "/v1/delegate": summed([timings[n] for n in [*common, *v1_floor_cases(fx)]]),
+        "/v0/delegate": sum(timings[n] for n in [*common, "RSA-OAEP-2048 seal of 32 bytes"]),
+        "/v1/delegate": sum(timings[n] for n in [*common, *v1_floor_cases(fx)]),
     }
     rows = []
     for route in ROUTES:
-        floor = floors[route].median_us
+        floor = floors[route]
         for side in sides:
             runs = sorted(cpu[(side.name, route)])
             med = runs[len(runs) // 2]

@@ -22,8 +22,8 @@ from tkms.node.request_checks import (
     check_authorization,
     parse_bearer,
     parse_delegate_body,
-    parse_ephemeral,
-    parse_target,
+    parse_ephemeral_raw,
+    parse_target_raw,
 )
 from tkms.web.errors import ApiError
 from tkms.web.params import parse_salt
@@ -52,6 +52,7 @@ class CheckedRequest:
     body: DelegateBody
     ephemeral: curve.Point
     target: rsa.RSAPublicKey
+    k: bytes  # K's 33 bytes, as sent (user mode binds them to the handle)
 
 
 class PartialDelegator:
@@ -124,9 +125,9 @@ class PartialDelegator:
         note.ephemeral_pubkey = request.ephemeral_pubkey
         note.target_pubkey = request.target_pubkey
         check_authorization(chain_id, request, signature, self.gateways[chain_id], note)
-        ephemeral = parse_ephemeral(request.ephemeral_pubkey)
-        target = parse_target(request.target_pubkey)
-        return CheckedRequest(chain_id, salt, held, request, ephemeral, target)
+        note.ephemeral_raw, ephemeral = parse_ephemeral_raw(request.ephemeral_pubkey)
+        note.target_raw, target = parse_target_raw(request.target_pubkey)
+        return CheckedRequest(chain_id, salt, held, request, ephemeral, target, note.ephemeral_raw)
 
     def answer(self, checked: CheckedRequest) -> dict[str, Any]:
         held = checked.held
