@@ -133,12 +133,10 @@ class PartialDelegator:
         held = checked.held
         s_enc, proof = held.prover.partial(checked.ephemeral)
         sealed = to_hex(rsa.encrypt(checked.target, s_enc + proof))
-        signature_out = eip712.sign(
-            self.wallet,
-            eip712.delegate_domain(checked.chain_id, checked.salt),
-            eip712.PARTIAL_DELEGATE_RESPONSE_PROOF,
-            {"index": held.index, "epoch": held.epoch, "encryptedPartial": sealed},
+        digest = eip712.partial_response_digest(
+            checked.chain_id, checked.salt, held.index, held.epoch, sealed
         )
+        signature_out = self.wallet.sign_digest(digest)
         return {
             "index": held.index,
             "epoch": held.epoch,
