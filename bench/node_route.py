@@ -28,19 +28,17 @@ import cProfile
 import json
 import os
 import pstats
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import calibrate, fmt_us, load_summary, print_table
+from bench.common import fmt_us, load_summary, measure_interleaved, print_table
 from bench.delegate import MULT_CONST, PARSE_K, floor_cases
 from bench.delegate_fixture import CHAIN_ID, Fixture, salt_cycle
 from bench.servers import v1_floor_cases
@@ -159,20 +157,6 @@ class Side:
         self.proc.wait(30)
 
 
-def cpu_interleaved(cases: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Each case's median process time per call (µs), the cases in turn: CPU, as the
-    children's figures are (a wall clock on a loaded machine counts others' time too)."""
-    numbers = {name: calibrate(fn, 0.03) for name, fn in cases.items()}
-    runs: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, fn in cases.items():
-            start = time.process_time()
-            for _ in range(numbers[name]):
-                fn()
-            runs[name].append((time.process_time() - start) / numbers[name] * 1e6)
-    return {name: statistics.median(values) for name, values in runs.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, help="another tkms checkout")
@@ -213,7 +197,13 @@ def main() -> None:
         for side in sides:
             side.stop()
     loaded = load_summary()
-    timings = cpu_interleaved(floor_cases(fx) | v1_floor_cases(fx), rounds=15)
+    cases = floor_cases(fx) | v1_floor_cases(fx)
+    timings = {  # CPU, as the children's figures are
+        name: timing.median_us
+        for name, timing in measure_interleaved(
+            cases, rounds=15, target=0.03, clock=time.process_time
+        ).items()
+    }
     common = ["EIP-712 recover request signer", "EIP-712 sign response proof", PARSE_K, MULT_CONST]
     floors = {
         "/v0/delegate": sum(timings[n] for n in [*common, "RSA-OAEP-2048 seal of 32 bytes"]),
