@@ -3,6 +3,7 @@
     .venv/bin/python bench/sdk_decrypt.py                  # about a minute (a devnet)
     .venv/bin/python bench/sdk_decrypt.py --profile 300    # and where the rest goes
     .venv/bin/python bench/sdk_decrypt.py --devnet state/devnet.json   # a running devnet
+    .venv/bin/python bench/sdk_decrypt.py --baseline ../wt-main         # A/B against a checkout
 
 A real ``tkms devnet`` (5 nodes, t = 3, the gateway, anvil and the chain ACL,
 nodes in user mode; bench/e2e.py's), or the one ``--devnet`` names; the user
@@ -18,6 +19,12 @@ lie checks that stay (the gateway's signature, each partial's node signature:
 four ECDSA recoveries with their EIP-712 hashing), the HTTP exchange and JSON:
 a second table times each piece of one decryption apart, on one real answer
 of the gateway (its salt kept), in the same rounds.
+
+``--baseline DIR`` (another checkout: ``git worktree add DIR main``) adds two
+rows: the same warm decryption in two worker processes (bench/sdk_worker.py),
+one importing DIR's ``src/``, one this checkout's, each asked for its
+``--decrypts`` in every round (first in every other one), in turn with the other
+cases: an A/B of the SDK's code under the same load, against the same devnet.
 """
 
 from __future__ import annotations
@@ -25,18 +32,20 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
+import subprocess
 import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import h11
 import httpx
 
 from bench.common import fmt_us, load_summary, print_table
@@ -52,8 +61,10 @@ from tkms.protocol.delegation import check_partial_answer
 from tkms.protocol.handle import parse_handle
 from tkms.protocol.partials import ENVELOPE_LENGTH
 from tkms.transport.exchange import MAX_ANSWER_BYTES, AnswerReader, request_bytes
+from tkms.transport.http1 import Http1
 
 NOW, BEFORE, FLOOR = "Client (transport/http11_sync.py)", "Client over httpx.Client", "floor"
+BASELINE, THIS = "worker: --baseline's Client", "worker: this checkout's Client"
 
 
 class HttpxClient(Client):
@@ -120,7 +131,7 @@ def pieces(client: Client, handle: str) -> dict[str, Callable[[], object]]:
             )
         return None
 
-    # The same exchange through h11 alone, on these bytes: no socket, no kernel.
+    # The same exchange through the HTTP/1.1 codec alone, on these bytes: no socket, no kernel.
     origin = client._http.origin
     fields = origin.fields(headers, None)
     head = f"HTTP/1.1 {answer.status} OK\r\n" + "".join(
@@ -128,19 +139,19 @@ def pieces(client: Client, handle: str) -> dict[str, Callable[[], object]]:
     )
     raw = head.encode("latin-1") + b"\r\n" + answer.body
 
-    def h11_alone() -> object:
-        http = h11.Connection(h11.CLIENT)
+    def codec_alone() -> object:
+        http = Http1()
         request_bytes(http, "GET", origin.target(path, params), fields, None)
         reader = AnswerReader(http, MAX_ANSWER_BYTES)
         reader.feed(raw)
         return reader.step()
 
-    assert h11_alone() == answer
+    assert codec_alone() == answer
     return {
         "HTTP exchange (transport/http11_sync.py)": lambda: client._http.request(
             "GET", path, params, headers, None
         ),
-        "  its h11 part alone (the same bytes, no socket)": h11_alone,
+        "  its codec alone (transport/http1.py, the same bytes, no socket)": codec_alone,
         "  an exchange with a small answer (GET /health)": lambda: client._http.request(
             "GET", "/health", {}, {}, None
         ),
@@ -160,12 +171,40 @@ def pieces(client: Client, handle: str) -> dict[str, Callable[[], object]]:
     }
 
 
+@contextmanager
+def worker(manifest: Path, src: Path) -> Iterator[Callable[[int], float]]:
+    """A bench/sdk_worker.py process on ``src``'s tkms: ``ask(n)`` is its CPU per decryption."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    script = Path(__file__).with_name("sdk_worker.py")
+    command = [sys.executable, str(script), str(manifest)]
+    process = subprocess.Popen(command, stdin=PIPE, stdout=PIPE, env=env, text=True)
+    assert process.stdin is not None and process.stdout is not None
+    stdin, stdout = process.stdin, process.stdout
+    ready = stdout.readline()
+    if not ready.startswith("ready") or Path(ready.split()[1]) != src / "tkms":
+        process.kill()
+        raise RuntimeError(f"worker on {src} did not start: {ready!r}")
+
+    def ask(calls: int) -> float:
+        stdin.write(f"{calls}\n")
+        stdin.flush()
+        return float(stdout.readline())
+
+    try:
+        yield ask
+    finally:
+        stdin.close()
+        process.wait(timeout=30)
+
+
 def run(
-    manifest: Path, rounds: int, decrypts: int, profile: int
+    manifest: Path, rounds: int, decrypts: int, profile: int, baseline: Path | None = None
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     threshold = DevnetManifest.load(manifest).threshold
     floor = client_floor(threshold)
-    with Client.from_devnet(manifest) as now, HttpxClient.from_devnet(manifest) as before:
+    with ExitStack() as stack:
+        now = stack.enter_context(Client.from_devnet(manifest))
+        before = stack.enter_context(HttpxClient.from_devnet(manifest))
         secret = now.encrypt(10**18, "uint256")
         now.register_on_chain(secret)
         handle = secret.handle
@@ -176,13 +215,21 @@ def run(
         }
         for fn in cases.values():  # warm: key, authorization, keyset, connections
             cpu_per_call(fn, 10)
+        workers: dict[str, Callable[[int], float]] = {}
+        if baseline is not None:
+            this = (Path(__file__).resolve().parent.parent / "src").resolve()
+            for name, src in ((BASELINE, baseline), (THIS, this)):
+                workers[name] = stack.enter_context(worker(manifest, src))
         assert now.decrypt(handle) == before.decrypt(handle) == 10**18
         parts = pieces(now, handle)
-        results: dict[str, list[float]] = {name: [] for name in cases}
+        results: dict[str, list[float]] = {name: [] for name in [*cases, *workers]}
         split: dict[str, list[float]] = {name: [] for name in parts}
-        for _ in range(rounds):
+        for done in range(rounds):
             for name, fn in cases.items():
                 results[name].append(cpu_per_call(fn, decrypts))
+            turn = list(workers.items())  # each goes first in every other round
+            for name, ask in turn[::-1] if done % 2 else turn:
+                results[name].append(ask(decrypts))
             for name, fn in parts.items():
                 split[name].append(cpu_per_call(fn, decrypts))
         if profile:
@@ -199,13 +246,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--decrypts", type=int, default=100, help="per round and case")
     parser.add_argument("--profile", type=int, default=0, help="decryptions to profile")
+    parser.add_argument("--baseline", type=Path, help="another tkms checkout, for an A/B")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    baseline = None
+    if args.baseline is not None:
+        baseline = (args.baseline / "src").resolve()
+        if not (baseline / "tkms" / "client").is_dir():
+            parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/client)")
     print(f"# tkms sync SDK decryption CPU — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"machine: {load_summary()}\n")
     with ExitStack() as stack:
         manifest = args.devnet or stack.enter_context(devnet("chain"))[0]
-        results, split = run(manifest, args.rounds, args.decrypts, args.profile)
+        results, split = run(manifest, args.rounds, args.decrypts, args.profile, baseline)
 
     def median(runs: list[float]) -> float:
         return sorted(runs)[len(runs) // 2]
@@ -228,6 +281,12 @@ def main() -> None:
         markdown=args.markdown,
         caption=f"{args.rounds} interleaved rounds of {args.decrypts} calls; {load_summary()}",
     )
+    if BASELINE in results:
+        ratios = sorted(a / b for a, b in zip(results[THIS], results[BASELINE], strict=True))
+        print(
+            f"this checkout ÷ --baseline, round by round: median {median(ratios):.3f}"
+            f" (min {ratios[0]:.3f}, max {ratios[-1]:.3f}) over {len(ratios)} rounds\n"
+        )
     whole = median(results[NOW])
     print_table(
         "Where the SDK's CPU goes: each piece of one decryption, apart",

@@ -118,3 +118,16 @@ def test_a_given_k_encoding_is_the_points_own(x: int, k: int, nonce: int) -> Non
     assert prover._partial_from_parts(K, nonce, k_enc) == prover._partial_from_parts(K, nonce)
     s_enc, proof = prover.partial(K, k_enc)
     assert dleq.verify_encoded(prover.verification_key, k_enc, s_enc, proof)
+
+
+@settings(max_examples=50, deadline=None)
+@given(y=scalars, k=scalars, s=scalars, c=scalars, z=scalars)
+def test_the_direct_commitments_are_coincurves(y: int, k: int, s: int, c: int, z: int) -> None:
+    # verify's libsecp256k1 path against the same four products through coincurve.
+    points = [curve.base_mul(v) for v in (y, k, s)]
+    direct = dleq._commitments(*points, curve.scalar_to_bytes(z), curve.scalar_to_bytes(ORDER - c))
+    assert direct == dleq._commitments_generic(*points, c, z)
+    # And where a commitment is at infinity (z·G = c·Y_i), both say so.
+    z_at_infinity = curve.scalar_to_bytes(c * y % ORDER)
+    assert dleq._commitments(*points, z_at_infinity, curve.scalar_to_bytes(ORDER - c)) is None
+    assert dleq._commitments_generic(*points, c, c * y % ORDER) is None

@@ -37,6 +37,7 @@ HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
 IDLE_TIMEOUT = 2.0
 MB = 1024 * 1024
+BURST_TIMEOUT = 15.0  # a request behind 2000 connections in the accept queue, on a loaded box
 
 
 def _limits(prefix: str) -> dict[str, str]:
@@ -84,8 +85,8 @@ def address(service: Service) -> tuple[str, int]:
     return host, int(port)
 
 
-def healthy(service: Service) -> bool:
-    return httpx.get(service.url + "/health", timeout=3.0).json() == {"status": "ok"}
+def healthy(service: Service, timeout: float = 3.0) -> bool:
+    return httpx.get(service.url + "/health", timeout=timeout).json() == {"status": "ok"}
 
 
 def exchange(service: Service, raw: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str]]:
@@ -258,11 +259,13 @@ def test_2000_idle_connections_are_closed_and_real_requests_served(
             idle.append(socket.create_connection(address(service), timeout=5.0))
         opened = time.monotonic()
         # Served while they are open: the health check, and a real delegation by the node.
-        assert healthy(service)
+        # The check waits in the accept queue behind the 2000 (the CI's loaded machine
+        # took over 3 s to reach it): what counts is that it is served, not how soon.
+        assert healthy(service, timeout=BURST_TIMEOUT)
         if service is node:
             answer = httpx.post(
                 node.url + "/v0/delegate", params={"chain_id": CHAIN_ID}, headers=headers,
-                content=body, timeout=5.0,
+                content=body, timeout=BURST_TIMEOUT,
             )  # fmt: skip
             assert answer.status_code == 200, answer.text
         else:
@@ -272,9 +275,9 @@ def test_2000_idle_connections_are_closed_and_real_requests_served(
                 "owner": to_hex(bytes(20)),
                 "applicationContract": to_hex(bytes(20)),
             }
-            answer = httpx.post(service.url + "/v0/secrets", json=secret, timeout=5.0)
+            answer = httpx.post(service.url + "/v0/secrets", json=secret, timeout=BURST_TIMEOUT)
             assert answer.status_code == 200, answer.text
-        assert healthy(service)
+        assert healthy(service, timeout=BURST_TIMEOUT)
         # Every one of them is closed by the server (displaced, or at its idle timeout).
         selector = selectors.DefaultSelector()
         for sock in idle:

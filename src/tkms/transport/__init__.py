@@ -1,1 +1,1 @@
-"""HTTP/1.1 clients shared by the SDK, the chain reader and the services (h11, kept alive)."""
+"""HTTP/1.1 clients shared by the SDK, the chain reader and the services (kept alive)."""

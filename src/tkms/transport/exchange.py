@@ -2,9 +2,9 @@
 
 The base URL each talks to (:class:`Origin`) and their settings
 (:class:`Transport`), the bytes of one request
-(:func:`request_bytes`), the assembly of one answer out of h11's events
-(:class:`AnswerReader`: the size bound is applied there, once), and the
-failures both raise. transport/http11.py drives these over asyncio streams,
+(:func:`request_bytes`), the assembly of one answer out of the HTTP/1.1 codec's
+parts (:class:`AnswerReader`, on transport/http1.py: the size bound is applied
+there, once), and the failures both raise. transport/http11.py drives these over asyncio streams,
 transport/http11_sync.py over a blocking socket.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-import h11
+from tkms.transport.http1 import Http1, TooLong, Truncated
 
 C = TypeVar("C")
 READ_CHUNK = 65536
@@ -112,69 +112,55 @@ class Transport(Generic[C]):
 
 
 def request_bytes(
-    http: h11.Connection,
+    http: Http1,
     method: str,
     target: str,
     fields: list[tuple[str, str]],
     body: bytes | None,
 ) -> bytes:
-    """One whole request, as one write (raises h11.LocalProtocolError on a bad field)."""
-    out = http.send(h11.Request(method=method, target=target, headers=fields)) or b""
-    if body:
-        out += http.send(h11.Data(data=body)) or b""
-    return out + (http.send(h11.EndOfMessage()) or b"")
+    """One whole request, as one write (raises http1.ProtocolError on a bad field)."""
+    return http.request(method, target, fields, body)
 
 
-def reusable(http: h11.Connection) -> bool:
-    """Whether the connection may carry the next request; if so, ready for it."""
-    if http.our_state is h11.DONE and http.their_state is h11.DONE:
-        http.start_next_cycle()
-        return True
-    return False
+def reusable(http: Http1) -> bool:
+    """Whether the connection may carry the next request."""
+    return http.reusable()
 
 
 class AnswerReader:
-    """One answer out of h11's events: :meth:`step` until it returns one.
+    """One answer off a connection: :meth:`step` until it returns one.
 
     The caller reads the socket when :meth:`step` returns None and hands the
     bytes to :meth:`feed`; ``received`` says whether any answer byte came
     (a kept connection that dies before one is :class:`Dropped`).
     """
 
-    def __init__(self, http: h11.Connection, max_answer_bytes: int) -> None:
+    def __init__(self, http: Http1, max_answer_bytes: int) -> None:
         self.http = http
         self.max_answer_bytes = max_answer_bytes
         self.received = 0
-        self._status = 0
-        self._headers: dict[str, str] = {}
-        self._chunks: list[bytes] = []
-        self._size = 0
+        self._head: tuple[int, dict[str, str], int | None] | None = None
 
     def feed(self, chunk: bytes) -> None:
         if not chunk and self.received == 0:
             raise ConnectionResetError  # closed before any answer byte
         self.received += len(chunk)
-        self.http.receive_data(chunk)
+        self.http.receive(chunk)
 
     def step(self) -> Answer | None:
-        """The answer once it is whole; None when h11 needs more bytes."""
-        while True:
-            event = self.http.next_event()
-            if event is h11.NEED_DATA:
-                return None
-            if isinstance(event, h11.Response):
-                self._status = event.status_code
-                self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
-                length = self._headers.get("content-length", "")
-                if length.isdigit() and int(length) > self.max_answer_bytes:
-                    raise TooLarge(f"answer over {self.max_answer_bytes} bytes")  # unread
-            elif isinstance(event, h11.Data):
-                self._size += len(event.data)
-                if self._size > self.max_answer_bytes:
-                    raise TooLarge(f"answer over {self.max_answer_bytes} bytes")
-                self._chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                return Answer(self._status, self._headers, b"".join(self._chunks))
-            elif isinstance(event, h11.ConnectionClosed):
-                raise TransportFailure("RemoteProtocolError (closed mid-answer)")
-            # an InformationalResponse (1xx): keep reading
+        """The answer once it is whole; None when more bytes are needed."""
+        try:
+            if self._head is None:
+                head = self.http.head()
+                if head is None:
+                    return None
+                status, fields = head
+                framing = self.http.framing(status, fields)
+                self._head = status, dict(fields), framing
+            status, headers, framing = self._head
+            body = self.http.body(framing, self.max_answer_bytes)
+        except TooLong:
+            raise TooLarge(f"answer over {self.max_answer_bytes} bytes") from None
+        except Truncated:
+            raise TransportFailure("RemoteProtocolError (closed mid-answer)") from None
+        return None if body is None else Answer(status, headers, body)

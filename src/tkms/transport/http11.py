@@ -1,9 +1,10 @@
-"""An HTTP/1.1 client transport: h11 over asyncio streams, kept alive (the async SDK's).
+"""An HTTP/1.1 client transport over asyncio streams, kept alive (the async SDK's).
 
 Why not httpx here: its layers (httpx's models, httpcore's pool, anyio) cost
 the async client about as much CPU per request as a partial's cryptography
-(bench/sdk_transport.py measures both); h11 is the parser httpcore uses
-underneath, and this module adds only what the SDK needs of a client:
+(bench/sdk_transport.py measures both); the codec is transport/http1.py (h11,
+the parser httpcore uses underneath, until issue 13 cut its CPU too), and this
+module adds only what the SDK needs of a client:
 
 * keep-alive connections to one gateway, one request per connection at a
   time, at most ``max_idle`` kept;
@@ -32,8 +33,6 @@ import contextlib
 import ssl
 from dataclasses import dataclass
 
-import h11
-
 from tkms.transport.exchange import (
     READ_CHUNK,
     Answer,
@@ -47,6 +46,7 @@ from tkms.transport.exchange import (
     request_bytes,
     reusable,
 )
+from tkms.transport.http1 import Http1, ProtocolError
 
 __all__ = [
     "Answer",
@@ -63,7 +63,7 @@ __all__ = [
 class _Conn:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    http: h11.Connection
+    http: Http1
 
 
 class Http11(Transport[_Conn]):
@@ -113,7 +113,7 @@ class Http11(Transport[_Conn]):
             raise ConnectTimedOut("ConnectTimeout") from None
         except (OSError, ssl.SSLError) as exc:
             raise TransportFailure(f"ConnectError ({type(exc).__name__})") from None
-        return _Conn(reader, writer, h11.Connection(h11.CLIENT)), False
+        return _Conn(reader, writer, Http1()), False
 
     async def _exchange(
         self,
@@ -133,7 +133,7 @@ class Http11(Transport[_Conn]):
                 answer.feed(await conn.reader.read(READ_CHUNK))
             keep = reusable(conn.http)
             return whole
-        except h11.ProtocolError:
+        except ProtocolError:
             raise TransportFailure("RemoteProtocolError") from None
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             if reused and answer.received == 0:

@@ -1,4 +1,4 @@
-"""A blocking HTTP/1.1 client transport: h11 over a socket, kept alive (the sync SDK's).
+"""A blocking HTTP/1.1 client transport over a socket, kept alive (the sync SDK's).
 
 The blocking sibling of transport/http11.py, with its semantics: keep-alive
 connections to one base URL, one request per connection at a time (threads
@@ -25,8 +25,6 @@ import ssl
 import time
 from dataclasses import dataclass
 
-import h11
-
 from tkms.transport.exchange import (
     READ_CHUNK,
     Answer,
@@ -37,6 +35,7 @@ from tkms.transport.exchange import (
     request_bytes,
     reusable,
 )
+from tkms.transport.http1 import Http1, ProtocolError
 
 __all__ = ["Answer", "Dropped", "Http11Sync", "TransportFailure"]
 
@@ -44,7 +43,7 @@ __all__ = ["Answer", "Dropped", "Http11Sync", "TransportFailure"]
 @dataclass
 class _Conn:
     sock: socket.socket
-    http: h11.Connection
+    http: Http1
 
 
 def _left(deadline: float) -> float:
@@ -101,7 +100,7 @@ class Http11Sync(Transport[_Conn]):
             raise TransportFailure("ConnectTimeout") from None
         except OSError as exc:  # ssl.SSLError (a certificate refused) is one
             raise TransportFailure(f"ConnectError ({type(exc).__name__})") from None
-        return _Conn(sock, h11.Connection(h11.CLIENT)), False
+        return _Conn(sock, Http1()), False
 
     def _connect(self, deadline: float) -> socket.socket:
         origin = self.origin
@@ -150,7 +149,7 @@ class Http11Sync(Transport[_Conn]):
             return whole
         except TimeoutError:
             raise TransportFailure("ReadTimeout") from None
-        except h11.ProtocolError:
+        except ProtocolError:
             raise TransportFailure("RemoteProtocolError") from None
         except OSError as exc:  # ssl.SSLError is one
             if reused and answer.received == 0:
