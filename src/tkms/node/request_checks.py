@@ -30,10 +30,17 @@ def chain_of_request(raw: str | None, chains: Mapping[int, Any]) -> int:
             only: int = next(iter(chains))
             return only
         raise ApiError(400, "missing_chain_id", "query parameter chain_id is required")
-    chain_id = parse_chain_id(raw)
+    chain_id = _chain_id(raw)
     if chain_id not in chains:
         raise ApiError(400, "unknown_chain", f"chain {chain_id} is not configured on this node")
     return chain_id
+
+
+@lru_cache(maxsize=64)
+def _chain_id(raw: str) -> int:
+    """``parse_chain_id``, kept: a partial's route, ``ready`` and checks each resolve the
+    same few strings (a refusal raises, and lru_cache keeps no exception)."""
+    return parse_chain_id(raw)
 
 
 def parse_bearer(header: str | None) -> bytes:
