@@ -111,3 +111,23 @@ def test_the_cache_is_bounded_least_recent_first() -> None:
     assert len(tokens) == 2
     assert tokens.holds(a, chain_id=CHAIN_ID, verifying_contract=CONTRACT)
     assert not tokens.holds(b, chain_id=CHAIN_ID, verifying_contract=CONTRACT)
+
+
+def test_cached_is_a_hit_with_its_window_checked_or_none() -> None:
+    """The gateway's one lookup per read: a hit without a recovery, else None to decode."""
+    wallet, tokens = Wallet.generate(), VerifiedTokens()
+    value = header(wallet, ttl=60)
+
+    def cached(now: int = NOW) -> SignedDataAccess | None:
+        return tokens.cached(value, chain_id=CHAIN_ID, verifying_contract=CONTRACT, now=now)
+
+    assert cached() is None and len(tokens) == 0  # a miss keeps nothing
+    first = decode(tokens, value)
+    hit = cached()
+    assert hit is not None and hit.access == first.access and hit.ecdsa_valid
+    with pytest.raises(ApiError) as refused:
+        cached(NOW + 3600)
+    assert refused.value.status == 401 and refused.value.code == "expired"
+    assert tokens.cached(None, chain_id=CHAIN_ID, verifying_contract=CONTRACT, now=NOW) is None
+    other = tokens.cached(value, chain_id=CHAIN_ID + 1, verifying_contract=CONTRACT, now=NOW)
+    assert other is None

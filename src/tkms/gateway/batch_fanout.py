@@ -62,12 +62,9 @@ async def _one(
     count = len(request.ephemeral_pubkeys)
     limit = ANSWER_BYTES_BASE + ANSWER_BYTES_PER_KEY * count
     try:
-        status, raw = await asyncio.wait_for(
-            fanout._connections(node).post(request.target(salt), headers, body, limit=limit),
-            fanout.node_timeout,
+        status, raw = await fanout._connections(node).post(
+            request.target(salt), headers, body, limit=limit, timeout=fanout.node_timeout
         )
-    except TimeoutError:
-        raise _Failed(NodeFailure(FailureKind.TIMEOUT, "no answer in time")) from None
     except NodeHttpError as exc:
         raise _Failed(exc.failure) from None
     try:

@@ -138,12 +138,10 @@ class Fanout:
         self, node: NodeRef, target: str, headers: list[tuple[str, str]], body: bytes
     ) -> dict[str, Any]:
         try:
-            # A timer on this task, where wait_for would run the exchange in a task of its own.
-            async with asyncio.timeout(self.node_timeout):
-                pool = self._connections(node)
-                status, raw = await pool.post(target, headers, body, limit=MAX_ANSWER_BYTES)
-        except TimeoutError:
-            raise _failed(FailureKind.TIMEOUT, "no answer in time") from None
+            # The exchange's own timer: no task of its own (wait_for), no Timeout object.
+            status, raw = await self._connections(node).post(
+                target, headers, body, limit=MAX_ANSWER_BYTES, timeout=self.node_timeout
+            )
         except NodeHttpError as exc:
             raise _NodeFailed(exc.failure) from None
         try:
@@ -225,6 +223,7 @@ class Fanout:
         reserve = [] if self.ask_all else ordered[wanted:]
         tasks: dict[asyncio.Task[dict[str, Any]], int] = {}
         pending: set[asyncio.Task[dict[str, Any]]] = set()
+        arrivals = _Arrivals()
 
         def ask(index: int) -> None:
             task = asyncio.create_task(
@@ -232,6 +231,7 @@ class Fanout:
             )
             tasks[task] = index
             pending.add(task)
+            arrivals.watch(task)
 
         for i in ordered[: len(ordered) - len(reserve)]:
             ask(i)
@@ -246,12 +246,8 @@ class Fanout:
                 if reserve and now >= hedge:  # late: ask every other node too
                     while reserve:
                         ask(reserve.pop(0))
-                done, _ = await asyncio.wait(
-                    pending,
-                    timeout=(hedge if reserve else end) - now,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                pending -= done
+                done = await arrivals.next((hedge if reserve else end) - now)
+                pending.difference_update(done)
                 for task in done:
                     try:
                         result.partials.append(task.result())
@@ -279,6 +275,45 @@ class Fanout:
         self._background.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a late failure is not an unhandled error
+
+
+class _Arrivals:
+    """The fan-out's tasks that finished since the last look, and one wake-up to wait on.
+
+    What ``asyncio.wait(FIRST_COMPLETED)`` does, without adding and removing a
+    callback on every pending task each time one answer comes in: one callback
+    per task, once.
+    """
+
+    def __init__(self) -> None:
+        self._done: list[asyncio.Task[dict[str, Any]]] = []
+        self._wake: asyncio.Future[None] | None = None
+
+    def watch(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._done.append(task)
+        _wake_up(self._wake)
+
+    async def next(self, timeout: float) -> list[asyncio.Task[dict[str, Any]]]:
+        """The tasks done since the last call; empty after ``timeout`` seconds with none."""
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            wake = self._wake = loop.create_future()
+            timer = loop.call_later(timeout, _wake_up, wake)
+            try:
+                await wake
+            finally:
+                timer.cancel()
+                self._wake = None
+        done, self._done = self._done, []
+        return done
+
+
+def _wake_up(wake: asyncio.Future[None] | None) -> None:
+    if wake is not None and not wake.done():
+        wake.set_result(None)
 
 
 def _http_parts(

@@ -221,18 +221,30 @@ class GatewayService:
 
     # --- GET /v0|v1/secrets/{handle} ------------------------------------------------
 
-    def _who(self, chain: ServedChain, authorization: str | None) -> SignedDataAccess:
-        """The decoded authorization, in ``chain``'s domain.
-
-        Without a chain the ECDSA signer must be ``userAddress`` (else 401); on a chain
-        another signer is left to ERC-1271 (:meth:`_chain_read`).
-        """
-        signed = self._tokens.decode(
+    def _decode(self, chain: ServedChain, authorization: str | None) -> SignedDataAccess:
+        """The authorization decoded and its signer recovered, in ``chain``'s domain."""
+        return self._tokens.decode(
             authorization,
             chain_id=chain.chain_id,
             verifying_contract=chain.contract,
             now=self._now(),
         )
+
+    async def _who(self, chain: ServedChain, authorization: str | None) -> SignedDataAccess:
+        """The decoded authorization, in ``chain``'s domain: kept once checked
+        (protocol/access_cache.py), else decoded on a worker thread (an ECDSA recovery).
+
+        Without a chain the ECDSA signer must be ``userAddress`` (else 401); on a chain
+        another signer is left to ERC-1271 (:meth:`_chain_read`).
+        """
+        signed = self._tokens.cached(
+            authorization,
+            chain_id=chain.chain_id,
+            verifying_contract=chain.contract,
+            now=self._now(),
+        )
+        if signed is None:
+            signed = await asyncio.to_thread(self._decode, chain, authorization)
         if not signed.ecdsa_valid and chain.chain_acl is None:
             raise not_signed_by_user(signed)
         try:
@@ -297,12 +309,7 @@ class GatewayService:
         query = self.chains.query_chain(chain_id_raw)
         salt = parse_salt(salt_raw)
         chain, handle = self.chains.for_handle(handle_raw, query)
-        if self._tokens.holds(
-            authorization, chain_id=chain.chain_id, verifying_contract=chain.contract
-        ):
-            signed = self._who(chain, authorization)  # no recovery: not worth a thread
-        else:
-            signed = await asyncio.to_thread(self._who, chain, authorization)
+        signed = await self._who(chain, authorization)
         if chain.chain_acl is not None:
             record = await self._chain_read(chain.chain_acl, handle, signed)
         else:
