@@ -68,8 +68,14 @@ def calibrate(fn: Callable[[], object], target: float = 0.1) -> int:
         number *= 4 if elapsed < target / 40 else 2
 
 
-def measure(fn: Callable[[], object], *, rounds: int = 7, target: float = 0.1) -> Timing:
-    return measure_interleaved({"_": fn}, rounds=rounds, target=target)["_"]
+def measure(
+    fn: Callable[[], object],
+    *,
+    rounds: int = 7,
+    target: float = 0.1,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Timing:
+    return measure_interleaved({"_": fn}, rounds=rounds, target=target, clock=clock)["_"]
 
 
 def measure_interleaved(
