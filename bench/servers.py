@@ -3,6 +3,7 @@
     .venv/bin/python bench/servers.py              # about two minutes
     .venv/bin/python bench/servers.py --markdown   # tables to paste into docs
     .venv/bin/python bench/servers.py --only "uvicorn + fastpath" --only "uvicorn + bare"
+    .venv/bin/python bench/servers.py --only "uvicorn + fastpath" --baseline DIR   # A/B
 
 One signed ``POST /v0/delegate`` and one ``POST /v1/delegate`` (a partial),
 the requests of bench/delegate.py, served by each server × app of
@@ -12,7 +13,8 @@ for the whole run. ``wrk -t 1 -c 32`` drives them in turn, round after
 round, so foreign load hits all of them alike; a row's figure is the median
 over rounds of its "server CPU µs/req" (the process tree's user + system
 time over a run ÷ the requests served), and its ratio is against the
-primitive floor of that request measured in this run, in process:
+primitive floor of that request measured in this run, in process (its CPU, process
+time, as the servers' figure is):
 
 * /v0/delegate: parse K, constant-time s·K, RSA-OAEP seal of 32 bytes,
   EIP-712 recovery of the request, EIP-712 signature of the answer;
@@ -72,14 +74,18 @@ ROUTES = ("/v0/delegate", "/v1/delegate")
 
 
 class Server:
-    def __init__(self, server: str, app: str, env: dict[str, str], port: int) -> None:
-        self.name = f"{server} + {app}"
+    def __init__(
+        self, server: str, app: str, env: dict[str, str], port: int, src: Path | None = None
+    ) -> None:
+        """``src``: another checkout's ``src/``, whose tkms this server runs (``--baseline``)."""
+        self.name = f"{server} + {app}" + (" (baseline)" if src is not None else "")
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.NamedTemporaryFile(prefix="tkms-servers-", suffix=".log")  # noqa: SIM115
         script = str(ROOT / "bench" / "servers_app.py")
+        path = str(ROOT) if src is None else os.pathsep.join([str(src), str(ROOT)])
         self.proc = subprocess.Popen(
             [sys.executable, script, server, app, str(port)],
-            env=env | {"PYTHONPATH": str(ROOT)},
+            env=env | {"PYTHONPATH": path},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -173,6 +179,11 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", default=[], help='a row to run ("uvicorn + bare"); repeatable'
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another tkms checkout: its uvicorn + fastpath node is one more row, interleaved",
+    )
     args = parser.parse_args()
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -190,6 +201,14 @@ def main() -> None:
             port = free_port()
             env["NOX_KMS_SERVER__PORT"] = str(port)
             servers.append(Server(server, app, env, port))
+        if args.baseline is not None:
+            src = (args.baseline / "src").resolve()
+            if not (src / "tkms" / "node").is_dir():
+                parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/node)")
+            env = fx.env(0) | {"BENCH_SHARE": f"{share:x}"}
+            port = free_port()
+            env["NOX_KMS_SERVER__PORT"] = str(port)
+            servers.insert(0, Server("uvicorn", "fastpath", env, port, src))
         for s in servers:
             s.wait_ready(fx)
         http = measure_http(servers, fx, wrk, args)
@@ -201,7 +220,8 @@ def main() -> None:
     floor = floor_cases(fx)
     v1 = v1_floor_cases(fx)
     cases = floor | v1 | json_cases(fx)
-    timings = measure_interleaved(cases, rounds=15, target=0.03)
+    # CPU, as the servers' figures are: a loaded machine's wall clock would inflate the floor.
+    timings = measure_interleaved(cases, rounds=15, target=0.03, clock=time.process_time)
     common = ["EIP-712 recover request signer", "EIP-712 sign response proof", PARSE_K]
     floors = {
         "/v0/delegate": summed([timings[n] for n in [*common, MULT_CONST,
@@ -223,7 +243,7 @@ def main() -> None:
          f"≤ {TARGET}× floor"],
         rows,
         markdown=args.markdown,
-        caption=f"load during the HTTP runs: {loaded}; floors measured after them, in process",
+        caption=f"load during the HTTP runs: {loaded}; floors (CPU) measured after, in process",
     )  # fmt: skip
     chosen = next((s for s in servers if s.name == "uvicorn + fastpath"), servers[0])
     print_targets(

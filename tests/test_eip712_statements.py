@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from hypothesis import given, settings
@@ -151,3 +152,33 @@ def test_public_statement_type_strings() -> None:
         eip712.PUBLIC_DECRYPTION_RESULT.encode_type
         == "PublicDecryptionResult(string decryptionProof)"
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chain_id=st.integers(min_value=1, max_value=2**32 - 1),
+    salt=st.binary(min_size=32, max_size=32),
+    index=st.integers(min_value=0, max_value=2**256 - 1),
+    epoch=st.integers(min_value=0, max_value=2**256 - 1),
+    sealed=st.text(max_size=40),
+)
+def test_partial_response_digest_is_eth_accounts(
+    chain_id: int, salt: bytes, index: int, epoch: int, sealed: str
+) -> None:
+    """The node's straight-line digest of its partial's proof (eip712.partial_response_digest)."""
+    domain = eip712.delegate_domain(chain_id, salt)
+    message = {"index": index, "epoch": epoch, "encryptedPartial": sealed}
+    statement = eip712.PARTIAL_DELEGATE_RESPONSE_PROOF
+    expected = eip712_reference.reference_digest(domain, statement, message)
+    assert eip712.partial_response_digest(chain_id, salt, index, epoch, sealed) == expected
+
+
+def test_partial_response_digest_refuses_what_digest_refuses() -> None:
+    for salt in (bytes(31), bytes(33)):
+        with pytest.raises(eip712.Eip712Error):
+            eip712.partial_response_digest(1, salt, 1, 1, "0x")
+    for index, epoch in ((-1, 1), (1, 2**256), (True, 1)):
+        with pytest.raises(eip712.Eip712Error):
+            eip712.partial_response_digest(1, bytes(32), index, epoch, "0x")
+    with pytest.raises(eip712.Eip712Error):
+        eip712.partial_response_digest(1, bytes(32), 1, 1, "\ud800")  # not valid Unicode

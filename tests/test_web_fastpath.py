@@ -12,8 +12,10 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
+from starlette.responses import Response
 
 from tests.procs import Service
+from tkms.web.common import _COMPACT, json_response
 from tkms.web.fastpath import query_params
 
 
@@ -21,6 +23,23 @@ from tkms.web.fastpath import query_params
 def test_query_params_match_starlettes(text: str) -> None:
     raw = text.encode("latin-1", "replace")
     assert query_params(raw).multi_items() == QueryParams(raw).multi_items()
+
+
+@given(
+    st.sampled_from([100, 200, 201, 204, 304, 400, 404, 413, 500, 503]),
+    st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers(), max_size=3),
+)
+def test_json_response_is_starlettes(status: int, data: dict[str, object]) -> None:
+    """json_response builds its headers itself: the same bytes as Starlette's Response."""
+    ours = json_response(data, status)
+    theirs = Response(_COMPACT.encode(data).encode(), status, media_type="application/json")
+    assert (ours.status_code, ours.body, ours.raw_headers) == (
+        theirs.status_code,
+        theirs.body,
+        theirs.raw_headers,
+    )
+    assert ours.background is None
+    assert ours.headers["content-type"] == "application/json"
 
 
 def _count(text: str, route: str, method: str, status: int) -> float:

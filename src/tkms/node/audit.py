@@ -49,6 +49,7 @@ log = logging.getLogger("tkms.node.audit")
 FLUSH_ENTRIES = 50
 FLUSH_SECONDS = 0.2
 MAX_SLOTS = 256
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per entry
 
 
 @dataclass
@@ -62,9 +63,15 @@ class AuditNote:
     requester: bytes | None = None
     ephemeral_pubkey: str | None = None  # as sent: only its fingerprint is logged
     target_pubkey: str | None = None
+    # Their bytes, once a check decoded them (the entry does not decode them again).
+    ephemeral_raw: bytes | None = None
+    target_raw: bytes | None = None
 
 
-def _raw(text: str | None) -> bytes | None:
+def _raw(text: str | None, decoded: bytes | None = None) -> bytes | None:
+    """The value's bytes: as a check decoded them, else decoded here (None: not hex)."""
+    if decoded is not None:
+        return decoded
     if text is None:
         return None
     try:
@@ -103,6 +110,7 @@ class AuditLog:
         self._number = 0
         self._seq = 0
         self._prev = GENESIS
+        self._prev_raw = bytes.fromhex(GENESIS)  # the same hash, as the next one hashes it
         self._failing = False
 
     # --- life cycle ------------------------------------------------------------
@@ -116,6 +124,7 @@ class AuditLog:
             last = _last_entry(path)
             if last is not None:
                 self._seq, self._prev = int(last["seq"]), str(last["hash"])
+                self._prev_raw = bytes.fromhex(self._prev)
                 break
         if files:
             self._number = int(files[-1].name.rsplit("-", 1)[1].split(".")[0])
@@ -157,8 +166,8 @@ class AuditLog:
         requester = None if note.requester is None else to_hex(note.requester)
         # Keys in sorted order, so that this dict's JSON *is* the canonical form
         # (audit_format.canonical) without a sort: one json.dumps per entry.
-        target = fingerprint(_raw(note.target_pubkey))
-        k = fingerprint(_raw(note.ephemeral_pubkey))
+        target = fingerprint(_raw(note.target_pubkey, note.target_raw))
+        k = fingerprint(_raw(note.ephemeral_pubkey, note.ephemeral_raw))
         at = round(self._clock(), 3)
         with self._lock:
             self._seq += 1
@@ -177,8 +186,9 @@ class AuditLog:
                 "v": FORMAT,
                 "version": note.version,
             }
-            body = json.dumps(entry, separators=(",", ":")).encode()
-            self._prev = hashlib.sha256(bytes.fromhex(self._prev) + body).hexdigest()
+            body = _COMPACT.encode(entry).encode()  # what json.dumps(separators=…) gives
+            digest = hashlib.sha256(self._prev_raw + body).digest()
+            self._prev, self._prev_raw = digest.hex(), digest
             self._pending.append(body[:-1] + b',"hash":"' + self._prev.encode() + b'"}\n')
             if len(self._pending) == 1:
                 self._buffered.set()

@@ -78,6 +78,7 @@ def add_delegate_route(
 ) -> None:
     async def endpoint(request: Request) -> Response:
         query = request.query_params
+        chain_raw = query.get("chain_id")
         note = AuditNote(version)
         # Every request that reaches the route is one decision, served or refused
         # (docs/audit.md); a body over the limit is refused before it, by BodyLimit.
@@ -85,15 +86,16 @@ def add_delegate_route(
             require_json(request)
             REQUESTED_EPOCH.set(_epoch(query.get("epoch")))
             if ready is not None:
-                await ready(query.get("chain_id"))
+                await ready(chain_raw)
             answer = delegate(
-                query.get("chain_id"),
+                chain_raw,
                 query.get("salt"),
                 request.headers.get("authorization"),
                 await request.body(),
                 note,
             )
-            if inspect.isawaitable(answer):
+            # A dict is the common answer: isawaitable would ask the Awaitable ABC of it.
+            if type(answer) is not dict and inspect.isawaitable(answer):
                 answer = await answer
         except ApiError as exc:
             decisions.record(note, "refused", exc.code)
@@ -102,8 +104,12 @@ def add_delegate_route(
             decisions.record(note, "refused", "internal_error")
             raise
         decisions.record(note, "served", None)
-        # Label by the resolved id: the raw value is the caller's to vary.
-        delegations(str(chain_of_request(query.get("chain_id"), chains)), version).inc()
+        # Label by the resolved id (the raw value is the caller's to vary): the delegate
+        # resolved it into the note, or it is resolved again here.
+        chain_id = note.chain_id
+        if chain_id is None:
+            chain_id = chain_of_request(chain_raw, chains)
+        delegations(str(chain_id), version).inc()
         return json_response(answer)
 
     endpoint.__name__ = f"delegate_{version}"

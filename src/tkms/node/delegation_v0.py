@@ -20,8 +20,8 @@ from tkms.node.request_checks import (
     check_authorization,
     parse_bearer,
     parse_delegate_body,
-    parse_ephemeral,
-    parse_target,
+    parse_ephemeral_raw,
+    parse_target_raw,
 )
 from tkms.web.params import parse_salt
 
@@ -67,8 +67,8 @@ class Delegator:
         note.target_pubkey = request.target_pubkey
         key = self.chains[chain_id]
         check_authorization(chain_id, request, signature, key.gateway, note)
-        ephemeral = parse_ephemeral(request.ephemeral_pubkey)
-        target = parse_target(request.target_pubkey)
+        note.ephemeral_raw, ephemeral = parse_ephemeral_raw(request.ephemeral_pubkey)
+        note.target_raw, target = parse_target_raw(request.target_pubkey)
         shared_x = curve.mul_secret_x(ephemeral, int.from_bytes(key.secret, "big"))
         sealed = to_hex(rsa.encrypt(target, shared_x))
         proof = eip712.sign(

@@ -22,8 +22,8 @@ from tkms.node.request_checks import (
     check_authorization,
     parse_bearer,
     parse_delegate_body,
-    parse_ephemeral,
-    parse_target,
+    parse_ephemeral_raw,
+    parse_target_raw,
 )
 from tkms.web.errors import ApiError
 from tkms.web.params import parse_salt
@@ -52,6 +52,7 @@ class CheckedRequest:
     body: DelegateBody
     ephemeral: curve.Point
     target: rsa.RSAPublicKey
+    k: bytes  # K's 33 bytes, as sent (user mode binds them to the handle)
 
 
 class PartialDelegator:
@@ -124,20 +125,18 @@ class PartialDelegator:
         note.ephemeral_pubkey = request.ephemeral_pubkey
         note.target_pubkey = request.target_pubkey
         check_authorization(chain_id, request, signature, self.gateways[chain_id], note)
-        ephemeral = parse_ephemeral(request.ephemeral_pubkey)
-        target = parse_target(request.target_pubkey)
-        return CheckedRequest(chain_id, salt, held, request, ephemeral, target)
+        note.ephemeral_raw, ephemeral = parse_ephemeral_raw(request.ephemeral_pubkey)
+        note.target_raw, target = parse_target_raw(request.target_pubkey)
+        return CheckedRequest(chain_id, salt, held, request, ephemeral, target, note.ephemeral_raw)
 
     def answer(self, checked: CheckedRequest) -> dict[str, Any]:
         held = checked.held
-        s_enc, proof = held.prover.partial(checked.ephemeral)
+        s_enc, proof = held.prover.partial(checked.ephemeral, checked.k)
         sealed = to_hex(rsa.encrypt(checked.target, s_enc + proof))
-        signature_out = eip712.sign(
-            self.wallet,
-            eip712.delegate_domain(checked.chain_id, checked.salt),
-            eip712.PARTIAL_DELEGATE_RESPONSE_PROOF,
-            {"index": held.index, "epoch": held.epoch, "encryptedPartial": sealed},
+        digest = eip712.partial_response_digest(
+            checked.chain_id, checked.salt, held.index, held.epoch, sealed
         )
+        signature_out = self.wallet.sign_digest(digest)
         return {
             "index": held.index,
             "epoch": held.epoch,

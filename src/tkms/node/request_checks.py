@@ -30,10 +30,17 @@ def chain_of_request(raw: str | None, chains: Mapping[int, Any]) -> int:
             only: int = next(iter(chains))
             return only
         raise ApiError(400, "missing_chain_id", "query parameter chain_id is required")
-    chain_id = parse_chain_id(raw)
+    chain_id = _chain_id(raw)
     if chain_id not in chains:
         raise ApiError(400, "unknown_chain", f"chain {chain_id} is not configured on this node")
     return chain_id
+
+
+@lru_cache(maxsize=64)
+def _chain_id(raw: str) -> int:
+    """``parse_chain_id``, kept: a partial's route, ``ready`` and checks each resolve the
+    same few strings (a refusal raises, and lru_cache keeps no exception)."""
+    return parse_chain_id(raw)
 
 
 def parse_bearer(header: str | None) -> bytes:
@@ -129,14 +136,27 @@ def check_authorization(
 
 
 def parse_ephemeral(text: str) -> curve.Point:
+    return parse_ephemeral_raw(text)[1]
+
+
+def parse_ephemeral_raw(text: str) -> tuple[bytes, curve.Point]:
+    """K's 33 bytes as sent, and its point: the bytes are decoded once per request
+    (the audit entry fingerprints them, user mode binds them)."""
     try:
-        return curve.parse_point(parse_hex(text, name="ephemeralPubKey", length=33))
+        raw = parse_hex(text, name="ephemeralPubKey", length=33)
+        return raw, curve.parse_point(raw)
     except (EncodingError, curve.CurveError) as exc:
         raise ApiError(400, "invalid_ephemeral_pubkey", f"ephemeralPubKey: {exc}") from None
 
 
 def parse_target(text: str) -> rsa.RSAPublicKey:
+    return parse_target_raw(text)[1]
+
+
+def parse_target_raw(text: str) -> tuple[bytes, rsa.RSAPublicKey]:
+    """The target key's DER as sent, and the key (the DER: for the audit entry)."""
     try:
-        return rsa.load_public_key(parse_hex(text, name="targetPubKey"))
+        raw = parse_hex(text, name="targetPubKey")
+        return raw, rsa.load_public_key(raw)
     except (EncodingError, rsa.RsaKeyError) as exc:
         raise ApiError(400, "invalid_target_pubkey", f"targetPubKey: {exc}") from None

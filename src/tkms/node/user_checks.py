@@ -225,8 +225,7 @@ class UserChecks:
             raise ApiError(
                 400, "unsupported_purpose", "no runner is configured at this node (RUNNER_ADDRESS)"
             )
-        k = parse_hex(checked.body.ephemeral_pubkey, length=33)  # a point: checked already
-        handle = check_binding(data, k, checked.chain_id, reader, note)
+        handle = check_binding(data, checked.k, checked.chain_id, reader, note)
         if purpose == "runner" and policy is not None:
             await check_runner_request(
                 data.get("authorization"),

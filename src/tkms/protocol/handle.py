@@ -90,16 +90,26 @@ class SolidityType:
 
     @classmethod
     def from_code(cls, code: int) -> SolidityType:
+        # Each handle parsed asks for its type (a node in user mode: every partial).
+        exact = cls is SolidityType and type(code) is int
+        known = _BY_CODE.get(code) if exact else None
+        if known is not None:
+            return known
         if not 0 <= code <= MAX_TYPE_CODE:
             raise HandleError(f"unknown type code {code}")
         for family, unsized in _UNSIZED_CODE.items():
             if code == unsized:
-                return cls(family)
-        # Ranges are contiguous and ordered: pick the last base below the code.
-        family = max(
-            (f for f, base in _SIZED_BASE.items() if code > base), key=_SIZED_BASE.__getitem__
-        )
-        return cls(family, code - _SIZED_BASE[family])
+                found = cls(family)
+                break
+        else:
+            # Ranges are contiguous and ordered: pick the last base below the code.
+            family = max(
+                (f for f, base in _SIZED_BASE.items() if code > base), key=_SIZED_BASE.__getitem__
+            )
+            found = cls(family, code - _SIZED_BASE[family])
+        if exact:
+            _BY_CODE[code] = found
+        return found
 
     @property
     def code(self) -> int:
@@ -124,6 +134,9 @@ class SolidityType:
 
     def __str__(self) -> str:
         return self.name
+
+
+_BY_CODE: dict[int, SolidityType] = {}  # at most MAX_TYPE_CODE + 1 entries, each immutable
 
 
 def as_solidity_type(value: SolidityType | str) -> SolidityType:

@@ -14,15 +14,31 @@ from starlette.responses import Response
 from tkms.web.errors import ApiError
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+class _JsonBytes(Response):
+    """Starlette's Response of a JSON body, its two headers built here.
+
+    The same ``raw_headers`` as ``Response(body, status, media_type=...)`` (content-length,
+    then content-type), without the generic ``render`` and ``init_headers`` per answer.
+    """
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), _JSON_TYPE]
 
 
 def json_response(data: object, status: int = 200) -> Response:
     """Serialize with the stdlib: FastAPI's jsonable_encoder costs more than our crypto."""
-    return Response(
-        _COMPACT.encode(data).encode(),
-        status_code=status,
-        media_type="application/json",
-    )
+    body = _COMPACT.encode(data).encode()
+    if status < 200 or status in (204, 304):  # no content-length: Starlette's own rule
+        return Response(body, status_code=status, media_type="application/json")
+    return _JsonBytes(body, status)
 
 
 def require_json(request: Request) -> None:

@@ -1,0 +1,233 @@
+"""A node's delegate routes in process, no sockets: this checkout against another.
+
+    .venv/bin/python bench/node_route.py [--baseline DIR] [--rounds 7] [--requests 1500]
+
+The node app of bench/servers_app.py (``create_app`` with the fast path, gateway
+mode, a share installed as a DKG would, and an audit log in a temporary
+directory) is driven as uvicorn drives it, one ASGI call per request, with the
+signed requests of bench/delegate.py (a fresh salt each). No socket, no HTTP
+parser, no server: what is left is our own code from the fast path to the
+answer's bytes (limits, metrics, the route, the checks, the audit entry) and
+the primitives. Each side is a child process kept running (``--baseline DIR``:
+DIR's ``src/`` first on ``PYTHONPATH``), and the sides take turns round after
+round, so that foreign load falls on both alike. The figures per request:
+
+* **CPU µs**: the child's process time (``time.process_time``: every thread,
+  the audit writer's too) over ``--requests`` requests, the median of the rounds;
+* **Python calls**: the function calls cProfile counts over 200 requests (not
+  timed): the same on a quiet machine and a busy one;
+* the **floor**, the route's primitives (bench/servers.py's), their process time
+  measured in this process after the rounds, and what is above it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import fmt_us, load_summary, measure_interleaved, print_table
+from bench.delegate import MULT_CONST, PARSE_K, floor_cases
+from bench.delegate_fixture import CHAIN_ID, Fixture, salt_cycle
+from bench.servers import v1_floor_cases
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUTES = ("/v0/delegate", "/v1/delegate")
+PROFILED = 200
+
+
+# --- the child: one node app, driven in process ----------------------------------------
+
+
+def _scope(route: str, salt: str, authorization: str, body: bytes) -> dict[str, Any]:
+    query = f"chain_id={CHAIN_ID}&salt={salt}".encode()
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": route,
+        "raw_path": route.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"authorization", authorization.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+async def _serve_requests(app: Any, spec: dict[str, Any], route: str, count: int) -> None:
+    body, authorization, salts = spec["body"].encode(), spec["authorization"], spec["salts"]
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(count):
+        await app(_scope(route, salts(), authorization, body), receive, send)
+    if any(status != 200 for status in statuses):
+        raise SystemExit(f"{route}: statuses {sorted(set(statuses))}")
+
+
+async def _child_loop(spec: dict[str, Any]) -> None:
+    from bench.servers_app import node_app
+
+    app = node_app("fastpath")
+    spec["salts"] = salt_cycle()  # drawn once, not in the rounds
+    async with app.router.lifespan_context(app):
+        for route in ROUTES:  # warm every cache and path
+            await _serve_requests(app, spec, route, 50)
+        for line in sys.stdin:
+            route, count = line.split()
+            if count == "profile":
+                profile = cProfile.Profile()
+                profile.enable()
+                await _serve_requests(app, spec, route, PROFILED)
+                profile.disable()
+                stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+                calls = sum(entry[1] for entry in stats.values()) / PROFILED
+                print(json.dumps({"calls": calls}), flush=True)
+                continue
+            start = time.process_time()
+            await _serve_requests(app, spec, route, int(count))
+            cpu = time.process_time() - start
+            print(json.dumps({"cpu_us": cpu / int(count) * 1e6}), flush=True)
+
+
+def child_main(spec_json: str) -> None:
+    spec = json.loads(spec_json)
+    with tempfile.TemporaryDirectory(prefix="tkms-node-route-") as audit:
+        os.environ.update(spec["env"] | {"TKMS_NODE_AUDIT_DIR": audit})
+        asyncio.run(_child_loop(spec))
+
+
+# --- the parent: the sides in turn ----------------------------------------------------
+
+
+class Side:
+    def __init__(self, name: str, src: Path | None, fx: Fixture, share: int) -> None:
+        self.name = name
+        env = fx.env(0) | {"BENCH_SHARE": f"{share:x}"}
+        spec = {"env": env, "body": fx.body.decode(), "authorization": fx.authorization}
+        path = [str(ROOT)] if src is None else [str(src), str(ROOT)]
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+            env=env | {"PYTHONPATH": os.pathsep.join(path)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, route: str, what: str) -> dict[str, float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{route} {what}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"{self.name}: the child ended")
+        answer: dict[str, float] = json.loads(line)
+        return answer
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=Path, help="another tkms checkout")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=1500, help="requests per round and side")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child_main(args.child)
+        return
+    sources: dict[str, Path | None] = {"this": None}
+    if args.baseline is not None:
+        src = (args.baseline / "src").resolve()
+        if not (src / "tkms" / "node").is_dir():
+            parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/node)")
+        sources = {"baseline": src, "this": None}
+    print(f"# tkms node routes in process — {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(f"machine: {load_summary()}\n")
+    from tkms.crypto import curve
+
+    fx = Fixture.create()
+    share = curve.random_scalar()
+    sides = [Side(name, src, fx, share) for name, src in sources.items()]
+    cpu: dict[tuple[str, str], list[float]] = {}
+    calls: dict[tuple[str, str], float] = {}
+    try:
+        for side in sides:
+            for route in ROUTES:
+                calls[(side.name, route)] = side.ask(route, "profile")["calls"]
+        for _ in range(args.rounds):
+            for route in ROUTES:
+                for side in sides:
+                    cpu.setdefault((side.name, route), []).append(
+                        side.ask(route, str(args.requests))["cpu_us"]
+                    )
+    finally:
+        for side in sides:
+            side.stop()
+    loaded = load_summary()
+    cases = floor_cases(fx) | v1_floor_cases(fx)
+    timings = {  # CPU, as the children's figures are
+        name: timing.median_us
+        for name, timing in measure_interleaved(
+            cases, rounds=15, target=0.03, clock=time.process_time
+        ).items()
+    }
+    common = ["EIP-712 recover request signer", "EIP-712 sign response proof", PARSE_K, MULT_CONST]
+    floors = {
+        "/v0/delegate": sum(timings[n] for n in [*common, "RSA-OAEP-2048 seal of 32 bytes"]),
+        "/v1/delegate": sum(timings[n] for n in [*common, *v1_floor_cases(fx)]),
+    }
+    rows = []
+    for route in ROUTES:
+        floor = floors[route]
+        for side in sides:
+            runs = sorted(cpu[(side.name, route)])
+            med = runs[len(runs) // 2]
+            rows.append([route, side.name, fmt_us(med), f"{runs[0]:,.0f}–{runs[-1]:,.0f}",
+                         f"{calls[(side.name, route)]:.0f}", fmt_us(floor), fmt_us(med - floor),
+                         f"{med / floor:.2f}×"])  # fmt: skip
+    print_table(
+        f"A node's delegate routes in process ({args.requests} requests a round, "
+        f"{args.rounds} rounds, the sides in turn)",
+        ["route", "code", "CPU µs/req", "rounds", "Python calls/req", "floor µs",
+         "above floor µs", "× floor"],
+        rows,
+        markdown=args.markdown,
+        caption=f"load during the rounds: {loaded}; floors measured after them, in process",
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
