@@ -108,18 +108,6 @@ def test_prover_hides_the_share() -> None:
     assert prover.verification_key == curve.encode_point(curve.base_mul(x))
 
 
-@settings(max_examples=30, deadline=None)
-@given(x=scalars, k=scalars, nonce=scalars)
-def test_a_given_k_encoding_is_the_points_own(x: int, k: int, nonce: int) -> None:
-    """The node hands K's request bytes to the prover (they are enc(K)): the same proof."""
-    k_enc = curve.encode_point(curve.base_mul(k))
-    K = curve.parse_point(k_enc)
-    prover = dleq.Prover(x)
-    assert prover._partial_from_parts(K, nonce, k_enc) == prover._partial_from_parts(K, nonce)
-    s_enc, proof = prover.partial(K, k_enc)
-    assert dleq.verify_encoded(prover.verification_key, k_enc, s_enc, proof)
-
-
 @settings(max_examples=50, deadline=None)
 @given(y=scalars, k=scalars, s=scalars, c=scalars, z=scalars)
 def test_the_direct_commitments_are_coincurves(y: int, k: int, s: int, c: int, z: int) -> None:

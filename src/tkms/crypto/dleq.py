@@ -83,19 +83,13 @@ class Prover:
     def verification_key(self) -> bytes:
         return self._y_enc
 
-    def partial(self, K: Point, k_enc: bytes | None = None) -> tuple[bytes, bytes]:
-        """``k_enc``: ``enc(K)`` when the caller holds it (the 33 bytes
-        :func:`curve.parse_point` took: a valid compressed point encodes as itself)."""
-        return self._partial_from_parts(K, curve.random_scalar(), k_enc)
+    def partial(self, K: Point) -> tuple[bytes, bytes]:
+        return self._partial_from_parts(K, curve.random_scalar())
 
-    def _partial_from_parts(
-        self, K: Point, nonce: int, k_enc: bytes | None = None
-    ) -> tuple[bytes, bytes]:
+    def _partial_from_parts(self, K: Point, nonce: int) -> tuple[bytes, bytes]:
         """:meth:`partial` with a given nonce: for the test vectors only."""
         s_enc = curve.mul_secret_encoded(K, self._x)
-        if k_enc is None:
-            k_enc = curve.encode_point(K)
-        proof = _prove(self._x, K, k_enc, self._y_enc, s_enc, nonce)
+        proof = _prove(self._x, K, curve.encode_point(K), self._y_enc, s_enc, nonce)
         return s_enc, proof
 
     def __repr__(self) -> str:

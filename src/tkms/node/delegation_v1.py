@@ -131,7 +131,7 @@ class PartialDelegator:
 
     def answer(self, checked: CheckedRequest) -> dict[str, Any]:
         held = checked.held
-        s_enc, proof = held.prover.partial(checked.ephemeral, checked.k)
+        s_enc, proof = held.prover.partial(checked.ephemeral)
         sealed = to_hex(rsa.encrypt(checked.target, s_enc + proof))
         digest = eip712.partial_response_digest(
             checked.chain_id, checked.salt, held.index, held.epoch, sealed
