@@ -3,9 +3,10 @@
 Five node processes, one chain, a 3-of-5 DKG; then, twenty times, a refresh
 of the whole committee during which one random node is killed at a random
 instant and restarted. After each, every node serves a keyset of the newest
-epoch or the one before, each node's partial proves its share matches that
+epoch or an older one, each node's partial proves its share matches that
 keyset's ``Y_i`` (so the share it reopened from disk is whole), and the record
-sealed at the start decrypts through the nodes of the newest epoch.
+sealed at the start decrypts through the nodes of the newest epoch. A last
+reshare with nobody killed brings every node, however far behind, to one epoch.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _reshare(cluster: Cluster, trusted: bytes, out: list[ReshareOutcome | Except
 
 
 def test_sigkill_at_random_instants_never_tears_a_share(cluster: Cluster) -> None:
-    seed = random.randrange(2**32)
+    seed = int(os.environ.get("TKMS_TEST_RESHARE_SEED") or random.randrange(2**32))  # a rerun
     rng = random.Random(seed)
     first = run_ceremony(committee_of(cluster, CHAIN_ID, NODES), cluster.admin, 3)
     assert first.keyset is not None, first.errors
@@ -98,11 +99,27 @@ def test_sigkill_at_random_instants_never_tears_a_share(cluster: Cluster) -> Non
             epochs[n] = keyset
         top = max(k.epoch for k in epochs.values())
         assert top in (newest, newest + 1), (seed, kill, top, newest)
-        assert all(k.epoch in (top - 1, top) for k in epochs.values()), (seed, kill)
+        # A node may lag more than one epoch: killed in one reshare, it only receives in
+        # the next, and a kill there may cut the relay before its last message too (the
+        # CI saw seed 4006790108 do it at kill 19). Lagging is no loss: the last reshare
+        # below, with nobody killed, brings every node to one epoch.
+        assert all(k.epoch <= top for k in epochs.values()), (seed, kill)
         switched += top - newest
         newest = top
         current = next(k for k in epochs.values() if k.epoch == top)
         serving = {n: v for n, v in directory_of(cluster, NODES).items() if epochs[n].epoch == top}
         answers = partials(cluster, CHAIN_ID, serving, record, key)
         assert decrypts(current, key, record, answers) == b"not lost", (seed, kill)
-    print(f"seed {seed}: {KILLS} kills, {switched} reshares switched, epoch {newest}")
+    # Nobody killed: the committee comes together on one epoch, one past the newest.
+    last: list[ReshareOutcome | Exception] = []
+    _reshare(cluster, trusted, last)
+    (outcome,) = last
+    assert isinstance(outcome, ReshareOutcome) and outcome.keyset is not None, (seed, outcome)
+    final = {}
+    for n in NODES:
+        body = httpx.get(cluster.nodes[n].url + "/v1/keyset", params={"chain_id": CHAIN_ID})
+        final[n] = verified(body.json(), CHAIN_ID, trusted)
+    assert {k.epoch for k in final.values()} == {newest + 1}, (seed, final)
+    answers = partials(cluster, CHAIN_ID, directory_of(cluster, NODES), record, key)
+    assert decrypts(final[1], key, record, answers) == b"not lost", seed
+    print(f"seed {seed}: {KILLS} kills, {switched} reshares switched, epoch {newest + 1}")
