@@ -306,7 +306,7 @@ def _log_filter(
 
 
 class AsyncRpcClient:
-    """The same client for the services' event loop (views and receipts), over h11.
+    """The same client for the services' event loop (views and receipts), over transport/http11.py.
 
     Its connections are kept alive (one request each at a time); one the endpoint
     closed is not reused, and one it closes as a request goes out is asked again on

@@ -2,7 +2,7 @@
 
 A flow yields :class:`HttpRequest` and is sent back :class:`HttpResponse`;
 :mod:`tkms.client.sdk` drives the same flows over a blocking or an asyncio
-h11 transport (:mod:`tkms.transport`), so both variants check exactly the same things:
+HTTP/1.1 transport (:mod:`tkms.transport`), so both variants check exactly the same things:
 
 - every answer is ``{payload, signature}`` signed by the gateway the client
   trusts, under the salt the client drew for that very request;

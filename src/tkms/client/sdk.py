@@ -267,7 +267,8 @@ class Client(_Base):
         thread from now, as the RSA key is made, so that a first call does not wait for
         it (issue 13); a failure there is the first call's to report, which asks again."""
         super().__init__(gateway_url, wallet, **kw)
-        # Blocking h11, not httpx.Client: a fraction of its CPU a request (bench/sdk_transport.py)
+        # Our blocking HTTP/1.1 transport, not httpx.Client: a fraction of its CPU a request
+        # (bench/sdk_transport.py)
         self._http = Http11Sync(self.url, timeout=timeout)
         self.core.busy_budget = timeout
         if prefetch_keyset:
@@ -372,7 +373,8 @@ class AsyncClient(_Base):
         """``prefetch_keyset``: as :class:`Client`'s, as a task of the running event loop
         (none when the client is made outside one)."""
         super().__init__(gateway_url, wallet, **kw)
-        # h11, not httpx: a fifth to an eighth of its CPU per request (transport/http11.py).
+        # Our HTTP/1.1 transport, not httpx: a fifth to an eighth of its CPU per request
+        # (transport/http11.py).
         self._http = Http11(self.url, timeout=timeout)
         self.core.busy_budget = timeout
         self._prefetching: asyncio.Task[None] | None = None

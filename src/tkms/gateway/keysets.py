@@ -82,7 +82,7 @@ class KeysetSource:
         self._loaded: LoadedKeyset | None = None
         self._floor = 0  # the lowest epoch still acceptable: the one last in use
         self._lock = asyncio.Lock()
-        # One kept-alive h11 transport per node (transport/http11.py), for the loop that
+        # One kept-alive HTTP/1.1 transport per node (transport/http11.py), for the loop that
         # made them: :meth:`poll` asks every node every ``KEYSET_REFRESH`` (2 s), and a
         # new httpx client and five new connections each time were most of the gateway's
         # idle CPU (docs/performance.md).
