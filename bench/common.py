@@ -14,6 +14,7 @@ installed (plain aligned text otherwise).
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -296,3 +297,12 @@ def plain_table(
     if caption:
         out.append(caption)
     return "\n".join(out) + "\n"
+
+
+def checkout_src(parser: argparse.ArgumentParser, checkout: Path, package: str) -> Path:
+    """``checkout``'s ``src`` directory for a ``--baseline`` A/B; a parser error unless it
+    holds ``tkms/<package>`` (the part of tkms the benchmark runs)."""
+    src = (checkout / "src").resolve()
+    if not (src / "tkms" / package).is_dir():
+        parser.error(f"{checkout} is not a tkms checkout (no src/tkms/{package})")
+    return src

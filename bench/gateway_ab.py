@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 from coincurve import PrivateKey, PublicKey
 
-from bench.common import load_summary, measure, print_table
+from bench.common import checkout_src, load_summary, measure, print_table
 from bench.e2e import devnet
 from bench.e2e_floors import floors
 from bench.user_mode import cpu_seconds
@@ -88,9 +88,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=600, help="decryptions per gateway")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    baseline_src = (args.baseline / "src").resolve()
-    if not (baseline_src / "tkms" / "gateway").is_dir():
-        parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/gateway)")
+    baseline_src = checkout_src(parser, args.baseline, "gateway")
     print(f"# tkms gateway A/B — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"{load_summary()}\n")
     with devnet("chain") as (manifest_path, _pid):

@@ -35,7 +35,7 @@ import httpx
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import load_summary, print_table
+from bench.common import checkout_src, load_summary, print_table
 from bench.e2e import devnet
 from bench.e2e_floors import floors
 from bench.e2e_modes import node_pids
@@ -111,10 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     sides: dict[str, Path | None] = {"this": None}
     if args.baseline is not None:
-        baseline_src = (args.baseline / "src").resolve()
-        if not (baseline_src / "tkms" / "node").is_dir():
-            parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/node)")
-        sides = {"baseline": baseline_src, "this": None}
+        sides = {"baseline": checkout_src(parser, args.baseline, "node"), "this": None}
     print(f"# tkms node CPU per partial — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"{load_summary()}\n")
     floor = floors(3)["node"]

@@ -38,7 +38,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import fmt_us, load_summary, measure_interleaved, print_table
+from bench.common import checkout_src, fmt_us, load_summary, measure_interleaved, print_table
 from bench.delegate import MULT_CONST, PARSE_K, floor_cases
 from bench.delegate_fixture import CHAIN_ID, Fixture, salt_cycle
 from bench.servers import v1_floor_cases
@@ -170,10 +170,7 @@ def main() -> None:
         return
     sources: dict[str, Path | None] = {"this": None}
     if args.baseline is not None:
-        src = (args.baseline / "src").resolve()
-        if not (src / "tkms" / "node").is_dir():
-            parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/node)")
-        sources = {"baseline": src, "this": None}
+        sources = {"baseline": checkout_src(parser, args.baseline, "node"), "this": None}
     print(f"# tkms node routes in process — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"machine: {load_summary()}\n")
     from tkms.crypto import curve

@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 import httpx
 
-from bench.common import fmt_us, load_summary, print_table
+from bench.common import checkout_src, fmt_us, load_summary, print_table
 from bench.e2e import devnet
 from bench.e2e_floors import client_floor
 from tkms.client import Client
@@ -251,9 +251,7 @@ def main() -> None:
     args = parser.parse_args()
     baseline = None
     if args.baseline is not None:
-        baseline = (args.baseline / "src").resolve()
-        if not (baseline / "tkms" / "client").is_dir():
-            parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/client)")
+        baseline = checkout_src(parser, args.baseline, "client")
     print(f"# tkms sync SDK decryption CPU — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"machine: {load_summary()}\n")
     with ExitStack() as stack:

@@ -46,6 +46,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 import httpx
 
 from bench.common import (
+    checkout_src,
     fmt_us,
     load_summary,
     measure_interleaved,
@@ -202,9 +203,7 @@ def main() -> None:
             env["NOX_KMS_SERVER__PORT"] = str(port)
             servers.append(Server(server, app, env, port))
         if args.baseline is not None:
-            src = (args.baseline / "src").resolve()
-            if not (src / "tkms" / "node").is_dir():
-                parser.error(f"{args.baseline} is not a tkms checkout (no src/tkms/node)")
+            src = checkout_src(parser, args.baseline, "node")
             env = fx.env(0) | {"BENCH_SHARE": f"{share:x}"}
             port = free_port()
             env["NOX_KMS_SERVER__PORT"] = str(port)
