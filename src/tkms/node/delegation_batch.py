@@ -28,8 +28,9 @@ from tkms.metric_labels import Children
 from tkms.node.audit import AuditNote, Decisions
 from tkms.node.delegate_route import PlainRoute, Ready
 from tkms.node.delegation_v1 import PartialDelegator, ShareHolding
+from tkms.node.digests import batch_answer_digest, batch_request_digest
 from tkms.node.request_checks import chain_of_request, parse_bearer, parse_ephemeral, parse_target
-from tkms.protocol.batch_delegation import BATCH_PATH, batch_message
+from tkms.protocol.batch_delegation import BATCH_PATH
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
 from tkms.web.errors import ApiError
@@ -118,12 +119,7 @@ def check_batch(
     keys, target_text = _parse_body(body, max_batch)
     note.target_pubkey = target_text
     try:
-        digest = eip712.digest(
-            eip712.delegate_domain(chain_id),
-            eip712.BATCH_DELEGATE_AUTHORIZATION,
-            batch_message(keys, target_text),
-        )
-        signer = recover_address(digest, signature)
+        signer = recover_address(batch_request_digest(chain_id, keys, target_text), signature)
     except (SignatureError, eip712.Eip712Error):
         raise ApiError(401, "invalid_signature", "authorization signature is invalid") from None
     note.requester = signer
@@ -140,12 +136,8 @@ def answer_batch(partials: PartialDelegator, checked: CheckedBatch) -> dict[str,
     for point in checked.points:
         s_enc, proof = held.prover.partial(point)
         sealed.append(to_hex(rsa.encrypt(checked.target, s_enc + proof)))
-    signature_out = eip712.sign(
-        partials.wallet,
-        eip712.delegate_domain(checked.chain_id, checked.salt),
-        eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF,
-        {"index": held.index, "epoch": held.epoch, "encryptedPartials": sealed},
-    )
+    digest = batch_answer_digest(checked.chain_id, checked.salt, held.index, held.epoch, sealed)
+    signature_out = partials.wallet.sign_digest(digest)
     return {
         "index": held.index,
         "epoch": held.epoch,

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tkms.crypto import curve, eip712, rsa
+from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.node.audit import AuditNote
+from tkms.node.digests import v0_answer_digest
 from tkms.node.request_checks import (
     chain_of_request,
     check_authorization,
@@ -24,8 +25,6 @@ from tkms.node.request_checks import (
     parse_target_raw,
 )
 from tkms.web.params import parse_salt
-
-_PROOF_STATEMENT = eip712.DELEGATE_RESPONSE_PROOF
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +70,5 @@ class Delegator:
         note.target_raw, target = parse_target_raw(request.target_pubkey)
         shared_x = curve.mul_secret_x(ephemeral, int.from_bytes(key.secret, "big"))
         sealed = to_hex(rsa.encrypt(target, shared_x))
-        proof = eip712.sign(
-            self.wallet,
-            eip712.delegate_domain(chain_id, salt),
-            _PROOF_STATEMENT,
-            {"encryptedSharedSecret": sealed},
-        )
+        proof = self.wallet.sign_digest(v0_answer_digest(chain_id, salt, sealed))
         return {"encryptedSharedSecret": sealed, "proof": to_hex(proof)}

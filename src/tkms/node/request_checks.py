@@ -16,11 +16,10 @@ from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.crypto.wallet import SignatureError, recover_address
 from tkms.node.audit import AuditNote
+from tkms.node.digests import request_digest
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json_object
 from tkms.web.params import parse_chain_id
-
-_AUTH_STATEMENT = eip712.DELEGATE_AUTHORIZATION
 
 
 def chain_of_request(raw: str | None, chains: Mapping[int, Any]) -> int:
@@ -76,12 +75,6 @@ def parse_delegate_body(body: bytes) -> DelegateBody:
     return DelegateBody(keys[0], keys[1], data)
 
 
-@lru_cache(maxsize=256, typed=True)
-def _request_domain(chain_id: int) -> eip712.Domain:
-    """The request's domain has no salt: one object per chain, its separator cached."""
-    return eip712.delegate_domain(chain_id)
-
-
 class _OtherSigner(Exception):
     def __init__(self, signer: bytes) -> None:
         super().__init__("not the gateway")
@@ -99,9 +92,7 @@ def _gateway_signed(
     done again each time. Only what the gateway signed is kept (lru_cache keeps no
     exception): nobody else can fill the cache, and a refusal is checked every time.
     """
-    message = {"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey}
-    digest = eip712.digest(_request_domain(chain_id), _AUTH_STATEMENT, message)
-    signer = recover_address(digest, signature)
+    signer = recover_address(request_digest(chain_id, ephemeral_pubkey, target_pubkey), signature)
     if signer != gateway:
         raise _OtherSigner(signer)
     return signer

@@ -1,0 +1,93 @@
+"""The delegation statements a node hashes per request, straight-line.
+
+``eip712.digest`` walks a statement's field list, encodes each field through a
+generic encoder and builds a message dict first; a node hashes the same four
+statements on every ``/v0/delegate`` and ``/v1/delegate/batch`` (the v1 answer's
+is ``eip712.partial_response_digest``). Here each is the few keccaks its type
+fixes: the same bytes (tests/test_node_digests.py checks them against
+``eip712.digest`` and eth-account), and any input the fast lines do not expect
+(a non-ASCII string, a type other than the exact one) goes through
+``eip712.digest``, which gives the same answer or the same error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tkms.crypto import eip712
+from tkms.crypto.wallet import keccak256
+
+_REQUEST = eip712.DELEGATE_AUTHORIZATION
+_REQUEST_TYPE = _REQUEST.type_hashes[_REQUEST.primary]
+_V0_ANSWER = eip712.DELEGATE_RESPONSE_PROOF
+_V0_ANSWER_TYPE = _V0_ANSWER.type_hashes[_V0_ANSWER.primary]
+_BATCH = eip712.BATCH_DELEGATE_AUTHORIZATION
+_BATCH_TYPE = _BATCH.type_hashes[_BATCH.primary]
+_BATCH_ANSWER = eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF
+_BATCH_ANSWER_TYPE = _BATCH_ANSWER.type_hashes[_BATCH_ANSWER.primary]
+
+
+def _ascii(*values: object) -> bool:
+    """Exact str, ASCII: its UTF-8 is ``encode()`` (a lone surrogate would raise there)."""
+    return all(type(v) is str and v.isascii() for v in values)
+
+
+def _separator(chain_id: int, salt: bytes | None = None) -> bytes:
+    return eip712.domain_separator(eip712.delegate_domain(chain_id, salt))
+
+
+def request_digest(chain_id: int, ephemeral_pubkey: str, target_pubkey: str) -> bytes:
+    """``DelegateAuthorization(ephemeralPubKey, targetPubKey)`` in the chain's request domain."""
+    if type(chain_id) is not int or not _ascii(ephemeral_pubkey, target_pubkey):
+        message = {"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey}
+        return eip712.digest(eip712.delegate_domain(chain_id), _REQUEST, message)
+    struct = keccak256(
+        _REQUEST_TYPE + keccak256(ephemeral_pubkey.encode()) + keccak256(target_pubkey.encode())
+    )
+    return keccak256(b"\x19\x01" + _separator(chain_id) + struct)
+
+
+def v0_answer_digest(chain_id: int, salt: bytes, encrypted_shared_secret: str) -> bytes:
+    """``DelegateResponseProof(encryptedSharedSecret)`` in the salted domain of the request."""
+    if type(chain_id) is not int or not _ascii(encrypted_shared_secret):
+        message = {"encryptedSharedSecret": encrypted_shared_secret}
+        return eip712.digest(eip712.delegate_domain(chain_id, salt), _V0_ANSWER, message)
+    struct = keccak256(_V0_ANSWER_TYPE + keccak256(encrypted_shared_secret.encode()))
+    return keccak256(b"\x19\x01" + _separator(chain_id, salt) + struct)
+
+
+def _strings(values: Sequence[str]) -> bytes:
+    """A ``string[]`` field's encoding: keccak of its elements' keccaks, concatenated."""
+    return keccak256(b"".join([keccak256(v.encode()) for v in values]))
+
+
+def batch_request_digest(chain_id: int, ephemeral_pubkeys: Sequence[str], target: str) -> bytes:
+    """``BatchDelegateAuthorization(ephemeralPubKeys, targetPubKey)``, the request domain."""
+    if type(chain_id) is not int or not _ascii(target, *ephemeral_pubkeys):
+        message = {"ephemeralPubKeys": list(ephemeral_pubkeys), "targetPubKey": target}
+        return eip712.digest(eip712.delegate_domain(chain_id), _BATCH, message)
+    struct = keccak256(_BATCH_TYPE + _strings(ephemeral_pubkeys) + keccak256(target.encode()))
+    return keccak256(b"\x19\x01" + _separator(chain_id) + struct)
+
+
+def batch_answer_digest(
+    chain_id: int, salt: bytes, index: int, epoch: int, encrypted_partials: Sequence[str]
+) -> bytes:
+    """``PartialBatchDelegateResponseProof(index, epoch, encryptedPartials)``, salted domain."""
+    if (
+        type(chain_id) is not int
+        or type(index) is not int
+        or type(epoch) is not int
+        or not 0 <= index < 2**256
+        or not 0 <= epoch < 2**256
+        or not _ascii(*encrypted_partials)
+    ):
+        message = {"index": index, "epoch": epoch, "encryptedPartials": list(encrypted_partials)}
+        return eip712.digest(eip712.delegate_domain(chain_id, salt), _BATCH_ANSWER, message)
+    struct = keccak256(
+        _BATCH_ANSWER_TYPE
+        + index.to_bytes(32, "big")
+        + epoch.to_bytes(32, "big")
+        + _strings(encrypted_partials)
+    )
+    return keccak256(b"\x19\x01" + _separator(chain_id, salt) + struct)
