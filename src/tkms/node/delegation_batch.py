@@ -29,7 +29,12 @@ from tkms.node.audit import AuditNote, Decisions
 from tkms.node.delegate_route import PlainRoute, Ready
 from tkms.node.delegation_v1 import PartialDelegator, ShareHolding
 from tkms.node.digests import batch_answer_digest, batch_request_digest
-from tkms.node.request_checks import chain_of_request, parse_bearer, parse_ephemeral, parse_target
+from tkms.node.request_checks import (
+    chain_of_request,
+    parse_bearer,
+    parse_ephemeral_raw,
+    parse_target_raw,
+)
 from tkms.protocol.batch_delegation import BATCH_PATH
 from tkms.web import openapi
 from tkms.web.common import json_response, require_json
@@ -63,6 +68,16 @@ class CheckedBatch:
     target_text: str
     points: list[curve.Point]
     target: rsa.RSAPublicKey
+    # Their bytes, decoded once by the checks: the audit entry of each key fingerprints them.
+    raw_keys: list[bytes]
+    target_raw: bytes
+
+    def key_notes(self, note: AuditNote) -> list[AuditNote]:
+        """One audit note per key: the batch's, with that key as sent and its bytes."""
+        return [
+            dataclasses.replace(note, ephemeral_pubkey=k, ephemeral_raw=raw)
+            for k, raw in zip(self.keys, self.raw_keys, strict=True)
+        ]
 
 
 class BatchCheck(Protocol):
@@ -125,9 +140,12 @@ def check_batch(
     note.requester = signer
     if signer != partials.gateways[chain_id]:
         raise ApiError(401, "unauthorized_signer", "authorization is not signed by the gateway")
-    points = [parse_ephemeral(k) for k in keys]
-    target = parse_target(target_text)
-    return CheckedBatch(chain_id, salt, held, keys, target_text, points, target)
+    parsed = [parse_ephemeral_raw(k) for k in keys]
+    note.target_raw, target = parse_target_raw(target_text)
+    raw_keys, points = [raw for raw, _ in parsed], [point for _, point in parsed]
+    return CheckedBatch(
+        chain_id, salt, held, keys, target_text, points, target, raw_keys, note.target_raw
+    )
 
 
 def answer_batch(partials: PartialDelegator, checked: CheckedBatch) -> dict[str, Any]:
@@ -182,7 +200,7 @@ def add_batch_route(
             )
             per_key = None if user_check is None else await user_check(checked, body, note)
             if per_key is None:
-                per_key = [dataclasses.replace(note, ephemeral_pubkey=k) for k in checked.keys]
+                per_key = checked.key_notes(note)
             answer = answer_batch(partials, checked)
             served = per_key
         except KeyRefusals as exc:

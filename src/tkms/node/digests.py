@@ -13,6 +13,7 @@ fixes: the same bytes (tests/test_node_digests.py checks them against
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from tkms.crypto import eip712
 from tkms.crypto.wallet import keccak256
@@ -27,33 +28,56 @@ _BATCH_ANSWER = eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF
 _BATCH_ANSWER_TYPE = _BATCH_ANSWER.type_hashes[_BATCH_ANSWER.primary]
 
 
-def _ascii(*values: object) -> bool:
-    """Exact str, ASCII: its UTF-8 is ``encode()`` (a lone surrogate would raise there)."""
-    return all(type(v) is str and v.isascii() for v in values)
+# An exact str that is ASCII (``type(v) is str and v.isascii()``, written out where used:
+# a helper would be a call per value) is its own UTF-8: ``encode()`` cannot raise on it, as
+# it would on a lone surrogate, which the generic path answers for.
 
 
-def _separator(chain_id: int, salt: bytes | None = None) -> bytes:
+@lru_cache(maxsize=256)
+def _request_separator(chain_id: int) -> bytes:
+    """The request's domain has no salt: its separator is the chain's (exact ints only)."""
+    return eip712.domain_separator(eip712.delegate_domain(chain_id))
+
+
+def _answer_separator(chain_id: int, salt: bytes) -> bytes:
     return eip712.domain_separator(eip712.delegate_domain(chain_id, salt))
+
+
+def _all_ascii(values: Sequence[object]) -> bool:
+    for v in values:  # noqa: SIM110 (all() of a generator: one more frame per value)
+        if type(v) is not str or not v.isascii():
+            return False
+    return True
 
 
 def request_digest(chain_id: int, ephemeral_pubkey: str, target_pubkey: str) -> bytes:
     """``DelegateAuthorization(ephemeralPubKey, targetPubKey)`` in the chain's request domain."""
-    if type(chain_id) is not int or not _ascii(ephemeral_pubkey, target_pubkey):
+    if not (
+        type(chain_id) is int
+        and type(ephemeral_pubkey) is str
+        and ephemeral_pubkey.isascii()
+        and type(target_pubkey) is str
+        and target_pubkey.isascii()
+    ):
         message = {"ephemeralPubKey": ephemeral_pubkey, "targetPubKey": target_pubkey}
         return eip712.digest(eip712.delegate_domain(chain_id), _REQUEST, message)
     struct = keccak256(
         _REQUEST_TYPE + keccak256(ephemeral_pubkey.encode()) + keccak256(target_pubkey.encode())
     )
-    return keccak256(b"\x19\x01" + _separator(chain_id) + struct)
+    return keccak256(b"\x19\x01" + _request_separator(chain_id) + struct)
 
 
 def v0_answer_digest(chain_id: int, salt: bytes, encrypted_shared_secret: str) -> bytes:
     """``DelegateResponseProof(encryptedSharedSecret)`` in the salted domain of the request."""
-    if type(chain_id) is not int or not _ascii(encrypted_shared_secret):
+    if not (
+        type(chain_id) is int
+        and type(encrypted_shared_secret) is str
+        and encrypted_shared_secret.isascii()
+    ):
         message = {"encryptedSharedSecret": encrypted_shared_secret}
         return eip712.digest(eip712.delegate_domain(chain_id, salt), _V0_ANSWER, message)
     struct = keccak256(_V0_ANSWER_TYPE + keccak256(encrypted_shared_secret.encode()))
-    return keccak256(b"\x19\x01" + _separator(chain_id, salt) + struct)
+    return keccak256(b"\x19\x01" + _answer_separator(chain_id, salt) + struct)
 
 
 def _strings(values: Sequence[str]) -> bytes:
@@ -63,11 +87,16 @@ def _strings(values: Sequence[str]) -> bytes:
 
 def batch_request_digest(chain_id: int, ephemeral_pubkeys: Sequence[str], target: str) -> bytes:
     """``BatchDelegateAuthorization(ephemeralPubKeys, targetPubKey)``, the request domain."""
-    if type(chain_id) is not int or not _ascii(target, *ephemeral_pubkeys):
+    if not (
+        type(chain_id) is int
+        and type(target) is str
+        and target.isascii()
+        and _all_ascii(ephemeral_pubkeys)
+    ):
         message = {"ephemeralPubKeys": list(ephemeral_pubkeys), "targetPubKey": target}
         return eip712.digest(eip712.delegate_domain(chain_id), _BATCH, message)
     struct = keccak256(_BATCH_TYPE + _strings(ephemeral_pubkeys) + keccak256(target.encode()))
-    return keccak256(b"\x19\x01" + _separator(chain_id) + struct)
+    return keccak256(b"\x19\x01" + _request_separator(chain_id) + struct)
 
 
 def batch_answer_digest(
@@ -80,7 +109,7 @@ def batch_answer_digest(
         or type(epoch) is not int
         or not 0 <= index < 2**256
         or not 0 <= epoch < 2**256
-        or not _ascii(*encrypted_partials)
+        or not _all_ascii(encrypted_partials)
     ):
         message = {"index": index, "epoch": epoch, "encryptedPartials": list(encrypted_partials)}
         return eip712.digest(eip712.delegate_domain(chain_id, salt), _BATCH_ANSWER, message)
@@ -90,4 +119,4 @@ def batch_answer_digest(
         + epoch.to_bytes(32, "big")
         + _strings(encrypted_partials)
     )
-    return keccak256(b"\x19\x01" + _separator(chain_id, salt) + struct)
+    return keccak256(b"\x19\x01" + _answer_separator(chain_id, salt) + struct)

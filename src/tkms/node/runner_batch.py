@@ -15,11 +15,10 @@ operand), and a refusal is one audit entry per key: its own reason, or
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from tkms.crypto.encoding import parse_hex, to_hex
+from tkms.crypto.encoding import to_hex
 from tkms.node.audit import AuditNote
 from tkms.node.delegation_batch import BatchCheck, CheckedBatch, KeyRefusals
 from tkms.node.runner_checks import check_block, check_statement, not_an_operand, operand_set
@@ -70,12 +69,11 @@ def runner_batch_check(checks: UserChecks) -> BatchCheck:
                 400, "unsupported_purpose", "no runner is configured at this node (RUNNER_ADDRESS)"
             )
         items = _operands(data, len(checked.keys))
-        notes = [dataclasses.replace(note, ephemeral_pubkey=k) for k in checked.keys]
+        notes = checked.key_notes(note)
         failures: dict[int, ApiError] = {}
         handles: list[str] = []
-        for j, (key, item) in enumerate(zip(checked.keys, items, strict=True)):
-            try:
-                k = parse_hex(key, length=33)  # a point: check_batch parsed it
+        for j, (k, item) in enumerate(zip(checked.raw_keys, items, strict=True)):
+            try:  # k: the key's 33 bytes, as check_batch decoded them
                 handles.append(to_hex(check_binding(item, k, checked.chain_id, reader, notes[j])))
             except ApiError as exc:
                 failures[j] = exc
