@@ -8,9 +8,13 @@ directory) is driven as uvicorn drives it, one ASGI call per request, with the
 signed requests of bench/delegate.py (a fresh salt each). No socket, no HTTP
 parser, no server: what is left is our own code from the fast path to the
 answer's bytes (limits, metrics, the route, the checks, the audit entry) and
-the primitives. Each side is a child process kept running (``--baseline DIR``:
-DIR's ``src/`` first on ``PYTHONPATH``), and the sides take turns round after
-round, so that foreign load falls on both alike. The figures per request:
+the primitives. The routes: ``/v0/delegate``, ``/v1/delegate`` and a
+``/v1/delegate/batch`` of ``BATCH_KEYS`` (8) keys, all in gateway mode (a request's
+signature recovery is kept per request, node/request_checks.py, and every request
+here repeats the same one: the floors count it all the same). Each side is a child
+process kept running (``--baseline DIR``: DIR's ``src/`` first on ``PYTHONPATH``), and
+the sides take turns round after round, so that foreign load falls on both alike.
+The figures per request:
 
 * **CPU µs**: the child's process time (``time.process_time``: every thread,
   the audit writer's too) over ``--requests`` requests, the median of the rounds;
@@ -44,8 +48,9 @@ from bench.delegate_fixture import CHAIN_ID, Fixture, salt_cycle
 from bench.servers import v1_floor_cases
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUTES = ("/v0/delegate", "/v1/delegate")
+ROUTES = ("/v0/delegate", "/v1/delegate", "/v1/delegate/batch")
 PROFILED = 200
+BATCH_KEYS = 8  # a batch's ephemeral keys (a runner's operands): its floor is 8 partials
 
 
 # --- the child: one node app, driven in process ----------------------------------------
@@ -76,7 +81,10 @@ def _scope(route: str, salt: str, authorization: str, body: bytes) -> dict[str, 
 
 
 async def _serve_requests(app: Any, spec: dict[str, Any], route: str, count: int) -> None:
-    body, authorization, salts = spec["body"].encode(), spec["authorization"], spec["salts"]
+    batch = route.endswith("/batch")
+    body = spec["batch_body" if batch else "body"].encode()
+    authorization = spec["batch_authorization" if batch else "authorization"]
+    salts = spec["salts"]
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
@@ -127,11 +135,26 @@ def child_main(spec_json: str) -> None:
 # --- the parent: the sides in turn ----------------------------------------------------
 
 
+def batch_request_of(fx: Fixture) -> dict[str, str]:
+    """A gateway-signed ``/v1/delegate/batch`` of BATCH_KEYS fresh keys to the fixture's target."""
+    from tkms.crypto import curve
+    from tkms.crypto.encoding import to_hex
+    from tkms.protocol.batch_delegation import batch_request
+
+    keys = [
+        to_hex(curve.encode_point(curve.base_mul(curve.random_scalar()))) for _ in range(BATCH_KEYS)
+    ]
+    signed = batch_request(fx.gateway, CHAIN_ID, keys, fx.target_hex)
+    body = json.dumps({"ephemeralPubKeys": keys, "targetPubKey": fx.target_hex})
+    return {"batch_body": body, "batch_authorization": f"Bearer {signed.signature}"}
+
+
 class Side:
     def __init__(self, name: str, src: Path | None, fx: Fixture, share: int) -> None:
         self.name = name
         env = fx.env(0) | {"BENCH_SHARE": f"{share:x}"}
         spec = {"env": env, "body": fx.body.decode(), "authorization": fx.authorization}
+        spec |= batch_request_of(fx)
         path = [str(ROOT)] if src is None else [str(src), str(ROOT)]
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
@@ -206,6 +229,9 @@ def main() -> None:
         "/v0/delegate": sum(timings[n] for n in [*common, "RSA-OAEP-2048 seal of 32 bytes"]),
         "/v1/delegate": sum(timings[n] for n in [*common, *v1_floor_cases(fx)]),
     }
+    # One recovery and one signature for the batch, and per key a partial's own primitives.
+    per_key = sum(timings[n] for n in [PARSE_K, MULT_CONST, *v1_floor_cases(fx)])
+    floors["/v1/delegate/batch"] = floors["/v1/delegate"] + (BATCH_KEYS - 1) * per_key
     rows = []
     for route in ROUTES:
         floor = floors[route]
