@@ -1,6 +1,6 @@
 """A node's delegate routes in process, no sockets: this checkout against another.
 
-    .venv/bin/python bench/node_route.py [--baseline DIR] [--rounds 7] [--requests 1500]
+    .venv/bin/python bench/node_route.py [--baseline DIR] [--rounds 7] [--requests 1500] [--fresh]
 
 The node app of bench/servers_app.py (``create_app`` with the fast path, gateway
 mode, a share installed as a DKG would, and an audit log in a temporary
@@ -11,9 +11,11 @@ answer's bytes (limits, metrics, the route, the checks, the audit entry) and
 the primitives. The routes: ``/v0/delegate``, ``/v1/delegate`` and a
 ``/v1/delegate/batch`` of ``BATCH_KEYS`` (8) keys, all in gateway mode (a request's
 signature recovery is kept per request, node/request_checks.py, and every request
-here repeats the same one: the floors count it all the same). Each side is a child
-process kept running (``--baseline DIR``: DIR's ``src/`` first on ``PYTHONPATH``), and
-the sides take turns round after round, so that foreign load falls on both alike.
+here repeats the same one: the floors count it all the same; ``--fresh`` adds v0 and v1
+with a new K each request, FRESH of them in turn, as a decryption of a new record pays
+it). Each side is a child process kept running (``--baseline DIR``: DIR's ``src/``
+first on ``PYTHONPATH``), and the sides take turns round after round, so that foreign
+load falls on both alike.
 The figures per request:
 
 * **CPU µs**: the child's process time (``time.process_time``: every thread,
@@ -81,11 +83,16 @@ def _scope(route: str, salt: str, authorization: str, body: bytes) -> dict[str, 
 
 
 async def _serve_requests(app: Any, spec: dict[str, Any], route: str, count: int) -> None:
-    batch = route.endswith("/batch")
-    body = spec["batch_body" if batch else "body"].encode()
-    authorization = spec["batch_authorization" if batch else "authorization"]
+    path, _, variant = route.partition("#")
+    if variant == "fresh":  # a new record's request each time (FRESH of them, in turn)
+        requests = spec["fresh"][path]
+    elif path.endswith("/batch"):
+        requests = [(spec["batch_body"].encode(), spec["batch_authorization"])]
+    else:
+        requests = [(spec["body"].encode(), spec["authorization"])]
     salts = spec["salts"]
     statuses: list[int] = []
+    body = b""
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -94,8 +101,12 @@ async def _serve_requests(app: Any, spec: dict[str, Any], route: str, count: int
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
+    turn = spec.setdefault("turn", {})
     for _ in range(count):
-        await app(_scope(route, salts(), authorization, body), receive, send)
+        at = turn.get(route, 0)
+        turn[route] = at + 1
+        body, authorization = requests[at % len(requests)]
+        await app(_scope(path, salts(), authorization, body), receive, send)
     if any(status != 200 for status in statuses):
         raise SystemExit(f"{route}: statuses {sorted(set(statuses))}")
 
@@ -105,6 +116,9 @@ async def _child_loop(spec: dict[str, Any]) -> None:
 
     app = node_app("fastpath")
     spec["salts"] = salt_cycle()  # drawn once, not in the rounds
+    if spec.get("fresh_file"):
+        lists = json.loads(Path(spec["fresh_file"]).read_text())
+        spec["fresh"] = {p: [(b.encode(), a) for b, a in pairs] for p, pairs in lists.items()}
     async with app.router.lifespan_context(app):
         for route in ROUTES:  # warm every cache and path
             await _serve_requests(app, spec, route, 50)
@@ -135,6 +149,25 @@ def child_main(spec_json: str) -> None:
 # --- the parent: the sides in turn ----------------------------------------------------
 
 
+FRESH = 1200  # more than request_checks' cache of recovered signers (1024): each one misses
+
+
+def fresh_requests_of(fx: Fixture) -> list[tuple[str, str]]:
+    """FRESH gateway-signed requests, each for a new K (a new record) to the same target:
+    one list per route (v0 and v1 accept the same signature, and would share the cache)."""
+    from tkms.crypto import curve, eip712
+    from tkms.crypto.encoding import to_hex
+
+    pairs = []
+    for _ in range(FRESH):
+        k = to_hex(curve.encode_point(curve.base_mul(curve.random_scalar())))
+        message = {"ephemeralPubKey": k, "targetPubKey": fx.target_hex}
+        domain = eip712.delegate_domain(CHAIN_ID)
+        signature = eip712.sign(fx.gateway, domain, eip712.DELEGATE_AUTHORIZATION, message)
+        pairs.append((json.dumps(message), f"Bearer {to_hex(signature)}"))
+    return pairs
+
+
 def batch_request_of(fx: Fixture) -> dict[str, str]:
     """A gateway-signed ``/v1/delegate/batch`` of BATCH_KEYS fresh keys to the fixture's target."""
     from tkms.crypto import curve
@@ -150,11 +183,13 @@ def batch_request_of(fx: Fixture) -> dict[str, str]:
 
 
 class Side:
-    def __init__(self, name: str, src: Path | None, fx: Fixture, share: int) -> None:
+    def __init__(
+        self, name: str, src: Path | None, fx: Fixture, share: int, fresh_file: str | None
+    ) -> None:
         self.name = name
         env = fx.env(0) | {"BENCH_SHARE": f"{share:x}"}
         spec = {"env": env, "body": fx.body.decode(), "authorization": fx.authorization}
-        spec |= batch_request_of(fx)
+        spec |= batch_request_of(fx) | {"fresh_file": fresh_file or ""}
         path = [str(ROOT)] if src is None else [str(src), str(ROOT)]
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
@@ -186,6 +221,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=1500, help="requests per round and side")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--fresh", action="store_true", help="also each delegate route with a new K per request"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -200,15 +238,21 @@ def main() -> None:
 
     fx = Fixture.create()
     share = curve.random_scalar()
-    sides = [Side(name, src, fx, share) for name, src in sources.items()]
+    routes = ROUTES + (("/v0/delegate#fresh", "/v1/delegate#fresh") if args.fresh else ())
+    fresh = tempfile.NamedTemporaryFile("w", suffix=".json")  # noqa: SIM115
+    if args.fresh:
+        json.dump({path: fresh_requests_of(fx) for path in ROUTES[:2]}, fresh)
+        fresh.flush()
+    sides = [Side(name, src, fx, share, fresh.name if args.fresh else None)
+             for name, src in sources.items()]  # fmt: skip
     cpu: dict[tuple[str, str], list[float]] = {}
     calls: dict[tuple[str, str], float] = {}
     try:
         for side in sides:
-            for route in ROUTES:
+            for route in routes:
                 calls[(side.name, route)] = side.ask(route, "profile")["calls"]
         for _ in range(args.rounds):
-            for route in ROUTES:
+            for route in routes:
                 for side in sides:
                     cpu.setdefault((side.name, route), []).append(
                         side.ask(route, str(args.requests))["cpu_us"]
@@ -216,6 +260,7 @@ def main() -> None:
     finally:
         for side in sides:
             side.stop()
+        fresh.close()
     loaded = load_summary()
     cases = floor_cases(fx) | v1_floor_cases(fx)
     timings = {  # CPU, as the children's figures are
@@ -233,12 +278,14 @@ def main() -> None:
     per_key = sum(timings[n] for n in [PARSE_K, MULT_CONST, *v1_floor_cases(fx)])
     floors["/v1/delegate/batch"] = floors["/v1/delegate"] + (BATCH_KEYS - 1) * per_key
     rows = []
-    for route in ROUTES:
-        floor = floors[route]
+    for route in routes:
+        path, _, variant = route.partition("#")
+        floor = floors[path]
         for side in sides:
             runs = sorted(cpu[(side.name, route)])
             med = runs[len(runs) // 2]
-            rows.append([route, side.name, fmt_us(med), f"{runs[0]:,.0f}–{runs[-1]:,.0f}",
+            label = path + (", a new K each" if variant else "")
+            rows.append([label, side.name, fmt_us(med), f"{runs[0]:,.0f}–{runs[-1]:,.0f}",
                          f"{calls[(side.name, route)]:.0f}", fmt_us(floor), fmt_us(med - floor),
                          f"{med / floor:.2f}×"])  # fmt: skip
     print_table(
