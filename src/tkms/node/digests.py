@@ -1,13 +1,14 @@
 """The delegation statements a node hashes per request, straight-line.
 
 ``eip712.digest`` walks a statement's field list, encodes each field through a
-generic encoder and builds a message dict first; a node hashes the same four
-statements on every ``/v0/delegate`` and ``/v1/delegate/batch`` (the v1 answer's
-is ``eip712.partial_response_digest``). Here each is the few keccaks its type
-fixes: the same bytes (tests/test_node_digests.py checks them against
-``eip712.digest`` and eth-account), and any input the fast lines do not expect
-(a non-ASCII string, a type other than the exact one) goes through
-``eip712.digest``, which gives the same answer or the same error.
+generic encoder and builds a message dict first; a node hashes the request's
+``DelegateAuthorization`` (v0 and v1, when the recovered signer is not cached), v0's
+answer and a batch's two statements on every such request (a v1 answer's is
+``eip712.partial_response_digest``). Here each is the few keccaks its type fixes:
+the same bytes as ``eip712.digest`` (tests/test_node_digests.py; eip712.digest is
+held to eth-account by tests/test_eip712_statements.py), and any input the fast
+lines do not expect (a non-ASCII string, a type other than the exact one) goes
+through ``eip712.digest``, which gives the same answer or the same error.
 """
 
 from __future__ import annotations
