@@ -39,7 +39,7 @@ from tkms.gateway.status import HandleStatus
 from tkms.gateway.storage import SqlRecordStore, open_record_store
 from tkms.metric_labels import Children
 from tkms.web import openapi
-from tkms.web.common import add_common_routes, require_json
+from tkms.web.common import add_common_routes, json_response, require_json
 from tkms.web.cors import JsonCORS
 from tkms.web.errors import error_response, install_error_handlers
 from tkms.web.fastpath import FastAPIWithFastPath
@@ -57,11 +57,7 @@ def _respond(answer: Answer, start: float) -> Response:
     timing = f"gateway;dur={(total - kms) * 1000:.3f}"
     if "kms" in answer.timings:
         timing += f", kms;dur={kms * 1000:.3f}"
-    return Response(
-        json.dumps(answer.body, separators=(",", ":")).encode(),
-        media_type="application/json",
-        headers={"Server-Timing": timing},
-    )
+    return json_response(answer.body, timing=timing)
 
 
 def cors_layer(app: ASGIApp, allow_headers: list[str]) -> JsonCORS:
