@@ -46,8 +46,8 @@ from tkms.crypto import curve, dleq, ecies, eip712, rsa, shamir
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.dkg import KeysetNode, KeysetResult, run_in_process
-from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
 from tkms.protocol.delegation import SealedPartial
+from tkms.protocol.keyset import VerifiedKeyset, verify_keyset
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -16,7 +16,7 @@ from tkms.client.recombine import decrypt_record
 from tkms.client.relay import Committee, CommitteeNode
 from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import to_hex
-from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
+from tkms.protocol.keyset import VerifiedKeyset, verify_keyset
 
 
 def committee_of(cluster: Cluster, chain_id: int, nodes: list[int]) -> Committee:

@@ -22,8 +22,8 @@ from tkms.client.relay import CeremonyOutcome, run_ceremony
 from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.dkg import DkgParticipant, parse_message
-from tkms.dkg.keyset import verify_keyset
 from tkms.dkg.messages import Deal, sign
+from tkms.protocol.keyset import verify_keyset
 
 EVIL = 2
 # A node never replaces a key by a new DKG: each ceremony here makes the key of a chain of its own.

@@ -31,7 +31,7 @@ from tkms.client.relay import Committee, CommitteeNode, run_ceremony
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.dkg import CeremonyConfig, CommitteeMember
-from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
+from tkms.protocol.keyset import VerifiedKeyset, verify_keyset
 
 N, T = 5, 3
 SECOND_CHAIN = CHAIN_ID + 1

@@ -41,9 +41,9 @@ from tkms.crypto import curve, eip712, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.shamir import combine_points
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import verify_keyset
 from tkms.protocol.delegation import SealedPartial
 from tkms.protocol.handle import new_handle
+from tkms.protocol.keyset import verify_keyset
 
 SAMPLES: list[tuple[str, Any]] = [
     ("bool", True),

@@ -32,11 +32,11 @@ from tkms.client.relay import run_ceremony
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import verify_keyset
 from tkms.envconfig import ConfigError
 from tkms.node.chain import ChainWatch, StartView, kms_key_hex
 from tkms.node.config import ChainConfig, load_node_config
 from tkms.protocol.delegation import sign_delegate_request
+from tkms.protocol.keyset import verify_keyset
 from tkms.web.errors import ApiError
 
 REFRESH = 0.3  # …__REFRESH_INTERVAL of the nodes here: a key check is trusted for 0.6 s

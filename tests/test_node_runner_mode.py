@@ -52,10 +52,10 @@ from tkms.client.relay import run_ceremony
 from tkms.crypto import ecies, eip712, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import verify_keyset
 from tkms.gateway.wire import signed
 from tkms.protocol.batch_delegation import OperandRecord, batch_request, runner_fields
 from tkms.protocol.binding import ciphertext_digest
+from tkms.protocol.keyset import verify_keyset
 from tkms.protocol.result_binding import sign_result_binding
 
 RUNNER = Wallet.generate()

@@ -46,9 +46,9 @@ from tkms.client.relay import run_ceremony
 from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet, keccak256
-from tkms.dkg.keyset import verify_keyset
 from tkms.protocol.batch_delegation import BATCH_PATH, batch_request
 from tkms.protocol.binding import bound_input_handle
+from tkms.protocol.keyset import verify_keyset
 from tkms.protocol.solidity import encode_value
 
 

@@ -47,11 +47,11 @@ from tkms.client.relay import run_ceremony
 from tkms.crypto import ecies, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import verify_keyset
 from tkms.gateway.nox_export import parse_line
 from tkms.gateway.storage import open_record_store
 from tkms.protocol.binding_registration import BindingEntry, registration_body
 from tkms.protocol.handle import RANDOM_LENGTH, input_handle_prefix
+from tkms.protocol.keyset import verify_keyset
 from tkms.protocol.solidity import encode_value
 
 TKMS = str(Path(sys.executable).parent / "tkms")

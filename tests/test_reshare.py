@@ -29,7 +29,6 @@ from tkms.dkg import (
     check_keyset_signatures,
     run_in_process,
 )
-from tkms.dkg.keyset import verify_keyset
 from tkms.dkg.messages import Complaint, sign
 from tkms.dkg.reshare_config import single_keyset
 from tkms.dkg.reshare_simulation import (
@@ -39,6 +38,7 @@ from tkms.dkg.reshare_simulation import (
     simulate_reshare,
 )
 from tkms.protocol.delegation import SealedPartial
+from tkms.protocol.keyset import verify_keyset
 
 CHAIN_ID = 421614
 

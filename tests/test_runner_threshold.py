@@ -32,12 +32,12 @@ from tkms.client.recombine import open_partial
 from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import verify_keyset
 from tkms.node.audit_format import chain_files
 from tkms.node.audit_verify import verify
 from tkms.protocol.batch_delegation import batch_request, check_batch_answer
 from tkms.protocol.delegation import DelegationAnswerError
 from tkms.protocol.handle import new_handle
+from tkms.protocol.keyset import verify_keyset
 
 V06 = f"NOX_HANDLE_GATEWAY_CHAINS__{CHAIN_ID}__"
 

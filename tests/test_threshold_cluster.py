@@ -20,7 +20,7 @@ from tkms.client.recombine import decrypt_record
 from tkms.client.relay import run_ceremony
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import to_hex
-from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
+from tkms.protocol.keyset import VerifiedKeyset, verify_keyset
 
 N, T = 5, 3
 

@@ -24,9 +24,9 @@ from tkms.client.recombine import decrypt_record
 from tkms.crypto import ecies, eip712, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet, keccak256
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.protocol.binding import bound_input_handle
 from tkms.protocol.delegation import check_partial_answer, sign_delegate_request
+from tkms.protocol.keyset import VerifiedKeyset
 from tkms.protocol.solidity import encode_value
 
 N, T = 5, 3

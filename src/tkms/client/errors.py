@@ -15,7 +15,7 @@
     ├── InvalidInput          (also a ValueError) a bad argument; nothing was sent
     └── CeremonyError         the DKG relay (``tkms dkg``) could not complete a ceremony
 
-The protocol's own checks (``tkms.protocol``, ``tkms.dkg.keyset``) raise
+The protocol's own checks (``tkms.protocol``) raise
 ``ProtocolError``; :func:`untrusted` is where the SDK turns it into
 ``UntrustedResponse``, so no protocol error leaves the SDK.
 """

@@ -58,7 +58,6 @@ from tkms.client.trust import GatewayTrust
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError, Wallet
-from tkms.dkg.keyset import VerifiedKeyset, verify_keyset
 from tkms.protocol.binding import bound_input_handle
 from tkms.protocol.handle import (
     Handle,
@@ -67,6 +66,7 @@ from tkms.protocol.handle import (
     as_solidity_type,
     parse_handle,
 )
+from tkms.protocol.keyset import VerifiedKeyset, verify_keyset
 from tkms.protocol.solidity import (
     PlainInput,
     PlainValue,

@@ -12,10 +12,10 @@ from tkms.client.trust import GatewayTrust
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.protocol.binding import ciphertext_digest, is_bound
 from tkms.protocol.delegation import DelegationAnswerError, check_partial_answer
 from tkms.protocol.handle import Handle, HandleError, SolidityType, parse_handle
+from tkms.protocol.keyset import VerifiedKeyset
 from tkms.protocol.result_binding import parse_binding_signature, result_binding_signer
 
 MAX_PARTIALS = 255

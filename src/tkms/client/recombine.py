@@ -1,7 +1,7 @@
 """Client-side recombination (protocol.md §3.4): open, check, combine, decrypt.
 
 Given a keyset checked against the ``Y`` it trusts (a :class:`VerifiedKeyset`
-of :func:`tkms.dkg.keyset.verify_keyset`: every ``Y_i`` on one degree ``t−1``
+of :func:`tkms.protocol.keyset.verify_keyset`: every ``Y_i`` on one degree ``t−1``
 polynomial through ``Y``; these functions take nothing less), a client opens
 each RSA-sealed partial, checks its DLEQ proof against ``Y_i`` and combines
 the first ``t`` valid ones by Lagrange interpolation in the exponent. With that, the result is right
@@ -16,9 +16,9 @@ from functools import lru_cache
 from tkms.client.errors import NotEnoughPartials, UntrustedResponse, untrusted
 from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.shamir import lagrange_coefficients
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.protocol import partials
 from tkms.protocol.delegation import SealedPartial
+from tkms.protocol.keyset import VerifiedKeyset
 
 
 @lru_cache(maxsize=64)

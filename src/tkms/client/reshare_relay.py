@@ -34,8 +34,9 @@ from tkms.client.relay import (
 from tkms.crypto import eip712
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import KeysetError, KeysetResult, verify_keyset
+from tkms.dkg.keyset import KeysetResult
 from tkms.dkg.reshare_config import ReshareConfig
+from tkms.protocol.keyset import KeysetError, verify_keyset
 
 
 @dataclass

@@ -34,10 +34,10 @@ from tkms.client.recombine import decrypt_record
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import keccak256
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.protocol.batch_delegation import check_batch_answer
 from tkms.protocol.binding import ciphertext_digest
 from tkms.protocol.handle import HandleError, parse_handle
+from tkms.protocol.keyset import VerifiedKeyset
 from tkms.protocol.result_binding import sign_result_binding
 from tkms.protocol.solidity import PlainInput, PlainValue, decode_value, encode_value
 

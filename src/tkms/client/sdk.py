@@ -39,9 +39,9 @@ from tkms.client.trust import GatewayTrust
 from tkms.crypto.encoding import EncodingError, parse_address, parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.devnet.manifest import DEFAULT_PATH, DevnetManifest, ManifestError
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.keyfiles import read_hex
 from tkms.protocol.handle import SolidityType
+from tkms.protocol.keyset import VerifiedKeyset
 from tkms.protocol.solidity import PlainInput, PlainValue
 from tkms.transport.exchange import Answer, TransportFailure
 from tkms.transport.http11 import Http11

@@ -24,10 +24,10 @@ from tkms.crypto import curve, ecies, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.devnet.manifest import DevnetManifest
-from tkms.dkg.keyset import verify_keyset
 from tkms.keyfiles import read_hex
 from tkms.protocol.binding import bound_input_handle
 from tkms.protocol.delegation import user_fields
+from tkms.protocol.keyset import verify_keyset
 from tkms.protocol.runner_statement import operand_access_header
 
 

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.gateway.fanout import Fanout, NodeRef
 from tkms.gateway.node_failure import FailureKind, NodeFailure
 from tkms.gateway.nodehttp import NodeHttpError
@@ -28,6 +27,7 @@ from tkms.protocol.batch_delegation import (
     check_batch_answer,
 )
 from tkms.protocol.delegation import DelegationAnswerError
+from tkms.protocol.keyset import VerifiedKeyset
 
 # A sealed partial is ~0.5 kB of hex for RSA-2048 (~1 kB for RSA-4096): room for both.
 ANSWER_BYTES_PER_KEY = 2 * 1024 + 64

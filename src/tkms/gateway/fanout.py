@@ -32,7 +32,6 @@ from typing import Any
 
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.gateway.node_failure import FailureKind, NodeFailure
 from tkms.gateway.node_health import NodeHealth
 from tkms.gateway.nodehttp import NodeConnections, NodeHttpError
@@ -43,6 +42,7 @@ from tkms.protocol.delegation import (
     check_partial_answer,
     delegate_request,
 )
+from tkms.protocol.keyset import VerifiedKeyset
 
 # A partial answer is ~0.8 kB (RSA-4096); anything much larger is not one.
 MAX_ANSWER_BYTES = 16 * 1024

@@ -1,6 +1,6 @@
 """The committee's keyset, read from the nodes and checked before the gateway uses it.
 
-The check is the SDK's (:func:`tkms.dkg.keyset.verify_keyset`): with a trusted
+The check is the SDK's (:func:`tkms.protocol.keyset.verify_keyset`): with a trusted
 ``Y`` configured, every ``Y_i`` on one polynomial through ``Y`` and every
 signature present valid; without one, nothing less than every node's
 signature of the same keyset. Then the keyset must list each configured node
@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tkms.dkg.keyset import KeysetError, VerifiedKeyset, verify_keyset
 from tkms.gateway.fanout import NodeRef
+from tkms.protocol.keyset import KeysetError, VerifiedKeyset, verify_keyset
 from tkms.transport.http11 import Http11, TransportFailure
 
 log = logging.getLogger("tkms.gateway.keysets")

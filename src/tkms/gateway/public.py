@@ -31,7 +31,6 @@ from typing import Any
 
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.gateway.fanout import Fanout, NotEnoughAnswers
 from tkms.gateway.records import StoredRecord
 from tkms.gateway.routing import Chains
@@ -40,6 +39,7 @@ from tkms.gateway.service import Answer, GatewayService, NotEnoughNodes
 from tkms.gateway.wire import signed
 from tkms.protocol.delegation import SealedPartial, user_fields
 from tkms.protocol.handle import Handle, HandleError, SolidityType, parse_handle
+from tkms.protocol.keyset import VerifiedKeyset
 from tkms.protocol.partials import PartialRejected, open_partial, shared_x
 from tkms.web.errors import ApiError
 from tkms.web.params import parse_salt

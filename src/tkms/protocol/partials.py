@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 from tkms.crypto import curve, dleq, rsa
 from tkms.crypto.shamir import combine_points
-from tkms.dkg.keyset import VerifiedKeyset
 from tkms.protocol.delegation import SealedPartial
 from tkms.protocol.errors import ProtocolError
+from tkms.protocol.keyset import VerifiedKeyset
 
 ENVELOPE_LENGTH = 33 + 32 + 32  # S_i ‖ DLEQ proof (c, z)
 
