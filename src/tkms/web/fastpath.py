@@ -249,7 +249,8 @@ class FastAPIWithFastPath(FastAPI):
         self._fast_options = options
 
     def fast_path_off(self) -> None:
-        """Every route through FastAPI again (the benchmarks' "before")."""
+        """Every route through FastAPI again: the benchmarks' "before", and the
+        reference tests/slow_gateway.py serves for tests/test_gateway_fastpath.py."""
         self._fast_options = self._fast = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
