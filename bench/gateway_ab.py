@@ -1,6 +1,6 @@
 """The gateway's CPU per decryption, this checkout against another one, in one run.
 
-    .venv/bin/python bench/gateway_ab.py --baseline DIR [--rounds 600] [--markdown]
+    .venv/bin/python bench/gateway_ab.py --baseline DIR [--rounds 600] [--users 1] [--markdown]
 
 ``DIR`` is another checkout of tkms (``git worktree add DIR main``, or ``git
 archive main | tar -x -C DIR``): its ``src/`` is put first on the baseline
@@ -10,7 +10,9 @@ in front of the same nodes with the devnet's gateway environment (the same
 wallet and database): ``baseline`` (DIR's code) and ``this`` (this checkout's).
 One public handle; one client per gateway decrypts it ``--rounds`` times,
 in blocks of 50 alternating between the gateways, so that the machine's load
-falls on both alike. Per gateway: its process's CPU (utime + stime, the whole
+falls on both alike; with ``--users N``, N AsyncClients per gateway at once
+(bench/e2e.py's load is 16), each ``per_user(N)`` decryptions per block. Per
+gateway: its process's CPU (utime + stime, the whole
 run, its background work included: both exist for all of it) per decryption,
 and the p50 of a decryption through it. The crypto floor of one decryption
 (client + the t + spare partials, ``bench/e2e_floors.py``) is measured in the
@@ -25,12 +27,14 @@ answer (one ECDSA signature); the user's token and the
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,7 +45,7 @@ from bench.common import checkout_src, load_summary, measure, print_table
 from bench.e2e import devnet
 from bench.e2e_floors import floors
 from bench.user_mode import cpu_seconds
-from tkms.client import Client
+from tkms.client import AsyncClient, Client
 from tkms.client.sdk import devnet_settings
 from tkms.crypto.wallet import Wallet
 from tkms.devnet.gateway import gateway_env
@@ -82,10 +86,77 @@ def _gateway(name: str, env: dict[str, str], log: Path, pythonpath: str | None) 
     return service
 
 
+def per_user(users: int) -> int:
+    """Decryptions per user and block: at least 10, so a block is more than its ramp."""
+    return max(10, BLOCK // users)
+
+
+Measured = tuple[dict[str, list[float]], dict[str, float], float]
+
+
+def _sequential(services: dict[str, Service], secret: Any, kw: Any, rounds: int) -> Measured:
+    """One sync client per gateway, ``BLOCK`` decryptions each in turn."""
+    clients = {n: Client(s.url, Wallet.generate(), **kw) for n, s in services.items()}
+    walls: dict[str, list[float]] = {n: [] for n in services}
+    for client in clients.values():
+        assert client.decrypt(secret) == 7  # key, keyset, connection
+    start = {n: cpu_seconds(s.process.pid) for n, s in services.items()}
+    started = time.perf_counter()
+    for _ in range(0, rounds, BLOCK):
+        for name, client in clients.items():
+            for _ in range(BLOCK):
+                t0 = time.perf_counter()
+                assert client.decrypt(secret) == 7
+                walls[name].append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    cpu = {n: cpu_seconds(s.process.pid) - start[n] for n, s in services.items()}
+    for client in clients.values():
+        client.close()
+    return walls, cpu, elapsed
+
+
+async def _concurrent(
+    services: dict[str, Service], secret: Any, kw: Any, users: int, rounds: int
+) -> Measured:
+    """``users`` AsyncClients per gateway at once, in blocks alternating between the gateways
+    (:func:`per_user` decryptions per user and block: bench/e2e.py's 16 users' load)."""
+    clients = {
+        n: [AsyncClient(s.url, Wallet.generate(), **kw) for _ in range(users)]
+        for n, s in services.items()
+    }
+    walls: dict[str, list[float]] = {n: [] for n in services}
+
+    async def user(name: str, client: AsyncClient, count: int) -> None:
+        for _ in range(count):
+            t0 = time.perf_counter()
+            assert await client.decrypt(secret) == 7
+            walls[name].append(time.perf_counter() - t0)
+
+    try:
+        for group in clients.values():  # keys, keyset, connections
+            await asyncio.gather(*(c.decrypt(secret) for c in group))
+        start = {n: cpu_seconds(s.process.pid) for n, s in services.items()}
+        started = time.perf_counter()
+        each = per_user(users)
+        for _ in range(0, rounds, each * users):
+            for name, group in clients.items():
+                await asyncio.gather(*(user(name, c, each) for c in group))
+        elapsed = time.perf_counter() - started
+        cpu = {n: cpu_seconds(s.process.pid) - start[n] for n, s in services.items()}
+    finally:
+        for group in clients.values():
+            for client in group:
+                await client.aclose()
+    return walls, cpu, elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, required=True, help="another tkms checkout")
     parser.add_argument("--rounds", type=int, default=600, help="decryptions per gateway")
+    parser.add_argument(
+        "--users", type=int, default=1, help="concurrent AsyncClients per gateway (1: one sync)"
+    )
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     baseline_src = checkout_src(parser, args.baseline, "gateway")
@@ -110,22 +181,12 @@ def main() -> None:
                 owner.make_public_on_chain(secret)
             settings = devnet_settings(manifest_path)
             kw = {k: v for k, v in settings.items() if k not in ("gateway_url", "wallet")}
-            clients = {n: Client(s.url, Wallet.generate(), **kw) for n, s in services.items()}
-            walls: dict[str, list[float]] = {n: [] for n in services}
-            for client in clients.values():
-                assert client.decrypt(secret) == 7  # key, keyset, connection
-            start = {n: cpu_seconds(s.process.pid) for n, s in services.items()}
-            started = time.perf_counter()
-            for _ in range(0, args.rounds, BLOCK):
-                for name, client in clients.items():
-                    for _ in range(BLOCK):
-                        t0 = time.perf_counter()
-                        assert client.decrypt(secret) == 7
-                        walls[name].append(time.perf_counter() - t0)
-            elapsed = time.perf_counter() - started
-            cpu = {n: cpu_seconds(s.process.pid) - start[n] for n, s in services.items()}
-            for client in clients.values():
-                client.close()
+            if args.users > 1:
+                walls, cpu, elapsed = asyncio.run(
+                    _concurrent(services, secret, kw, args.users, args.rounds)
+                )
+            else:
+                walls, cpu, elapsed = _sequential(services, secret, kw, args.rounds)
         finally:
             stop_all(list(services.values()))
     rows = []
@@ -141,10 +202,15 @@ def main() -> None:
                 f"{statistics.median(walls[name]) * 1000:.2f}",
             ]
         )
+    who = (
+        f"{args.users} concurrent users, {per_user(args.users)} decryptions each per block"
+        if args.users > 1
+        else f"one sync client, blocks of {BLOCK}"
+    )
     ratio = cpu["this"] / cpu["baseline"] if cpu["baseline"] else float("nan")
     print_table(
         f"Gateway CPU per decryption: {len(manifest.nodes)} nodes (user mode), t = "
-        f"{manifest.threshold}, chain ACL, one devnet, blocks of {BLOCK} alternating",
+        f"{manifest.threshold}, chain ACL, one devnet, {who}, blocks alternating",
         [
             "gateway",
             "decrypts",

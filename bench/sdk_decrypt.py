@@ -12,13 +12,17 @@ connection made). Each round times, in turn: decryptions by
 ``tkms.client.Client`` as it is; the same client's flows over ``httpx.Client``
 (the synchronous SDK's transport until issue 13, for the comparison); and the
 client's floor, bench/e2e_floors.py's ``t`` RSA opens + ``t`` DLEQ checks +
-Lagrange + HKDF + AES-GCM. A figure is this process's CPU time (user +
+Lagrange + HKDF + AES-GCM; and the same floor with each call after a 5 ms sleep
+(about a decryption's wait for the gateway): a process that blocks wakes with
+its caches taken by the others, and pays that on its crypto too (docs/performance.md).
+A figure is this process's CPU time (user +
 system) per call, the median over rounds; only the client is counted here (the
 gateway's and the nodes' CPU: bench/e2e.py). Between the floor and the SDK
 lie checks that stay (the gateway's signature, each partial's node signature:
 four ECDSA recoveries with their EIP-712 hashing), the HTTP exchange and JSON:
 a second table times each piece of one decryption apart, on one real answer
-of the gateway (its salt kept), in the same rounds.
+of the gateway (its salt kept), in the same rounds, and the whole flow on that
+answer without the socket (``Replay``): the SDK's Python and crypto, apart from its I/O.
 
 ``--baseline DIR`` (another checkout: ``git worktree add DIR main``) adds two
 rows: the same warm decryption in two worker processes (bench/sdk_worker.py),
@@ -64,6 +68,8 @@ from tkms.transport.exchange import MAX_ANSWER_BYTES, AnswerReader, request_byte
 from tkms.transport.http1 import Http1
 
 NOW, BEFORE, FLOOR = "Client (transport/http11_sync.py)", "Client over httpx.Client", "floor"
+WAIT = 0.005  # about what a warm decryption waits for the gateway on this devnet
+WOKEN = f"floor, each call after a {WAIT * 1000:.0f} ms sleep"
 BASELINE, THIS = "worker: --baseline's Client", "worker: this checkout's Client"
 
 
@@ -91,6 +97,35 @@ class HttpxClient(Client):
     def close(self) -> None:
         self._httpx.close()
         super().close()
+
+
+class Replay(Client):
+    """One recorded answer of the gateway, served again to the whole flow: the salt
+    the client draws is drawn once and kept, so every check runs as in a decryption
+    and only the socket (and the wait for the answer) is left out."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._recorded: dict[str, HttpResponse] = {}
+        drawn = self.core._params()
+        self.core._params = lambda: (drawn[0], dict(drawn[1]))  # type: ignore[method-assign]
+
+    def _send(self, request: HttpRequest) -> HttpResponse:
+        if request.path not in self._recorded:
+            self._recorded[request.path] = super()._send(request)
+        return self._recorded[request.path]
+
+
+def after_wait(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` after a sleep as long as a decryption's wait: what the process pays for
+    blocking (its caches and predictors taken by the gateway, the nodes, and the other
+    processes on these two cores meanwhile), on crypto that costs no more than the floor's."""
+
+    def woken() -> object:
+        time.sleep(WAIT)
+        return fn()
+
+    return woken
 
 
 def cpu_per_call(fn: Callable[[], object], calls: int) -> float:
@@ -208,10 +243,12 @@ def run(
         secret = now.encrypt(10**18, "uint256")
         now.register_on_chain(secret)
         handle = secret.handle
+        replay = stack.enter_context(Replay.from_devnet(manifest))
         cases: dict[str, Callable[[], object]] = {
             NOW: lambda: now.decrypt(handle),
             BEFORE: lambda: before.decrypt(handle),
             FLOOR: floor,
+            WOKEN: after_wait(floor),
         }
         for fn in cases.values():  # warm: key, authorization, keyset, connections
             cpu_per_call(fn, 10)
@@ -220,8 +257,13 @@ def run(
             this = (Path(__file__).resolve().parent.parent / "src").resolve()
             for name, src in ((BASELINE, baseline), (THIS, this)):
                 workers[name] = stack.enter_context(worker(manifest, src))
-        assert now.decrypt(handle) == before.decrypt(handle) == 10**18
-        parts = pieces(now, handle)
+        assert now.decrypt(handle) == before.decrypt(handle) == replay.decrypt(handle) == 10**18
+        parts = {
+            "the whole decryption on a recorded answer (Client, no socket, no wait)": lambda: (
+                replay.decrypt(handle)
+            ),
+            **pieces(now, handle),
+        }
         results: dict[str, list[float]] = {name: [] for name in [*cases, *workers]}
         split: dict[str, list[float]] = {name: [] for name in parts}
         for done in range(rounds):

@@ -87,6 +87,28 @@ def test_answer_size_and_timeout_are_bounded() -> None:
             Http11Sync(slow, timeout=0.3).request("GET", "/", {}, {}, None)
 
 
+def test_a_body_larger_than_the_socket_buffer_goes_out_or_times_out() -> None:
+    # 8 MB fills the kernel's buffers: the send waits for the server to read, within
+    # the one deadline (a server that never reads is a timeout, not a hang).
+    body = b"[" + b"0," * (4 * 1024 * 1024) + b"0]"
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    async def reads_it(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        got = await reader.readexactly(len(body))
+        writer.write(lb.answer(b'{"length":%d}' % len(got)))
+        await writer.drain()
+
+    with lb.serving_in_thread(reads_it) as url:
+        answer = Http11Sync(url, timeout=10).request("POST", "/", {}, {}, body)
+        assert answer.body == b'{"length":%d}' % len(body)
+    too_slow = pytest.raises(TransportFailure, match="ReadTimeout")
+    with lb.serving_in_thread(deaf) as url, too_slow:
+        Http11Sync(url, timeout=0.3).request("POST", "/", {}, {}, body)
+
+
 def test_a_closed_kept_connection_is_not_reused() -> None:
     async def one_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await lb.read_request(reader)

@@ -28,11 +28,17 @@ def test_query_params_match_starlettes(text: str) -> None:
 @given(
     st.sampled_from([100, 200, 201, 204, 304, 400, 404, 413, 500, 503]),
     st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers(), max_size=3),
+    st.none() | st.sampled_from(["gateway;dur=0.125", "gateway;dur=1.500, kms;dur=7.250"]),
 )
-def test_json_response_is_starlettes(status: int, data: dict[str, object]) -> None:
-    """json_response builds its headers itself: the same bytes as Starlette's Response."""
-    ours = json_response(data, status)
-    theirs = Response(_COMPACT.encode(data).encode(), status, media_type="application/json")
+def test_json_response_is_starlettes(
+    status: int, data: dict[str, object], timing: str | None
+) -> None:
+    """json_response builds its headers itself: the same bytes as Starlette's Response
+    (with the gateway's Server-Timing, as a headers mapping gives it)."""
+    ours = json_response(data, status, timing=timing)
+    headers = None if timing is None else {"Server-Timing": timing}
+    body = _COMPACT.encode(data).encode()
+    theirs = Response(body, status, media_type="application/json", headers=headers)
     assert (ours.status_code, ours.body, ours.raw_headers) == (
         theirs.status_code,
         theirs.body,

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tkms.client.errors import NotEnoughPartials, UntrustedResponse
-from tkms.client.recombine import open_partial
+from tkms.client.recombine import combine, open_partial
 from tkms.client.trust import GatewayTrust
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
-from tkms.crypto.shamir import combine_points
 from tkms.crypto.wallet import SignatureError
 from tkms.protocol.binding import ciphertext_digest, is_bound
 from tkms.protocol.delegation import DelegationAnswerError, check_partial_answer
@@ -91,8 +90,10 @@ def check_created(
 
 def _record(
     payload: Mapping[str, Any], handle: Handle, trust: GatewayTrust, *, threshold: bool
-) -> ecies.EciesRecord:
-    """The record of an answer, once it is known to be the record the handle names.
+) -> tuple[ecies.EciesRecord, curve.Point | None]:
+    """The record of an answer, once it is known to be the record the handle names, and
+    its ephemeral key parsed (None: a v0 record without one), which a threshold answer's
+    DLEQ checks take: parsed once here, not again by the caller.
 
     The binding (docs/binding.md) is checked before anything is decrypted: a
     gateway that serves another record under a handle is caught here. v0
@@ -101,7 +102,7 @@ def _record(
     """
     if not isinstance(payload.get("handle"), str) or payload["handle"].lower() != handle.hex:
         raise UntrustedResponse("the gateway answered for another handle")
-    ephemeral = b""
+    ephemeral, point = b"", None
     if not threshold and trust.require_binding and payload.get("ephemeralPubKey") is None:
         raise UntrustedResponse(
             "the answer carries no ephemeralPubKey, so the handle's binding cannot be checked"
@@ -110,13 +111,13 @@ def _record(
     if threshold or trust.require_binding or payload.get("ephemeralPubKey") is not None:
         ephemeral = _hex(payload, "ephemeralPubKey", 33)
         try:
-            curve.parse_point(ephemeral)
+            point = curve.parse_point(ephemeral)
         except curve.CurveError:
             raise UntrustedResponse("gateway answer: ephemeralPubKey is not a point") from None
     record = ecies.EciesRecord(ephemeral, _hex(payload, "iv", 12), _hex(payload, "ciphertext"))
     if trust.require_binding:
         _check_binding(payload, handle.to_bytes(), record, trust)
-    return record
+    return record, point
 
 
 def _check_binding(
@@ -180,8 +181,9 @@ def open_threshold_round(
     do what it signed: the whole answer is untrusted.
     """
     _signed_exclude(payload, exclude)
-    result = ThresholdRound(_record(payload, handle, trust, threshold=True))
-    ephemeral = curve.parse_point(result.record.ephemeral_pubkey)
+    record, ephemeral = _record(payload, handle, trust, threshold=True)
+    assert ephemeral is not None  # a threshold record has one, or _record refused it
+    result = ThresholdRound(record)
     partials = payload.get("partials")
     epoch = payload.get("epoch")
     if not isinstance(partials, list) or len(partials) > MAX_PARTIALS:
@@ -218,7 +220,7 @@ def decrypt_threshold(
     chosen = dict(sorted(good.items())[: keyset.threshold])
     if len(chosen) < keyset.threshold:
         raise NotEnoughPartials(keyset.threshold, len(chosen), {})
-    shared_x = curve.point_x(combine_points(chosen))
+    shared_x = curve.point_x(combine(chosen))
     try:
         return ecies.decrypt_with_shared_x(shared_x, record.iv, record.ciphertext)
     except ecies.EciesError:
@@ -232,7 +234,7 @@ def open_single(
     trust: GatewayTrust,
 ) -> bytes:
     """The v0 material: RSA-open ``x(S)``, then AES-GCM (nox-compat.md)."""
-    record = _record(payload, handle, trust, threshold=False)
+    record, _ = _record(payload, handle, trust, threshold=False)
     try:
         shared_x = rsa.decrypt(private_key, _hex(payload, "encryptedSharedSecret"))
         if len(shared_x) != 32:

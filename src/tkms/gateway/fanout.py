@@ -34,7 +34,7 @@ from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.node_failure import FailureKind, NodeFailure
 from tkms.gateway.node_health import NodeHealth
-from tkms.gateway.nodehttp import NodeConnections, NodeHttpError
+from tkms.gateway.nodehttp import NodeConnections, NodeHttpError, NodeRequest
 from tkms.protocol.delegation import (
     V1_PATH,
     DelegateRequest,
@@ -134,13 +134,11 @@ class Fanout:
             await pool.aclose()
         self._pools.clear()
 
-    async def _ask(
-        self, node: NodeRef, target: str, headers: list[tuple[str, str]], body: bytes
-    ) -> dict[str, Any]:
+    async def _ask(self, node: NodeRef, request: NodeRequest) -> dict[str, Any]:
         try:
             # The exchange's own timer: no task of its own (wait_for), no Timeout object.
-            status, raw = await self._connections(node).post(
-                target, headers, body, limit=MAX_ANSWER_BYTES, timeout=self.node_timeout
+            status, raw = await self._connections(node).send(
+                request, limit=MAX_ANSWER_BYTES, timeout=self.node_timeout
             )
         except NodeHttpError as exc:
             raise _NodeFailed(exc.failure) from None
@@ -158,15 +156,13 @@ class Fanout:
     async def _one(
         self,
         node: NodeRef,
-        target: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
+        request: NodeRequest,
         salt: bytes,
         epoch: int,
     ) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            data = await self._ask(node, target, headers, body)
+            data = await self._ask(node, request)
             try:
                 sealed = check_partial_answer(
                     data, index=node.index, signer=node.signer, chain_id=self.chain_id, salt=salt
@@ -212,6 +208,7 @@ class Fanout:
         # The epoch named: a node past a reshare's switch answers with its old share
         # while it keeps it, so a request made during the switch does not fail.
         target += f"&epoch={epoch}"
+        prepared = NodeRequest(target, headers, body)  # the same bytes for every node but Host
         for i in exclude:  # a client caught it lying: ask it last for a while
             self.health.failed(i)
         ordered = self.health.order(
@@ -226,9 +223,7 @@ class Fanout:
         arrivals = _Arrivals()
 
         def ask(index: int) -> None:
-            task = asyncio.create_task(
-                self._one(self.nodes[index], target, headers, body, salt, epoch)
-            )
+            task = asyncio.create_task(self._one(self.nodes[index], prepared, salt, epoch))
             tasks[task] = index
             pending.add(task)
             arrivals.watch(task)

@@ -50,7 +50,7 @@ from tkms.transport.http1 import (
     encode_request,
 )
 
-__all__ = ["MAX_HEAD_BYTES", "NodeConnections", "NodeHttpError"]
+__all__ = ["MAX_HEAD_BYTES", "NodeConnections", "NodeHttpError", "NodeRequest"]
 
 _CHUNKED = "Transfer-Encoding (chunked) answer: Content-Length only"
 
@@ -203,6 +203,38 @@ def _parse(answer: _Answer) -> tuple[int, bytes] | None:
     return answer.status, body
 
 
+class NodeRequest:
+    """A POST's bytes but its ``Host`` line: encoded and checked once for every node asked.
+
+    A read sends the same request to t + spare nodes; only ``Host`` differs, and
+    encoding a request (its checks, ~2.5 kB of fields and body) costs ~25 µs."""
+
+    __slots__ = ("line", "rest")
+
+    def __init__(self, target: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        fields = [("Content-Length", str(len(body))), *headers]
+        try:
+            encoded = encode_request("POST", target, fields, body)
+        except ProtocolError:
+            # Our own values, but a CR or LF in one would split the request: refuse it.
+            raise ValueError("a request line or header is not HTTP") from None
+        end = encoded.index(b"\r\n") + 2
+        self.line, self.rest = encoded[:end], encoded[end:]
+
+    def to(self, host: bytes) -> bytes:
+        """The whole request with ``host`` (a checked ``Host`` line) first after its line."""
+        return b"".join((self.line, host, self.rest))
+
+
+def _host_line(authority: str) -> bytes:
+    """``Host: <authority>``, checked by http1 as any field, with its CRLF."""
+    try:
+        encoded = encode_request("GET", "/", [("Host", authority)], None)
+    except ProtocolError:
+        raise ValueError("node URL's authority is not HTTP") from None
+    return encoded[encoded.index(b"\r\n") + 2 : -2]
+
+
 class NodeConnections:
     """Keep-alive connections to one node; safe for concurrent requests (one per connection)."""
 
@@ -213,6 +245,7 @@ class NodeConnections:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.authority = parts.netloc
+        self._host = _host_line(parts.netloc)
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self._idle: list[_Conn] = []
         self._max_idle = max_idle
@@ -225,14 +258,6 @@ class NodeConnections:
             raise NodeHttpError(FailureKind.UNREACHABLE, f"connect: {type(exc).__name__}") from None
         return conn
 
-    def _request(self, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-        fields = [("Host", self.authority), ("Content-Length", str(len(body))), *headers]
-        try:
-            return encode_request("POST", target, fields, body)
-        except ProtocolError:
-            # Our own values, but a CR or LF in one would split the request: refuse it.
-            raise ValueError("a request line or header is not HTTP") from None
-
     async def post(
         self,
         target: str,
@@ -242,13 +267,19 @@ class NodeConnections:
         limit: int,
         timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        """(status, body) of ``POST target``; a body over ``limit`` bytes is an error.
+        """(status, body) of ``POST target``; a body over ``limit`` bytes is an error."""
+        return await self.send(NodeRequest(target, headers, body), limit=limit, timeout=timeout)
+
+    async def send(
+        self, prepared: NodeRequest, *, limit: int, timeout: float | None = None
+    ) -> tuple[int, bytes]:
+        """(status, body) of ``prepared`` sent to this node; as :meth:`post`.
 
         ``timeout`` (seconds, connecting included) ends it as a ``timeout`` failure: a
         timer on the loop, where ``asyncio.timeout`` adds an object, a reschedule and
         a cancellation per request (the caller's own cancellation works as well).
         """
-        request = self._request(target, headers, body)
+        request = prepared.to(self._host)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while self._idle:

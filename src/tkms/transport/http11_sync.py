@@ -15,6 +15,13 @@ Why not httpx.Client: its models, httpcore's pool and its per-phase timeouts
 cost several times this module's CPU per request (bench/sdk_transport.py).
 The name lookup (``getaddrinfo``) is the one step no deadline bounds: the
 resolver's own timeouts do, as with httpx.
+
+A plain (not TLS) connection is kept non-blocking with one ``poll`` object of its
+own: the stale check, then each wait for the answer, is that one ``poll`` with
+what is left of the deadline, where ``settimeout`` before each send and receive
+cost an ``ioctl`` and a ``poll`` each (four system calls an exchange, not seven;
+docs/performance.md). A TLS connection, and a system without ``poll``, keep the
+socket's own timeouts.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ __all__ = ["Answer", "Dropped", "Http11Sync", "TransportFailure"]
 class _Conn:
     sock: socket.socket
     http: Http1
+    # A plain socket's, non-blocking, registered for POLLIN; None: the socket's timeouts.
+    poller: select.poll | None = None
 
 
 def _left(deadline: float) -> float:
@@ -54,10 +63,18 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _stale(sock: socket.socket) -> bool:
+def _left_ms(deadline: float) -> float:
+    """:func:`_left` in milliseconds, for ``poll`` (which rounds a fraction up)."""
+    return _left(deadline) * 1000
+
+
+def _stale(conn: _Conn) -> bool:
     """Whether an idle connection has something to read: the server's FIN (its
     keep-alive timeout), or bytes nobody asked for. Either way it is not reused
     (httpcore's check before reuse, too); a close racing the request is Dropped."""
+    if conn.poller is not None:
+        return bool(conn.poller.poll(0))
+    sock = conn.sock
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
     if not hasattr(select, "poll"):  # Windows
@@ -65,6 +82,30 @@ def _stale(sock: socket.socket) -> bool:
     poll = select.poll()  # not select(): a descriptor above 1024 is fine
     poll.register(sock, select.POLLIN)
     return bool(poll.poll(0))
+
+
+def _send_polled(sock: socket.socket, data: bytes, deadline: float) -> None:
+    """All of ``data`` on a non-blocking socket (a request fits its buffer: one ``send``)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view) :]
+        except BlockingIOError:  # the buffer is full: wait until it drains, or the deadline
+            writable = select.poll()
+            writable.register(sock, select.POLLOUT)
+            if not writable.poll(_left_ms(deadline)):
+                raise TimeoutError from None
+
+
+def _recv_polled(sock: socket.socket, poller: select.poll, deadline: float) -> bytes:
+    """The next bytes of a non-blocking socket (``b""``: the server's close)."""
+    while True:
+        if not poller.poll(_left_ms(deadline)):
+            raise TimeoutError
+        try:
+            return sock.recv(READ_CHUNK)
+        except BlockingIOError:  # woken with nothing to read after all: wait again
+            continue
 
 
 class Http11Sync(Transport[_Conn]):
@@ -91,7 +132,7 @@ class Http11Sync(Transport[_Conn]):
 
     def _take(self, deadline: float) -> tuple[_Conn, bool]:
         while conn := self._pop():
-            if not _stale(conn.sock):
+            if not _stale(conn):
                 return conn, True
             conn.sock.close()
         try:
@@ -100,7 +141,12 @@ class Http11Sync(Transport[_Conn]):
             raise TransportFailure("ConnectTimeout") from None
         except OSError as exc:  # ssl.SSLError (a certificate refused) is one
             raise TransportFailure(f"ConnectError ({type(exc).__name__})") from None
-        return _Conn(sock, Http1()), False
+        conn = _Conn(sock, Http1())
+        if not isinstance(sock, ssl.SSLSocket) and hasattr(select, "poll"):
+            sock.setblocking(False)
+            conn.poller = select.poll()  # not select(): a descriptor above 1024 is fine
+            conn.poller.register(sock, select.POLLIN)
+        return conn, False
 
     def _connect(self, deadline: float) -> socket.socket:
         origin = self.origin
@@ -140,11 +186,17 @@ class Http11Sync(Transport[_Conn]):
         sock = conn.sock
         try:
             out = request_bytes(conn.http, method, target, fields, body)
-            sock.settimeout(_left(deadline))
-            sock.sendall(out)
-            while (whole := answer.step()) is None:
+            if conn.poller is None:
                 sock.settimeout(_left(deadline))
-                answer.feed(sock.recv(READ_CHUNK))
+                sock.sendall(out)
+            else:
+                _send_polled(sock, out, deadline)
+            while (whole := answer.step()) is None:
+                if conn.poller is None:
+                    sock.settimeout(_left(deadline))
+                    answer.feed(sock.recv(READ_CHUNK))
+                else:
+                    answer.feed(_recv_polled(sock, conn.poller, deadline))
             keep = reusable(conn.http)
             return whole
         except TimeoutError:

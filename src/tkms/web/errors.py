@@ -103,9 +103,19 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None] | None 
 _INTERNAL = error_body("internal_error", "internal error")
 
 
-def internal_error_response() -> Response:
-    """CatchAll's answer, for a layer that catches in its place (tkms.web.fastpath)."""
-    return Response(_INTERNAL, status_code=500, media_type="application/json")
+async def send_internal_error(send: Send) -> None:
+    """CatchAll's answer, also for a layer that catches in its place (tkms.web.fastpath)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_INTERNAL)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _INTERNAL})
 
 
 class CatchAll:
@@ -140,14 +150,4 @@ class CatchAll:
             log.error("internal_error %s", type(exc).__name__)
             if started:
                 return
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(_INTERNAL)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": _INTERNAL})
+            await send_internal_error(send)

@@ -24,15 +24,19 @@ same answers:
   of CatchAll (its type logged, never its message), counted by ``on_error``;
 * the request is counted in the same :class:`~tkms.web.middleware.RouteMetrics`
   under the route's template (``unmatched`` when refused before the route,
-  as Metrics does).
+  as Metrics does);
+* with ``cors`` (the service's CORS middleware, configured as in its stack),
+  every answer gets the headers that middleware adds to a non-preflight answer
+  (:class:`~tkms.web.cors.SimpleCors`; a preflight is an OPTIONS, never a fast
+  route's method).
 
 Only the method a route names is taken (a HEAD, or any other method, falls
 through to FastAPI and gets its 405). A fast route must be the router's first
 match for its paths (no earlier route of the same method matching them), as
 every one of ours is. A middleware placed outside the fast
-path still applies (the gateway's CORS); one placed inside it does not, so a
-service places it inside only what does not concern its routes (the
-gateway's write rate limit is for POSTs, its fast routes are GETs).
+path still applies; one placed inside it does not, so a service places it
+inside only what does not concern its routes (the gateway's write rate limit
+is for POSTs, its fast routes are GETs) or what FastPath does itself (CORS).
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.datastructures import QueryParams
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tkms.web.errors import internal_error_response
+from tkms.web.cors import SimpleCors
+from tkms.web.errors import send_internal_error
 from tkms.web.middleware import (
     ASGIApp,
     Receive,
@@ -111,8 +117,10 @@ class FastPath:
         body_limit: int | None,
         prefix_limits: dict[str, int] | None = None,
         on_error: Callable[[str], None],
+        cors: CORSMiddleware | None = None,
     ) -> None:
         self.app = app
+        self.cors = SimpleCors(cors) if cors is not None else None
         self.fastapi = fastapi
         self.recorder = recorder
         self.body_limit = body_limit
@@ -165,10 +173,15 @@ class FastPath:
         template = "unmatched"
         body: bytes | None = None
 
+        cors = self.cors
+
         async def record_status(message: Any) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
+                if cors is not None:
+                    await cors.send(message, send, scope["headers"])
+                    return
             await send(message)
 
         try:
@@ -200,7 +213,7 @@ class FastPath:
                 self.on_error("internal_error")
                 log.error("internal_error %s", type(exc).__name__)
                 if not started:
-                    await internal_error_response()(scope, receive, record_status)
+                    await send_internal_error(record_status)
         finally:
             self.recorder.record(template, scope["method"], status, time.perf_counter() - start)
 
@@ -223,11 +236,10 @@ class FastAPIWithFastPath(FastAPI):
     """A FastAPI app whose fast routes are served before FastAPI's own layers.
 
     As middleware, FastPath would still sit under FastAPI's ``__call__``
-    (its telemetry hook) and ServerErrorMiddleware; here it is the outermost
-    callable, for a service with no layer that its fast routes need (the
-    node; the gateway's CORS must wrap its reads, so it uses the middleware).
-    ``fast_path(...)`` takes FastPath's arguments; it is built on the first call,
-    when every route is in.
+    (its telemetry hook), ServerErrorMiddleware and every layer outside it;
+    here it is the outermost callable: the node's, and the gateway's, whose
+    CORS it applies itself (``cors``). ``fast_path(...)`` takes FastPath's
+    arguments; it is built on the first call, when every route is in.
     """
 
     _fast_options: dict[str, Any] | None = None
@@ -237,7 +249,8 @@ class FastAPIWithFastPath(FastAPI):
         self._fast_options = options
 
     def fast_path_off(self) -> None:
-        """Every route through FastAPI again (the benchmarks' "before")."""
+        """Every route through FastAPI again: the benchmarks' "before", and the
+        reference tests/slow_gateway.py serves for tests/test_gateway_fastpath.py."""
         self._fast_options = self._fast = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -3,8 +3,7 @@
 :class:`BodyLimit` reads at most ``limit`` bytes of a request body and answers
 413 past that, so no handler ever buffers a hostile body. :class:`Metrics`
 counts requests and latency per route template (never the raw path, whose
-cardinality an attacker controls) and status. :class:`JsonCORS` is
-Starlette's CORS middleware whose refused preflights are our JSON error.
+cardinality an attacker controls) and status. CORS is :mod:`tkms.web.cors`.
 """
 
 from __future__ import annotations
@@ -14,9 +13,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.datastructures import Headers
-from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import Response
 
 from tkms.web.errors import error_body
 
@@ -186,22 +182,3 @@ class Metrics:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.recorder.record(template, scope["method"], status, time.perf_counter() - start)
-
-
-class JsonCORS(CORSMiddleware):
-    """A refused preflight answers 400 in the JSON error shape, not Starlette's text."""
-
-    def preflight_response(self, request_headers: Headers) -> Response:
-        response = super().preflight_response(request_headers)
-        if response.status_code != 400:
-            return response
-        refused = bytes(response.body).decode("ascii", "replace").removeprefix("Disallowed CORS ")
-        headers = {
-            k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")
-        }
-        return Response(
-            error_body("cors_refused", f"CORS preflight refused: {refused} not allowed"),
-            status_code=400,
-            headers=headers,
-            media_type="application/json",
-        )
