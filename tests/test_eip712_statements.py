@@ -10,7 +10,7 @@ from eth_account.messages import encode_typed_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tkms.crypto import eip712, eip712_reference
+from tkms.crypto import delegation_digests, eip712, eip712_reference
 from tkms.crypto.wallet import Wallet
 
 WALLET = Wallet(bytes.fromhex("11" * 32))
@@ -165,20 +165,21 @@ def test_public_statement_type_strings() -> None:
 def test_partial_response_digest_is_eth_accounts(
     chain_id: int, salt: bytes, index: int, epoch: int, sealed: str
 ) -> None:
-    """The node's straight-line digest of its partial's proof (eip712.partial_response_digest)."""
+    """The straight-line digest of a partial's proof (delegation_digests.partial_answer_digest)."""
     domain = eip712.delegate_domain(chain_id, salt)
     message = {"index": index, "epoch": epoch, "encryptedPartial": sealed}
     statement = eip712.PARTIAL_DELEGATE_RESPONSE_PROOF
     expected = eip712_reference.reference_digest(domain, statement, message)
-    assert eip712.partial_response_digest(chain_id, salt, index, epoch, sealed) == expected
+    digest = delegation_digests.partial_answer_digest(chain_id, salt, index, epoch, sealed)
+    assert digest == expected
 
 
 def test_partial_response_digest_refuses_what_digest_refuses() -> None:
     for salt in (bytes(31), bytes(33)):
         with pytest.raises(eip712.Eip712Error):
-            eip712.partial_response_digest(1, salt, 1, 1, "0x")
+            delegation_digests.partial_answer_digest(1, salt, 1, 1, "0x")
     for index, epoch in ((-1, 1), (1, 2**256), (True, 1)):
         with pytest.raises(eip712.Eip712Error):
-            eip712.partial_response_digest(1, bytes(32), index, epoch, "0x")
+            delegation_digests.partial_answer_digest(1, bytes(32), index, epoch, "0x")
     with pytest.raises(eip712.Eip712Error):
-        eip712.partial_response_digest(1, bytes(32), 1, 1, "\ud800")  # not valid Unicode
+        delegation_digests.partial_answer_digest(1, bytes(32), 1, 1, "\ud800")  # not valid Unicode

@@ -595,34 +595,6 @@ def digest(domain: Domain, statement: Statement, message: Mapping[str, Any]) -> 
     return keccak256(b"\x19\x01" + domain_separator(domain) + hash_struct(statement, message))
 
 
-def partial_response_digest(
-    chain_id: int, salt: bytes, index: int, epoch: int, encrypted_partial: str
-) -> bytes:
-    """:func:`digest` of a ``PartialDelegateResponseProof`` in ``delegate_domain(chain_id,
-    salt)``, straight-line: a node signs one per partial, and the domain's head and the
-    struct's ``typeHash ‖ index ‖ epoch`` are the same for all of them."""
-    if type(chain_id) is not int or type(index) is not int or type(epoch) is not int:
-        return digest(
-            delegate_domain(chain_id, salt),
-            PARTIAL_DELEGATE_RESPONSE_PROOF,
-            {"index": index, "epoch": epoch, "encryptedPartial": encrypted_partial},
-        )
-    if type(salt) is not bytes or len(salt) != 32:
-        raise Eip712Error("domain salt is 32 bytes")
-    if not isinstance(encrypted_partial, str):
-        raise Eip712Error("string field must be a str")
-    separator = keccak256(_salted_domain_head("ProtocolDelegate", "1", chain_id, None) + salt)
-    struct = keccak256(_partial_head(index, epoch) + keccak256(_utf8(encrypted_partial)))
-    return keccak256(b"\x19\x01" + separator + struct)
-
-
-@lru_cache(maxsize=64)
-def _partial_head(index: int, epoch: int) -> bytes:
-    """``typeHash ‖ uint256(index) ‖ uint256(epoch)``: a node's, for each epoch it holds."""
-    type_hash = PARTIAL_DELEGATE_RESPONSE_PROOF.type_hashes["PartialDelegateResponseProof"]
-    return type_hash + _uint256(index) + _uint256(epoch)
-
-
 def sign(wallet: Wallet, domain: Domain, statement: Statement, message: Mapping[str, Any]) -> bytes:
     return wallet.sign_digest(digest(domain, statement, message))
 

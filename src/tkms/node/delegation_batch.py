@@ -22,13 +22,13 @@ from prometheus_client import Counter
 from starlette.responses import Response
 
 from tkms.crypto import curve, eip712, rsa
+from tkms.crypto.delegation_digests import batch_answer_digest, batch_request_digest
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import SignatureError, recover_address
 from tkms.metric_labels import Children
 from tkms.node.audit import AuditNote, Decisions
 from tkms.node.delegate_route import PlainRoute, Ready
 from tkms.node.delegation_v1 import PartialDelegator, ShareHolding
-from tkms.node.digests import batch_answer_digest, batch_request_digest
 from tkms.node.request_checks import (
     chain_of_request,
     parse_bearer,

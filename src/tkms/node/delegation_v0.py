@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tkms.crypto import curve, rsa
+from tkms.crypto.delegation_digests import v0_answer_digest
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.node.audit import AuditNote
-from tkms.node.digests import v0_answer_digest
 from tkms.node.request_checks import (
     chain_of_request,
     check_authorization,

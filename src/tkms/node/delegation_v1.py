@@ -12,7 +12,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from tkms.crypto import curve, dleq, eip712, rsa
+from tkms.crypto import curve, dleq, rsa
+from tkms.crypto.delegation_digests import partial_answer_digest
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.node.audit import AuditNote
@@ -133,7 +134,7 @@ class PartialDelegator:
         held = checked.held
         s_enc, proof = held.prover.partial(checked.ephemeral)
         sealed = to_hex(rsa.encrypt(checked.target, s_enc + proof))
-        digest = eip712.partial_response_digest(
+        digest = partial_answer_digest(
             checked.chain_id, checked.salt, held.index, held.epoch, sealed
         )
         signature_out = self.wallet.sign_digest(digest)

@@ -13,10 +13,10 @@ from functools import lru_cache
 from typing import Any
 
 from tkms.crypto import curve, eip712, rsa
+from tkms.crypto.delegation_digests import request_digest
 from tkms.crypto.encoding import EncodingError, parse_hex
 from tkms.crypto.wallet import SignatureError, recover_address
 from tkms.node.audit import AuditNote
-from tkms.node.digests import request_digest
 from tkms.web.errors import ApiError
 from tkms.web.jsonbody import parse_json_object
 from tkms.web.params import parse_chain_id

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tkms.crypto import eip712
+from tkms.crypto.delegation_digests import partial_answer_digest
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
 from tkms.crypto.wallet import SignatureError, Wallet, keccak256, recover_address
 from tkms.protocol.errors import ProtocolError
@@ -135,7 +136,7 @@ def check_partial_answer(
         # The straight-line digest the node signs with: the gateway checks t + spare of
         # these per read and the client t, so the generic struct walk showed in profiles.
         recovered = recover_address(
-            eip712.partial_response_digest(chain_id, salt, index, epoch, sealed), proof
+            partial_answer_digest(chain_id, salt, index, epoch, sealed), proof
         )
     except (EncodingError, SignatureError, eip712.Eip712Error) as exc:
         raise DelegationAnswerError(f"response proof: {exc}") from None

@@ -1,4 +1,4 @@
-"""The node's straight-line delegation digests are eip712.digest's bytes, and its errors."""
+"""crypto/delegation_digests.py's straight-line digests: eip712.digest's bytes and errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tkms.crypto import delegation_digests as digests
 from tkms.crypto import eip712
-from tkms.node import digests
 
 chains = st.integers(min_value=0, max_value=2**256 - 1)
 salts = st.binary(min_size=32, max_size=32)

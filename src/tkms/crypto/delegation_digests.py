@@ -1,14 +1,15 @@
-"""The delegation statements a node hashes per request, straight-line.
+"""The delegation statements hashed on every request, straight-line.
 
 ``eip712.digest`` walks a statement's field list, encodes each field through a
-generic encoder and builds a message dict first; a node hashes the request's
-``DelegateAuthorization`` (v0 and v1, when the recovered signer is not cached), v0's
-answer and a batch's two statements on every such request (a v1 answer's is
-``eip712.partial_response_digest``). Here each is the few keccaks its type fixes:
-the same bytes as ``eip712.digest`` (tests/test_node_digests.py; eip712.digest is
-held to eth-account by tests/test_eip712_statements.py), and any input the fast
-lines do not expect (a non-ASCII string, a type other than the exact one) goes
-through ``eip712.digest``, which gives the same answer or the same error.
+generic encoder and takes a message dict; the delegation's statements are hashed
+per request (a node its request's ``DelegateAuthorization`` when the recovered
+signer is not cached, the proof of each answer it signs; the gateway and the SDK
+the proof of each answer they check). Here each is the few keccaks its type
+fixes: the same bytes as ``eip712.digest`` (tests/test_delegation_digests.py;
+eip712.digest is held to eth-account by tests/test_eip712_statements.py), and any
+input the fast lines do not expect (a non-ASCII string, a type other than the
+exact one) goes through ``eip712.digest``, which gives the same answer or the
+same error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _BATCH = eip712.BATCH_DELEGATE_AUTHORIZATION
 _BATCH_TYPE = _BATCH.type_hashes[_BATCH.primary]
 _BATCH_ANSWER = eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF
 _BATCH_ANSWER_TYPE = _BATCH_ANSWER.type_hashes[_BATCH_ANSWER.primary]
+_PARTIAL = eip712.PARTIAL_DELEGATE_RESPONSE_PROOF
+_PARTIAL_TYPE = _PARTIAL.type_hashes[_PARTIAL.primary]
 
 
 # An exact str that is ASCII (``type(v) is str and v.isascii()``, written out where used:
@@ -79,6 +82,32 @@ def v0_answer_digest(chain_id: int, salt: bytes, encrypted_shared_secret: str) -
         return eip712.digest(eip712.delegate_domain(chain_id, salt), _V0_ANSWER, message)
     struct = keccak256(_V0_ANSWER_TYPE + keccak256(encrypted_shared_secret.encode()))
     return keccak256(b"\x19\x01" + _answer_separator(chain_id, salt) + struct)
+
+
+def partial_answer_digest(
+    chain_id: int, salt: bytes, index: int, epoch: int, encrypted_partial: str
+) -> bytes:
+    """``PartialDelegateResponseProof(index, epoch, encryptedPartial)``, salted domain: a
+    node signs one per partial, the gateway checks t + spare of them per read, the SDK t."""
+    if not (
+        type(chain_id) is int
+        and type(index) is int
+        and type(epoch) is int
+        and type(encrypted_partial) is str
+        and encrypted_partial.isascii()
+    ):
+        message = {"index": index, "epoch": epoch, "encryptedPartial": encrypted_partial}
+        return eip712.digest(eip712.delegate_domain(chain_id, salt), _PARTIAL, message)
+    struct = keccak256(_partial_head(index, epoch) + keccak256(encrypted_partial.encode()))
+    return keccak256(b"\x19\x01" + _answer_separator(chain_id, salt) + struct)
+
+
+@lru_cache(maxsize=64)
+def _partial_head(index: int, epoch: int) -> bytes:
+    """``typeHash ‖ uint256(index) ‖ uint256(epoch)``: a node's, for each epoch it holds."""
+    if not (0 <= index < 2**256 and 0 <= epoch < 2**256):
+        raise eip712.Eip712Error("uint256 value out of range")
+    return _PARTIAL_TYPE + index.to_bytes(32, "big") + epoch.to_bytes(32, "big")
 
 
 def _strings(values: Sequence[str]) -> bytes:
