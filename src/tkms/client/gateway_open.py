@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tkms.client.errors import NotEnoughPartials, UntrustedResponse
-from tkms.client.recombine import combine, open_partial
+from tkms.client.recombine import open_partial
 from tkms.client.trust import GatewayTrust
 from tkms.crypto import curve, ecies, eip712, rsa
 from tkms.crypto.encoding import EncodingError, parse_hex, to_hex
+from tkms.crypto.shamir import combine_points
 from tkms.crypto.wallet import SignatureError
 from tkms.protocol.binding import ciphertext_digest, is_bound
 from tkms.protocol.delegation import DelegationAnswerError, check_partial_answer
@@ -220,7 +221,7 @@ def decrypt_threshold(
     chosen = dict(sorted(good.items())[: keyset.threshold])
     if len(chosen) < keyset.threshold:
         raise NotEnoughPartials(keyset.threshold, len(chosen), {})
-    shared_x = curve.point_x(combine(chosen))
+    shared_x = curve.point_x(combine_points(chosen))
     try:
         return ecies.decrypt_with_shared_x(shared_x, record.iv, record.ciphertext)
     except ecies.EciesError:

@@ -11,30 +11,13 @@ even if the keyset and the partials came through untrusted hands.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 
 from tkms.client.errors import NotEnoughPartials, UntrustedResponse, untrusted
 from tkms.crypto import curve, ecies, rsa
-from tkms.crypto.shamir import lagrange_coefficients
+from tkms.crypto.shamir import combine_points
 from tkms.protocol import partials
 from tkms.protocol.delegation import SealedPartial
 from tkms.protocol.keyset import VerifiedKeyset
-
-
-@lru_cache(maxsize=64)
-def _coefficients(indices: tuple[int, ...]) -> tuple[int, ...]:
-    """``λ_i`` at 0 for sorted ``indices``: a client combines the same committee's
-    ``t`` lowest nodes read after read (a runner, operand after operand), and their
-    modular inverses cost more than the rest of the combination's Python."""
-    lam = lagrange_coefficients(indices)
-    return tuple(lam[i] for i in indices)
-
-
-def combine(valid: Mapping[int, curve.Point]) -> curve.Point:
-    """``Σ λ_i·S_i`` over the given partials (crypto.shamir.combine_points, its
-    coefficients kept per index set)."""
-    indices = tuple(sorted(valid))
-    return curve.linear_combination([valid[i] for i in indices], _coefficients(indices))
 
 
 def open_partial(
@@ -69,7 +52,7 @@ def combine_partials(
             failed[answer.index] = str(exc)
     if len(valid) < keyset.threshold:
         raise NotEnoughPartials(keyset.threshold, len(valid), failed)
-    return curve.point_x(combine(valid))
+    return curve.point_x(combine_points(valid))
 
 
 def decrypt_record(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from coincurve import PublicKey
 
@@ -142,9 +143,20 @@ def combine_scalars(shares: Mapping[int, int]) -> int:
 
 def combine_points(partials: Mapping[int, Point]) -> Point:
     """``Σ λ_i·P_i`` over the given indices: ``f(0)·K`` from partials ``f(i)·K``."""
-    lam = lagrange_coefficients(partials)
-    indices = sorted(partials)
-    return curve.linear_combination([partials[i] for i in indices], [lam[i] for i in indices])
+    indices = tuple(sorted(partials))
+    for i in indices:  # before the cache: True must not hit index 1's entry
+        check_index(i)
+    return curve.linear_combination([partials[i] for i in indices], _lagrange_at_zero(indices))
+
+
+@lru_cache(maxsize=64)
+def _lagrange_at_zero(indices: tuple[int, ...]) -> tuple[int, ...]:
+    """``λ_i`` at 0 for sorted ``indices`` (public values), kept: a client combines the
+    same committee's ``t`` lowest nodes read after read (a runner, operand after
+    operand), and their modular inverses cost more than the rest of the combination's
+    Python."""
+    lam = lagrange_coefficients(indices)
+    return tuple(lam[i] for i in indices)
 
 
 # --- commitments in the exponent ---------------------------------------------
