@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tkms.gateway.config import RateLimitConfig
-from tkms.web.errors import error_body
+from tkms.web.errors import error_body, send_error_answer
 
 WRITE_PATHS = frozenset({"/v0/secrets", "/v1/secrets", "/v1/acl/grant"})
 """The routes that create rows: records and grants."""
@@ -118,15 +118,4 @@ class WriteRateLimit:
         self.on_limited()
         retry = max(1, math.ceil(wait))
         body = error_body("rate_limited", f"too many writes from this client: retry in {retry} s")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error_answer(send, 429, body, (b"retry-after", str(retry).encode()))

@@ -103,19 +103,20 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None] | None 
 _INTERNAL = error_body("internal_error", "internal error")
 
 
+async def send_error_answer(
+    send: Send, status: int, body: bytes, *extra: tuple[bytes, bytes]
+) -> None:
+    """An error body as raw ASGI messages, for a layer that answers below the handlers:
+    ``content-type``, ``content-length``, then ``extra`` (a fresh header list each time:
+    a layer outside, CORS, edits it in place)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def send_internal_error(send: Send) -> None:
     """CatchAll's answer, also for a layer that catches in its place (tkms.web.fastpath)."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(_INTERNAL)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _INTERNAL})
+    await send_error_answer(send, 500, _INTERNAL)
 
 
 class CatchAll:
