@@ -126,10 +126,6 @@ def check_authorization(
         note.requester = signer
 
 
-def parse_ephemeral(text: str) -> curve.Point:
-    return parse_ephemeral_raw(text)[1]
-
-
 def parse_ephemeral_raw(text: str) -> tuple[bytes, curve.Point]:
     """K's 33 bytes as sent, and its point: the bytes are decoded once per request
     (the audit entry fingerprints them, user mode binds them)."""
@@ -138,10 +134,6 @@ def parse_ephemeral_raw(text: str) -> tuple[bytes, curve.Point]:
         return raw, curve.parse_point(raw)
     except (EncodingError, curve.CurveError) as exc:
         raise ApiError(400, "invalid_ephemeral_pubkey", f"ephemeralPubKey: {exc}") from None
-
-
-def parse_target(text: str) -> rsa.RSAPublicKey:
-    return parse_target_raw(text)[1]
 
 
 def parse_target_raw(text: str) -> tuple[bytes, rsa.RSAPublicKey]:
