@@ -1,6 +1,7 @@
 """A new client's first decryption against a warm one, part by part (issue 13's fourth target).
 
     .venv/bin/python bench/first_call.py [--rounds 20] [--markdown]
+    .venv/bin/python bench/first_call.py --rsa   # a new RSA key's first open, by thread
 
 Starts ``tkms devnet`` (chain ACL, nodes in user mode: the devnet's default) and,
 ``--rounds`` times: a fresh ``Client.from_devnet`` sleeps FIRST_CALL_DELAY (100 ms)
@@ -28,6 +29,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,6 +37,8 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.backends import openssl
 
 from bench.common import load_summary, percentile, print_table
 from tkms.client import Client
@@ -215,6 +219,49 @@ def verdict(first: float, reference: float) -> str:
     return "met" if first <= TARGET_FIRST_CALL * reference else "NOT met"
 
 
+def rsa_first_opens(rounds: int, *, markdown: bool) -> None:
+    """A new key's first RSA-OAEP open on this thread: cold, after a throwaway open of
+    the same key on another thread (what a background warm-up could do), and warm.
+
+    Since OpenSSL keeps a blinding per key and per thread (OpenSSL 3.6+: a sparse array
+    indexed by thread id, where a thread once shared a second one), a warm-up elsewhere
+    sets up nothing the caller's thread can use; only the caller's thread can."""
+
+    def opened(key: rsa.RSAPrivateKey, sealed: bytes) -> float:
+        start = time.perf_counter()
+        rsa.decrypt(key, sealed)
+        return time.perf_counter() - start
+
+    def elsewhere(key: rsa.RSAPrivateKey, sealed: bytes) -> None:
+        helper = threading.Thread(target=rsa.decrypt, args=(key, sealed))
+        helper.start()
+        helper.join()
+
+    cold, warmed_elsewhere, warm = [], [], []
+    for _ in range(rounds):
+        a, b = rsa.generate_private_key(), rsa.generate_private_key()
+        sealed_a, sealed_b = (rsa.encrypt(k.public_key(), os.urandom(97)) for k in (a, b))
+        elsewhere(b, sealed_b)
+        cold.append(opened(a, sealed_a))
+        warmed_elsewhere.append(opened(b, sealed_b))
+        warm.append(opened(a, sealed_a))
+    rows = [
+        [label, f"{statistics.median(v) * 1e6:.0f}", f"{min(v) * 1e6:.0f}"]
+        for label, v in (
+            ("a new key's first open on this thread", cold),
+            ("  the same, after an open of that key on another thread", warmed_elsewhere),
+            ("a later open (warm)", warm),
+        )
+    ]
+    print_table(
+        "A new RSA-2048 key's first private operation, by thread (µs)",
+        ["open", "median", "min"],
+        rows,
+        markdown=markdown,
+        caption=f"{rounds} keys, in this process; {openssl.backend.openssl_version_text()}",
+    )
+
+
 def main() -> None:
     from bench.e2e import devnet  # here: bench/e2e.py imports this module
 
@@ -222,7 +269,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="interleaved pairs")
     parser.add_argument("--markdown", action="store_true", help="tables to paste into docs")
     parser.add_argument("--json", type=Path, help="also write every call's parts there")
+    parser.add_argument("--rsa", action="store_true", help="only a new key's first opens")
     args = parser.parse_args()
+    if args.rsa:
+        rsa_first_opens(args.rounds, markdown=args.markdown)
+        return
     print(f"# tkms first call — {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"python {sys.version.split()[0]}; {load_summary()}\n")
     with devnet("chain") as (manifest, devnet_pid), Client.from_devnet(manifest) as owner:
