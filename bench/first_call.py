@@ -179,7 +179,7 @@ def print_breakdown(pairs: dict[str, list[dict[str, float]]], *, markdown: bool)
     """Medians of each part: all first calls, those whose key was made before them
     (keygen apart: what is left of a first call), the warm calls, and the difference."""
     firsts, warms = pairs["first"], pairs["warm"]
-    ready = [p for p in firsts if p.get("key ready", 1.0)] or [{}]
+    ready = [p for p in firsts if p.get("key ready", 1.0)]
     kept = sum(int(p.get("connection kept", 0.0)) for p in firsts)
 
     def median(calls: list[dict[str, float]], key: str) -> float:
@@ -187,9 +187,10 @@ def print_breakdown(pairs: dict[str, list[dict[str, float]]], *, markdown: bool)
 
     rows = []
     for key, label in PARTS:
-        a, r, b = median(firsts, key), median(ready, key), median(warms, key)
-        cells = [f"{a * 1000:.2f}", f"{r * 1000:.2f}", f"{b * 1000:.2f}", f"{(r - b) * 1000:+.2f}"]
-        rows.append([label, *cells])
+        a, b = median(firsts, key), median(warms, key)
+        r = median(ready, key) if ready else None
+        made = ["—", "—"] if r is None else [f"{r * 1000:.2f}", f"{(r - b) * 1000:+.2f}"]
+        rows.append([label, f"{a * 1000:.2f}", made[0], f"{b * 1000:.2f}", made[1]])
     print_table(
         f"A first decryption {FIRST_CALL_DELAY * 1000:.0f} ms after the client's creation,"
         " against a warm one after the same pause (medians, ms)",
@@ -198,7 +199,7 @@ def print_breakdown(pairs: dict[str, list[dict[str, float]]], *, markdown: bool)
         markdown=markdown,
         caption=(
             f"{len(firsts)} interleaved pairs; the key was made before the first call in"
-            f" {len(ready) if ready != [{}] else 0} of {len(firsts)} (RSA-2048 keygen's time"
+            f" {len(ready)} of {len(firsts)} (RSA-2048 keygen's time"
             " varies widely, and more so on a loaded machine); it found a kept connection in"
             f" {kept} of {len(firsts)}; chain ACL, nodes in user mode"
         ),
