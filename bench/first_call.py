@@ -228,9 +228,9 @@ def rsa_first_opens(rounds: int, *, markdown: bool) -> None:
     """A new key's first RSA-OAEP open on this thread: cold, after a throwaway open of
     the same key on another thread (what a background warm-up could do), and warm.
 
-    Since OpenSSL keeps a blinding per key and per thread (OpenSSL 3.6+: a sparse array
-    indexed by thread id, where a thread once shared a second one), a warm-up elsewhere
-    sets up nothing the caller's thread can use; only the caller's thread can."""
+    OpenSSL sets up a key's blinding on the first private operation of each thread (since
+    its pull request 27913 of 2025, one per thread id; before, every thread but the first
+    shared a second one): a warm-up elsewhere sets up nothing the caller's thread uses."""
 
     def opened(key: rsa.RSAPrivateKey, sealed: bytes) -> float:
         start = time.perf_counter()
