@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -136,6 +137,25 @@ class GatewayNet:
 
     def close(self) -> None:
         self.cluster.stop_all()
+
+
+def module_net(name: str, n: int = N, t: int = T) -> Any:
+    """A test module's ``net`` fixture: ``net = module_net("name")`` at the module's top.
+
+    One committee of ``n`` node processes and one ceremony (threshold ``t``) for the
+    whole module, under a temp dir named ``name``; every node is stopped after the
+    module's last test, or at once when the setup fails (``GatewayNet.create``).
+    """
+
+    @pytest.fixture(scope="module", name="net")
+    def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
+        built = GatewayNet.create(Path(tmp_path_factory.mktemp(name)), n, t)
+        try:
+            yield built
+        finally:
+            built.close()
+
+    return net
 
 
 GARBAGE = (

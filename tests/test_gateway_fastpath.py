@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.cluster import CHAIN_ID
-from tests.gatewaynet import GatewayNet
+from tests.gatewaynet import GatewayNet, module_net
 from tests.procs import Service, free_port, wait_healthy
 from tests.rawclient import RawClient
 from tkms.crypto.encoding import to_hex
@@ -44,13 +44,7 @@ ORIGINS: list[list[tuple[str, str]]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("fastpath")))
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("fastpath")
 
 
 @pytest.fixture(scope="module")
