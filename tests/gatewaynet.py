@@ -25,7 +25,7 @@ from starlette.routing import Route
 from tests.adversary import serve_in_thread
 from tests.cluster import CHAIN_ID, Cluster
 from tests.conftest import NodeKeys
-from tests.procs import Service, free_port, start, wait_healthy
+from tests.procs import Service, free_port, start_healthy
 from tkms.client import Client
 from tkms.client.relay import run_ceremony
 from tkms.crypto import curve
@@ -86,9 +86,7 @@ class GatewayNet:
 
     def start_gateway(self, database: str, log: Path, **extra: str) -> Service:
         port = free_port()
-        service = start(["gateway"], self.env(database, port, **extra), log, port)
-        wait_healthy(service)
-        return service
+        return start_healthy(["gateway"], self.env(database, port, **extra), log, port)
 
     @contextmanager
     def gateway(self, database: str, log: Path, **extra: str) -> Iterator[Service]:
@@ -212,11 +210,9 @@ def single_node_gateway(
 ) -> Iterator[Service]:
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
-    service = start(
-        ["gateway"], single_node_env(node, keys, root, port, **extra), root / "gw.log", port
-    )
+    env = single_node_env(node, keys, root, port, **extra)
+    service = start_healthy(["gateway"], env, root / "gw.log", port)
     try:
-        wait_healthy(service)
         yield service
     finally:
         service.stop()

@@ -16,17 +16,39 @@ from tkms.chain.rpc import RpcClient
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import address_hex
 from tkms.devnet.manifest import DevnetManifest
-from tkms.devnet.processes import Service, free_port, free_port_block, start
+from tkms.devnet.processes import Service, free_port, free_port_block, start, stop_all
 from tkms.devnet.processes import wait_service_healthy as wait_healthy
 
-__all__ = ["Service", "free_port", "free_port_block", "running", "start", "wait_healthy"]
+__all__ = [
+    "Service",
+    "free_port",
+    "free_port_block",
+    "running",
+    "start",
+    "start_healthy",
+    "stop_all",
+    "wait_healthy",
+]
+
+
+def start_healthy(
+    args: list[str], env: Mapping[str, str], log: Path, port: int, *, timeout: float = 90.0
+) -> Service:
+    """``start`` then ``wait_healthy``; a service that does not get healthy (or whose wait
+    is interrupted) is stopped and waited for before the error goes on unchanged."""
+    service = start(args, env, log, port)
+    try:
+        wait_healthy(service, timeout=timeout)
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 @contextmanager
 def running(args: list[str], env: Mapping[str, str], log: Path, port: int) -> Iterator[Service]:
-    service = start(args, env, log, port)
+    service = start_healthy(args, env, log, port)
     try:
-        wait_healthy(service)
         yield service
     finally:
         service.stop()

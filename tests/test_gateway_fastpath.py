@@ -51,24 +51,23 @@ net = module_net("fastpath")
 def gateways(net: GatewayNet) -> Iterator[tuple[Service, Service]]:
     """(fast, slow): the same configuration and database."""
     database = str(net.root / "gateway.sqlite3")
-    fast = net.start_gateway(database, net.root / "fast.log", **BUSY)
-    port = free_port()
-    log = net.root / "slow.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.slow_gateway"],
-            env={**clean_environ(), **net.env(database, port, **BUSY)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-    slow = Service(f"http://127.0.0.1:{port}", process, log, "slow gateway")
-    try:
-        wait_healthy(slow)
-        yield fast, slow
-    finally:
-        fast.stop()
-        slow.stop()
+    with net.gateway(database, net.root / "fast.log", **BUSY) as fast:  # stopped on any error
+        port = free_port()
+        log = net.root / "slow.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tests.slow_gateway"],
+                env={**clean_environ(), **net.env(database, port, **BUSY)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        slow = Service(f"http://127.0.0.1:{port}", process, log, "slow gateway")
+        try:
+            wait_healthy(slow)
+            yield fast, slow
+        finally:
+            slow.stop()
 
 
 @pytest.fixture(scope="module")
