@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import reaper
 from tests.cluster import CHAIN_ID
 from tests.gatewaynet import GatewayNet, module_net
 from tests.procs import Service, free_port, wait_healthy
@@ -62,6 +63,7 @@ def gateways(net: GatewayNet) -> Iterator[tuple[Service, Service]]:
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
             )
+        reaper.record(process.pid)
         slow = Service(f"http://127.0.0.1:{port}", process, log, "slow gateway")
         try:
             wait_healthy(slow)
