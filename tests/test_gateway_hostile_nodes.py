@@ -17,11 +17,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests import loopback_http as lb
 from tests.cluster import CHAIN_ID
-from tests.gatewaynet import GatewayNet
+from tests.gatewaynet import GatewayNet, module_net
 from tests.procs import Service
 
 Reader = asyncio.StreamReader
@@ -87,13 +86,7 @@ def rotating(*ways: Misbehaviour) -> lb.Handler:
     return handler
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("hostile-nodes")))
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("hostile-nodes")
 
 
 @contextmanager
