@@ -177,11 +177,10 @@ class Fanout:
             raise
         self.health.answered(node.index, time.perf_counter() - started)
         self._on_outcome(node.index, "ok")
-        return {
-            "index": node.index,
-            "encryptedPartial": data["encryptedPartial"],
-            "proof": to_hex(parse_hex(data["proof"], length=65)),
-        }
+        proof = data["proof"]  # 65 bytes of hex: check_partial_answer decoded it
+        if not (proof[:2] == "0x" and proof.islower()):  # else already the wire's form
+            proof = to_hex(parse_hex(proof, length=65))
+        return {"index": node.index, "encryptedPartial": data["encryptedPartial"], "proof": proof}
 
     async def gather(
         self,
