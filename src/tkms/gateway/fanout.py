@@ -34,7 +34,8 @@ from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.node_failure import FailureKind, NodeFailure
 from tkms.gateway.node_health import NodeHealth
-from tkms.gateway.nodehttp import NodeConnections, NodeHttpError, NodeRequest
+from tkms.gateway.node_request import NodeRequest
+from tkms.gateway.nodehttp import NodeConnections, NodeHttpError
 from tkms.protocol.delegation import (
     V1_PATH,
     DelegateRequest,
