@@ -18,7 +18,6 @@ import uvloop
 
 from tests import loopback_http as lb
 from tkms.gateway.node_failure import FailureKind
-from tkms.gateway.node_request import NodeRequest
 from tkms.gateway.nodehttp import MAX_HEAD_BYTES, NodeConnections, NodeHttpError
 
 Reader = asyncio.StreamReader
@@ -303,36 +302,3 @@ def test_a_line_break_in_a_header_is_refused_before_sending() -> None:
 
     with asyncio.Runner(loop_factory=LOOP) as runner:
         runner.run(go())
-
-
-def test_closing_the_pool_fails_the_exchanges_in_flight() -> None:
-    """aclose ends what is under way, on a kept connection or a new one: each exchange's
-    future fails as ``unreachable`` (never left pending for a caller to wait on)."""
-
-    answered: list[int] = []
-
-    async def once(reader: Reader, writer: Writer) -> None:
-        while True:
-            await lb.read_request(reader)
-            if not answered:  # the first request of all, then silence
-                answered.append(1)
-                writer.write(lb.answer(b"{}"))
-                await writer.drain()
-
-    async def go(url: str) -> list[str]:
-        pool = NodeConnections(url)
-        prepared = NodeRequest("/v1/delegate", HEADERS, b"{}")
-        assert await pool.exchange(prepared, limit=LIMIT) == (200, b"{}")  # now kept
-        answers = [pool.exchange(prepared, limit=LIMIT) for _ in range(2)]  # kept, and new
-        await asyncio.sleep(0.2)  # both connected and sent, answer awaited
-        await pool.aclose()
-        out = []
-        for answer in answers:
-            try:
-                await asyncio.wait_for(answer, 5)
-            except NodeHttpError as exc:
-                out.append(str(exc.failure))
-        return out
-
-    with lb.serving_in_thread(once) as url, asyncio.Runner(loop_factory=LOOP) as runner:
-        assert runner.run(go(url)) == ["unreachable: gateway closing"] * 2

@@ -391,10 +391,6 @@ class _Exchange:
                 ) from None
             finally:
                 pool._busy.discard(conn)
-        except asyncio.CancelledError:  # its caller's cancellation, or aclose: never left pending
-            if not result.done():
-                result.set_exception(NodeHttpError(FailureKind.UNREACHABLE, "gateway closing"))
-            raise
         except Exception as exc:
             if not result.done():
                 result.set_exception(exc)
