@@ -112,8 +112,7 @@ class Fanout:
         # Keep-alive connections by node; one gateway's chains share them (``pools``).
         self._pools: dict[int, NodeConnections] = {} if pools is None else pools
         # Stragglers finish in the background: cancelling them would drop their
-        # keep-alive connection and make the next request reconnect. A read's are
-        # its exchanges' futures (owned by the connections); a batch's, tasks here.
+        # keep-alive connection and make the next request reconnect.
         self._background: set[asyncio.Task[Any]] = set()
         # The DelegateAuthorization of (K, user key) is deterministic (RFC 6979) and
         # the same for every read of a handle by a user: signed once, not per read.
@@ -136,54 +135,14 @@ class Fanout:
             await pool.aclose()
         self._pools.clear()
 
-    def _ask(
-        self, node: NodeRef, request: NodeRequest, salt: bytes, epoch: int, arrivals: _Arrivals
-    ) -> None:
-        """Send ``request`` to ``node``; its partial or its failure goes to ``arrivals``.
-
-        No task per node: the exchange is a future of the node's connections and its
-        answer is checked in that future's callback (:meth:`_judge`)."""
-        started = time.perf_counter()
-        # The exchange's own timer: no task of its own (wait_for), no Timeout object.
-        answer = self._connections(node).exchange(
-            request, limit=MAX_ANSWER_BYTES, timeout=self.node_timeout
-        )
-        answer.add_done_callback(
-            functools.partial(self._judge, node, salt, epoch, started, arrivals)
-        )
-
-    def _judge(
-        self,
-        node: NodeRef,
-        salt: bytes,
-        epoch: int,
-        started: float,
-        arrivals: _Arrivals,
-        answer: asyncio.Future[tuple[int, bytes]],
-    ) -> None:
-        """A node's exchange is over: its health, its outcome's metric, what it gave."""
+    async def _ask(self, node: NodeRef, request: NodeRequest) -> dict[str, Any]:
         try:
-            partial = self._partial(node, *answer.result(), salt, epoch)
+            # The exchange's own timer: no task of its own (wait_for), no Timeout object.
+            status, raw = await self._connections(node).send(
+                request, limit=MAX_ANSWER_BYTES, timeout=self.node_timeout
+            )
         except NodeHttpError as exc:
-            failure = exc.failure
-        except _NodeFailed as exc:
-            failure = exc.failure
-        except BaseException as exc:  # not a node's failure: the read raises it, as before
-            arrivals.put(node.index, exc)
-            return
-        else:
-            self.health.answered(node.index, time.perf_counter() - started)
-            self._on_outcome(node.index, "ok")
-            arrivals.put(node.index, partial)
-            return
-        self.health.failed(node.index)
-        self._on_outcome(node.index, failure.kind)
-        arrivals.put(node.index, failure)
-
-    def _partial(
-        self, node: NodeRef, status: int, raw: bytes, salt: bytes, epoch: int
-    ) -> dict[str, Any]:
-        """The partial of a node's answer as the read passes it on; _NodeFailed if none."""
+            raise _NodeFailed(exc.failure) from None
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -193,14 +152,32 @@ class Fanout:
             raise _failed(FailureKind.REFUSED, f"HTTP {status} {str(code)[:40]}")
         if not isinstance(data, dict):
             raise _failed(FailureKind.INVALID, "answer is not a JSON object")
+        return data
+
+    async def _one(
+        self,
+        node: NodeRef,
+        request: NodeRequest,
+        salt: bytes,
+        epoch: int,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
-            sealed = check_partial_answer(
-                data, index=node.index, signer=node.signer, chain_id=self.chain_id, salt=salt
-            )
-        except DelegationAnswerError as exc:
-            raise _failed(FailureKind.INVALID, str(exc)) from None
-        if sealed.epoch != epoch:
-            raise _NodeFailed(NodeFailure.stale_epoch(sealed.epoch, epoch))
+            data = await self._ask(node, request)
+            try:
+                sealed = check_partial_answer(
+                    data, index=node.index, signer=node.signer, chain_id=self.chain_id, salt=salt
+                )
+            except DelegationAnswerError as exc:
+                raise _failed(FailureKind.INVALID, str(exc)) from None
+            if sealed.epoch != epoch:
+                raise _NodeFailed(NodeFailure.stale_epoch(sealed.epoch, epoch))
+        except _NodeFailed as exc:
+            self.health.failed(node.index)
+            self._on_outcome(node.index, exc.failure.kind)
+            raise
+        self.health.answered(node.index, time.perf_counter() - started)
+        self._on_outcome(node.index, "ok")
         proof = data["proof"]  # 65 bytes of hex: check_partial_answer decoded it
         if not (proof[:2] == "0x" and proof.islower()):  # else already the wire's form
             proof = to_hex(parse_hex(proof, length=65))
@@ -241,41 +218,46 @@ class Fanout:
         )
         wanted = min(len(ordered), threshold + self.spare)
         reserve = [] if self.ask_all else ordered[wanted:]
-        pending: set[int] = set()  # asked, not answered yet
+        tasks: dict[asyncio.Task[dict[str, Any]], int] = {}
+        pending: set[asyncio.Task[dict[str, Any]]] = set()
         arrivals = _Arrivals()
 
         def ask(index: int) -> None:
-            pending.add(index)
-            self._ask(self.nodes[index], prepared, salt, epoch, arrivals)
+            task = asyncio.create_task(self._one(self.nodes[index], prepared, salt, epoch))
+            tasks[task] = index
+            pending.add(task)
+            arrivals.watch(task)
 
         for i in ordered[: len(ordered) - len(reserve)]:
             ask(i)
         result = FanoutResult()
         end = start + self.deadline
         hedge = start + self.health.hedge_after(ordered[:wanted], self.deadline)
-        # The nodes not answered when this returns (or the requester goes away) finish in
-        # the background: their exchanges are futures of the connections, their checks
-        # and metrics callbacks; nothing is left unowned, nothing is cancelled.
-        while pending and len(result.partials) < wanted:
-            now = time.perf_counter()
-            if now >= end:
-                break
-            if reserve and now >= hedge:  # late: ask every other node too
-                while reserve:
-                    ask(reserve.pop(0))
-            for index, outcome in await arrivals.next((hedge if reserve else end) - now):
-                pending.discard(index)
-                if isinstance(outcome, NodeFailure):
-                    result.failures[index] = outcome
-                    if reserve:  # one more node in its place
+        try:
+            while pending and len(result.partials) < wanted:
+                now = time.perf_counter()
+                if now >= end:
+                    break
+                if reserve and now >= hedge:  # late: ask every other node too
+                    while reserve:
                         ask(reserve.pop(0))
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                else:
-                    result.partials.append(outcome)
+                done = await arrivals.next((hedge if reserve else end) - now)
+                pending.difference_update(done)
+                for task in done:
+                    try:
+                        result.partials.append(task.result())
+                    except _NodeFailed as exc:
+                        result.failures[tasks[task]] = exc.failure
+                        if reserve:  # one more node in its place
+                            ask(reserve.pop(0))
+        finally:
+            # Also when the requester went away (cancelled): nothing is left unowned.
+            for task in pending:
+                self._background.add(task)
+                task.add_done_callback(self._settle)
         if len(result.partials) < threshold:
-            for index in pending:
-                result.failures[index] = NodeFailure(
+            for task in pending:
+                result.failures[tasks[task]] = NodeFailure(
                     FailureKind.TIMEOUT, "no answer before the deadline"
                 )
         result.partials.sort(key=lambda p: int(p["index"]))
@@ -290,27 +272,27 @@ class Fanout:
             task.exception()  # retrieved: a late failure is not an unhandled error
 
 
-Arrival = dict[str, Any] | NodeFailure | BaseException
-"""A node's partial, its failure, or what went wrong in the gateway itself."""
-
-
 class _Arrivals:
-    """The nodes' outcomes since the last look, and one wake-up to wait on.
+    """The fan-out's tasks that finished since the last look, and one wake-up to wait on.
 
-    What ``asyncio.wait(FIRST_COMPLETED)`` over a task per node did, without the
-    tasks: each exchange's callback puts its node's outcome here.
+    What ``asyncio.wait(FIRST_COMPLETED)`` does, without adding and removing a
+    callback on every pending task each time one answer comes in: one callback
+    per task, once.
     """
 
     def __init__(self) -> None:
-        self._done: list[tuple[int, Arrival]] = []
+        self._done: list[asyncio.Task[dict[str, Any]]] = []
         self._wake: asyncio.Future[None] | None = None
 
-    def put(self, index: int, outcome: Arrival) -> None:
-        self._done.append((index, outcome))
+    def watch(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._done.append(task)
         _wake_up(self._wake)
 
-    async def next(self, timeout: float) -> list[tuple[int, Arrival]]:
-        """The outcomes since the last call; empty after ``timeout`` seconds with none."""
+    async def next(self, timeout: float) -> list[asyncio.Task[dict[str, Any]]]:
+        """The tasks done since the last call; empty after ``timeout`` seconds with none."""
         if not self._done:
             loop = asyncio.get_running_loop()
             wake = self._wake = loop.create_future()

@@ -218,9 +218,6 @@ class NodeConnections:
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self._idle: list[_Conn] = []
         self._max_idle = max_idle
-        self._busy: set[_Conn] = set()  # closed by aclose, as the idle ones
-        self._tasks: set[asyncio.Task[None]] = set()  # new connections being made
-        self._closing = False
 
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
@@ -251,28 +248,33 @@ class NodeConnections:
         timer on the loop, where ``asyncio.timeout`` adds an object, a reschedule and
         a cancellation per request (the caller's own cancellation works as well).
         """
-        return await self.exchange(prepared, limit=limit, timeout=timeout)
-
-    def exchange(
-        self, prepared: NodeRequest, *, limit: int, timeout: float | None = None
-    ) -> asyncio.Future[tuple[int, bytes]]:
-        """:meth:`send` as a future, for a caller that needs no coroutine of its own.
-
-        On a kept connection the request leaves now and its answer is handed over by
-        callbacks: the fan-out's four exchanges per read need no task and no frame
-        each. Only a new connection is made in a task. Cancelling the future ends the
-        exchange and closes its connection, as cancelling :meth:`send` does.
-        """
+        request = prepared.to(self._host)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        result: asyncio.Future[tuple[int, bytes]] = loop.create_future()
-        _Exchange(self, result, prepared.to(self._host), limit, deadline).next()
-        return result
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.closed:  # the node closed it while idle (keep-alive timeout)
+                continue
+            try:
+                # A close racing this request: nothing was processed, so it goes again.
+                return await self._exchange(conn, request, limit, deadline)
+            except _Stale:
+                pass
+        try:
+            async with asyncio.timeout_at(deadline):
+                conn = await self._connect()
+        except TimeoutError:
+            raise NodeHttpError(FailureKind.TIMEOUT, "no answer in time") from None
+        try:
+            return await self._exchange(conn, request, limit, deadline)
+        except _Stale:
+            raise NodeHttpError(
+                FailureKind.UNREACHABLE, "connection closed or reset before an answer"
+            ) from None
 
     async def _exchange(
         self, conn: _Conn, request: bytes, limit: int, deadline: float | None
     ) -> tuple[int, bytes]:
-        """An exchange on a new connection (a task of :class:`_Exchange`)."""
         timer = None
         try:
             waiter = conn.start(request, limit)
@@ -282,127 +284,15 @@ class NodeConnections:
         finally:
             if timer is not None:
                 timer.cancel()
-            self._done(conn)
-
-    def _done(self, conn: _Conn) -> None:
-        """Timed out, cancelled, failed or done: only a clean one is kept."""
-        if conn.finish() and len(self._idle) < self._max_idle and not self._closing:
-            self._idle.append(conn)
-        else:
-            conn.close()
+            # Timed out, cancelled, failed or done: only a clean one is kept.
+            if conn.finish() and len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+            else:
+                conn.close()
 
     async def aclose(self) -> None:
-        self._closing = True
-        for task in list(self._tasks):
-            task.cancel()
-        for conn in [*self._idle, *self._busy]:
+        while self._idle:
+            conn = self._idle.pop()
             conn.close()
-        self._idle.clear()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0)  # let the transports run their close
-
-
-class _Exchange:
-    """One request to a node, from :meth:`NodeConnections.exchange` to its ``result``.
-
-    Kept connections are tried in turn (one the node closed before any answer byte
-    was read processed nothing, so the request goes again), then a new connection,
-    in a task, on which such a close is that node's failure.
-    """
-
-    __slots__ = ("conn", "deadline", "limit", "pool", "request", "result", "task", "timer")
-
-    def __init__(
-        self,
-        pool: NodeConnections,
-        result: asyncio.Future[tuple[int, bytes]],
-        request: bytes,
-        limit: int,
-        deadline: float | None,
-    ) -> None:
-        self.pool = pool
-        self.result = result
-        self.request = request
-        self.limit = limit
-        self.deadline = deadline
-        self.conn: _Conn | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task[None] | None = None
-        result.add_done_callback(self._ended)
-
-    def next(self) -> None:
-        pool = self.pool
-        if pool._closing:
-            self.result.set_exception(NodeHttpError(FailureKind.UNREACHABLE, "gateway closing"))
-            return
-        while pool._idle:
-            conn = pool._idle.pop()
-            if conn.closed:  # the node closed it while idle (keep-alive timeout)
-                continue
-            try:
-                waiter = conn.start(self.request, self.limit)
-            except _Stale:
-                conn.close()
-                continue
-            self.conn = conn
-            pool._busy.add(conn)
-            if self.deadline is not None:
-                self.timer = asyncio.get_running_loop().call_at(self.deadline, conn.expire)
-            waiter.add_done_callback(self._answered)
-            return
-        task = self.task = asyncio.get_running_loop().create_task(self._fresh())
-        pool._tasks.add(task)
-        task.add_done_callback(pool._tasks.discard)
-
-    def _answered(self, waiter: asyncio.Future[tuple[int, bytes]]) -> None:
-        conn, self.conn = self.conn, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        assert conn is not None
-        self.pool._busy.discard(conn)
-        self.pool._done(conn)
-        if self.result.done():  # cancelled by its caller: nothing to hand over
-            return
-        exc = None if waiter.cancelled() else waiter.exception()
-        if isinstance(exc, _Stale):
-            self.next()  # a close racing this request: nothing was processed
-        elif exc is not None:
-            self.result.set_exception(exc)
-        elif waiter.cancelled():
-            self.result.cancel()
-        else:
-            self.result.set_result(waiter.result())
-
-    async def _fresh(self) -> None:
-        pool, result = self.pool, self.result
-        try:
-            try:
-                async with asyncio.timeout_at(self.deadline):
-                    conn = await pool._connect()
-            except TimeoutError:
-                raise NodeHttpError(FailureKind.TIMEOUT, "no answer in time") from None
-            pool._busy.add(conn)
-            try:
-                answer = await pool._exchange(conn, self.request, self.limit, self.deadline)
-            except _Stale:
-                raise NodeHttpError(
-                    FailureKind.UNREACHABLE, "connection closed or reset before an answer"
-                ) from None
-            finally:
-                pool._busy.discard(conn)
-        except Exception as exc:
-            if not result.done():
-                result.set_exception(exc)
-            return
-        if not result.done():
-            result.set_result(answer)
-
-    def _ended(self, result: asyncio.Future[tuple[int, bytes]]) -> None:
-        """The caller cancelled: the exchange ends too, and its connection is closed."""
-        if not result.cancelled():
-            return
-        if self.task is not None:
-            self.task.cancel()
-        if self.conn is not None:
-            self.conn.close()
