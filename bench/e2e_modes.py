@@ -2,9 +2,10 @@
 "User mode").
 
 Two devnets on the chain ACL, one after the other: the default (nodes in ``user`` mode:
-each checks the binding, the user's signature and ``isViewer`` on its own RPC per
-partial) and ``tkms devnet --node-mode gateway`` (the gateway's signature only). Per
-devnet: decrypt p50 of one user, p50 and throughput of 16 users, and the nodes' CPU per
+each checks the binding, the user's signature and ``isViewer`` on its own RPC for
+every partial, the last two through their caches: protocol/access_cache.py,
+chain/acl_cache.py) and ``tkms devnet --node-mode gateway`` (the gateway's signature
+only). Per devnet: decrypt p50 of one user, p50 and throughput of 16 users, and the nodes' CPU per
 partial (utime + stime of every node process from /proc over the sequential decrypts,
 divided by the ``/v1/delegate`` requests they served meanwhile, from their /metrics).
 """
@@ -68,8 +69,9 @@ def print_modes(user: dict[str, Any], gateway: dict[str, Any], *, markdown: bool
         rows,
         markdown=markdown,
         caption=(
-            "user mode: per partial one keccak (the binding), one ECDSA recovery (the"
-            " user's token) and one isViewer eth_call to anvil at every node; node CPU:"
-            " all node processes over the sequential decrypts / partials they served"
+            "user mode: per partial the binding's keccak, the user's token checked (its"
+            " ECDSA outcome cached per token) and isViewer (a true answer cached 60 s: one"
+            " eth_call to anvil per node a minute here); node CPU: all node processes over"
+            " the sequential decrypts / partials they served"
         ),
     )

@@ -144,8 +144,10 @@ class GatewayCore:
         self._material_file = material_file
         if material_file is not None:
             self._material = load_material(material_file, wallet, self._domain(), self._now())
-        # The first key, made while the caller gets ready (none needed if the file had one).
-        self._keys = KeyMaker(rsa_bits) if self._material is None else None
+        # The first key and its signed authorization (kept in the file, if any), made while
+        # the caller gets ready (none needed if the file had them). Last: its thread calls
+        # _signed at once, which reads what is set above.
+        self._keys = KeyMaker(rsa_bits, self._prepare) if self._material is None else None
         self._keyset: VerifiedKeyset | None = None
         self._mode: str | None = None  # "v1" (threshold) or "v0" (single node)
         self.last_timings: dict[str, float] = {}
@@ -178,13 +180,41 @@ class GatewayCore:
 
     def _new_material(self, now: int) -> DecryptionMaterial:
         if self._keys is not None:
-            key, self._keys = self._keys.take(), None
+            (key, ready), self._keys = self._keys.take(), None
+            if ready is not None and ready.usable(now):
+                return ready  # signed (and kept) in the background, never sent yet
         else:
             key = rsa.generate_private_key(self.rsa_bits)
+        return self._signed(key, now)
+
+    def _prepare(self, key: rsa.RSAPrivateKey) -> DecryptionMaterial:
+        """The key maker's step after the key (on its thread): what a first call would do."""
+        return self._signed(key, self._now())
+
+    def _signed(self, key: rsa.RSAPrivateKey, now: int) -> DecryptionMaterial:
         material = sign_material(self.wallet, self._domain(), key, now, self.ttl)
         if self._material_file is not None:
             save_material(self._material_file, material)
         return material
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once the first material is made (by the background, or a call)."""
+        keys = self._keys
+        return keys is None or keys.wait(timeout)
+
+    def when_ready(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once :meth:`wait_ready` would be True (maybe on another thread)."""
+        keys = self._keys
+        if keys is None:
+            callback()
+        else:
+            keys.when_done(callback)
+
+    def close(self) -> None:
+        """Stop the background work: a key still being made is not signed nor kept."""
+        keys = self._keys
+        if keys is not None:
+            keys.stop()
 
     # --- answers ---------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@ RSA-2048 key generation (30-60 ms) is most of a new client's first decryption
 
 - the key is made on a background thread as soon as the client exists
   (:class:`KeyMaker`; OpenSSL releases the GIL while it searches for primes),
-  so that a client created a little before its first call finds it ready;
+  then its authorization is signed (and written to the file, below) on the same
+  thread, so that a client created a little before its first call finds both
+  ready; a step that fails there is done again by the first call, which raises
+  what it raises without the background;
 - a client may keep its material in a file (``material_file=``) and reuse it,
   across processes, until its authorization runs out: a runner or a CLI call
   then pays key generation once an hour, not at every start.
@@ -21,10 +24,12 @@ the file is a cache.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,30 +60,71 @@ class DecryptionMaterial:
         return f"DecryptionMaterial(expires_at={self.expires_at})"
 
 
-class KeyMaker:
-    """One RSA key, started on a background thread at once, taken by :meth:`take`."""
+Prepare = Callable[[rsa.RSAPrivateKey], "DecryptionMaterial"]
 
-    def __init__(self, bits: int) -> None:
+
+class KeyMaker:
+    """One RSA key, started on a background thread at once, taken by :meth:`take`.
+
+    ``prepare`` (the client's: sign the authorization, keep it in the file) runs on
+    the same thread once the key is made, unless :meth:`stop` came first; what it
+    returns is handed out with the key. Its failure is not reported here: the
+    taker finds no material and does the step itself, so that its error surfaces
+    where it did before there was a background (the first call).
+    """
+
+    def __init__(self, bits: int, prepare: Prepare | None = None) -> None:
         self.bits = bits
+        self._prepare = prepare
         self._key: rsa.RSAPrivateKey | None = None
+        self._material: DecryptionMaterial | None = None
         self._done = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting: list[Callable[[], object]] = []
         threading.Thread(target=self._make, name="tkms-rsa-keygen", daemon=True).start()
 
     def _make(self) -> None:
         try:
-            self._key = rsa.generate_private_key(self.bits)
+            key = self._key = rsa.generate_private_key(self.bits)
+            if self._prepare is not None and not self._stopped.is_set():
+                # Any failure: the taker prepares again, and raises what it raises.
+                with contextlib.suppress(Exception):
+                    self._material = self._prepare(key)
         finally:
-            self._done.set()
+            with self._lock:
+                self._done.set()
+                waiting, self._waiting = self._waiting, []
+            for callback in waiting:
+                with contextlib.suppress(Exception):  # a closed event loop's, say
+                    callback()
+
+    def when_done(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once the background work is done: at once if it is, else
+        on the maker's thread (an event loop's ``call_soon_threadsafe``, say)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._waiting.append(callback)
+                return
+        callback()
+
+    def stop(self) -> None:
+        """No more background work after the key (which OpenSSL cannot be stopped in)."""
+        self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """True once the background key is made (within ``timeout`` seconds)."""
+        """True once the background work is done (within ``timeout`` seconds)."""
         return self._done.wait(timeout)
 
-    def take(self) -> rsa.RSAPrivateKey:
-        """The background key (waiting for it if need be); a fresh one on each later call."""
+    def take(self) -> tuple[rsa.RSAPrivateKey, DecryptionMaterial | None]:
+        """The background key and what ``prepare`` made of it (None: not made), waiting
+        for them if need be; a fresh key and None on each later call."""
         self._done.wait()
         key, self._key = self._key, None
-        return key if key is not None else rsa.generate_private_key(self.bits)
+        material, self._material = self._material, None
+        if key is None:
+            return rsa.generate_private_key(self.bits), None
+        return key, material
 
 
 def sign_material(

@@ -265,18 +265,43 @@ class Client(_Base):
     ):
         """``prefetch_keyset``: fetch and check the committee's keyset on a background
         thread from now, as the RSA key is made, so that a first call does not wait for
-        it (issue 13); a failure there is the first call's to report, which asks again."""
+        it (issue 13); a failure there is the first call's to report, which asks again.
+        Its connection is kept for the first call."""
         super().__init__(gateway_url, wallet, **kw)
         # Our blocking HTTP/1.1 transport, not httpx.Client: a fraction of its CPU a request
         # (bench/sdk_transport.py)
         self._http = Http11Sync(self.url, timeout=timeout)
         self.core.busy_budget = timeout
+        self._closed = False
+        self._prefetching: threading.Thread | None = None
         if prefetch_keyset:
-            threading.Thread(target=self._prefetch, name="tkms-keyset", daemon=True).start()
+            self._prefetching = threading.Thread(
+                target=self._prefetch, name="tkms-keyset", daemon=True
+            )
+            self._prefetching.start()
 
     def _prefetch(self) -> None:
-        with contextlib.suppress(Exception):  # the first call fetches it again, and says why
-            self._run(self.core.keyset_flow())
+        try:
+            with contextlib.suppress(Exception):  # the first call fetches it again, and says why
+                if not self._closed:
+                    self._run(self.core.keyset_flow())
+        finally:
+            if self._closed:  # close() came first: the connection brought back is not kept
+                self._http.close()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once the work begun at the client's creation is done (its RSA key and
+        signed authorization, the keyset), within ``timeout`` seconds; whether it
+        succeeded is the first call's to say (it does again what failed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.core.wait_ready(timeout):
+            return False
+        if self._prefetching is not None:
+            self._prefetching.join(
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
+            return not self._prefetching.is_alive()
+        return True
 
     def _run(self, flow: Flow[T]) -> T:
         try:
@@ -348,6 +373,9 @@ class Client(_Base):
         return self._is_viewer(handle, account)
 
     def close(self) -> None:
+        """Close the connections and stop the background work begun at creation."""
+        self._closed = True
+        self.core.close()
         self._http.close()
         self._close_chain()
 
@@ -371,7 +399,8 @@ class AsyncClient(_Base):
         **kw: Any,
     ):
         """``prefetch_keyset``: as :class:`Client`'s, as a task of the running event loop
-        (none when the client is made outside one)."""
+        (none when the client is made outside one). A call that needs the RSA key while
+        the background still makes it waits for it without blocking the event loop."""
         super().__init__(gateway_url, wallet, **kw)
         # Our HTTP/1.1 transport, not httpx: a fifth to an eighth of its CPU per request
         # (transport/http11.py).
@@ -385,6 +414,28 @@ class AsyncClient(_Base):
     async def _prefetch(self) -> None:
         with contextlib.suppress(Exception):  # the first call fetches it again, and says why
             await self._run(self.core.keyset_flow())
+
+    async def _material_made(self) -> None:
+        """Until the background's first material is made, without blocking the event loop
+        (the flow's own wait for it would: a first call while the key is being made)."""
+        if self.core.wait_ready(0):
+            return
+        loop = asyncio.get_running_loop()
+        made: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:  # on the event loop
+            if not made.done():
+                made.set_result(None)
+
+        self.core.when_ready(lambda: loop.call_soon_threadsafe(done))
+        await made
+
+    async def wait_ready(self) -> None:
+        """Until the work begun at the client's creation is done (its RSA key and signed
+        authorization, the keyset); whether it succeeded is the first call's to say."""
+        await self._material_made()
+        if self._prefetching is not None:
+            await asyncio.wait([self._prefetching])  # its outcome is not raised here
 
     async def _run(self, flow: Flow[T]) -> T:
         try:
@@ -423,6 +474,7 @@ class AsyncClient(_Base):
         return await self._run(self.core.encrypt_flow(value, solidity_type, app, key))
 
     async def decrypt(self, handle: str | Encrypted) -> PlainValue:
+        await self._material_made()
         return await self._run(self.core.decrypt_flow(handle))
 
     async def grant(
@@ -456,6 +508,8 @@ class AsyncClient(_Base):
         return await asyncio.to_thread(self._is_viewer, handle, account)
 
     async def aclose(self) -> None:
+        """Close the connections and stop the background work begun at creation."""
+        self.core.close()
         if self._prefetching is not None and not self._prefetching.done():
             self._prefetching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
