@@ -86,7 +86,16 @@ class ChainNet:
 
 
 def start_chain() -> ChainNet:
+    """anvil with NoxCompute and two demo apps; anvil is stopped if a deployment fails."""
     anvil = Anvil.start(chain_id=CHAIN_ID, accounts=8)
+    try:
+        return _deployed(anvil)
+    except BaseException:
+        anvil.stop()
+        raise
+
+
+def _deployed(anvil: Anvil) -> ChainNet:
     rpc = anvil.rpc()
     signers = [TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys]
     admin, upgrader, alice, bob, carol, stranger = signers[:6]

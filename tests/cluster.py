@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.procs import Service, free_port, start, wait_healthy
+from tests.procs import Service, free_port, start, stop_all, wait_healthy
 from tkms.client.relay import Committee, CommitteeNode
 from tkms.crypto.encoding import to_hex
 from tkms.crypto.wallet import Wallet
@@ -80,11 +80,22 @@ class Cluster:
         return spec.service
 
     def start_all(self) -> None:
-        for i in self.nodes:
-            self.start(i)
-        for spec in self.nodes.values():
-            assert spec.service is not None
-            wait_healthy(spec.service, timeout=90.0)  # cold starts on a loaded 2-core box
+        """Every node started, then each waited for until healthy.
+
+        When one fails (it exits, never gets healthy, cannot be spawned, or the wait is
+        interrupted) every node this call started is stopped and waited for before the
+        error goes on unchanged: a fixture that fails here has not yielded, so its own
+        cleanup never runs.
+        """
+        started: list[Service] = []
+        try:
+            for i in self.nodes:
+                started.append(self.start(i))
+            for service in started:
+                wait_healthy(service, timeout=90.0)  # cold starts on a loaded 2-core box
+        except BaseException:
+            stop_all(started)
+            raise
 
     def stop(self, index: int) -> None:
         service = self.nodes[index].service
@@ -92,8 +103,8 @@ class Cluster:
             service.stop()
 
     def stop_all(self) -> None:
-        for i in self.nodes:
-            self.stop(i)
+        """SIGTERM to every node at once, then each waited for."""
+        stop_all(s.service for s in self.nodes.values() if s.service is not None)
 
     def committee(self, chain_id: int = CHAIN_ID) -> Committee:
         return Committee(
@@ -109,7 +120,7 @@ class Cluster:
 def running_cluster(root: Path, n: int) -> Iterator[Cluster]:
     """``n`` node processes, all up, stopped on the way out (a module fixture's body)."""
     cluster = Cluster.create(root, n)
-    cluster.start_all()
+    cluster.start_all()  # stops what it started when it fails
     try:
         yield cluster
     finally:

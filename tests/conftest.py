@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import reaper
 from tests.procs import Service, free_port, running
 from tkms.crypto import curve, rsa
 from tkms.crypto.wallet import Wallet
@@ -16,6 +17,17 @@ pytest_plugins = ["tests.conftest_pg"]
 
 CHAIN_ID = 421614
 OTHER_CHAIN_ID = 11155111
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Services a killed test process left running are stopped first (tests/reaper.py)."""
+    reaper.reap_orphans()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """An xdist worker went down: what it started is stopped now if it was killed."""
+    reaper.reap_orphans()
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +25,7 @@ from starlette.routing import Route
 from tests.adversary import serve_in_thread
 from tests.cluster import CHAIN_ID, Cluster
 from tests.conftest import NodeKeys
-from tests.procs import Service, free_port, start, wait_healthy
+from tests.procs import Service, free_port, start_healthy
 from tkms.client import Client
 from tkms.client.relay import run_ceremony
 from tkms.crypto import curve
@@ -85,9 +86,7 @@ class GatewayNet:
 
     def start_gateway(self, database: str, log: Path, **extra: str) -> Service:
         port = free_port()
-        service = start(["gateway"], self.env(database, port, **extra), log, port)
-        wait_healthy(service)
-        return service
+        return start_healthy(["gateway"], self.env(database, port, **extra), log, port)
 
     @contextmanager
     def gateway(self, database: str, log: Path, **extra: str) -> Iterator[Service]:
@@ -136,6 +135,25 @@ class GatewayNet:
 
     def close(self) -> None:
         self.cluster.stop_all()
+
+
+def module_net(name: str, n: int = N, t: int = T) -> Any:
+    """A test module's ``net`` fixture: ``net = module_net("name")`` at the module's top.
+
+    One committee of ``n`` node processes and one ceremony (threshold ``t``) for the
+    whole module, under a temp dir named ``name``; every node is stopped after the
+    module's last test, or at once when the setup fails (``GatewayNet.create``).
+    """
+
+    @pytest.fixture(scope="module", name="net")
+    def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
+        built = GatewayNet.create(Path(tmp_path_factory.mktemp(name)), n, t)
+        try:
+            yield built
+        finally:
+            built.close()
+
+    return net
 
 
 GARBAGE = (
@@ -192,11 +210,9 @@ def single_node_gateway(
 ) -> Iterator[Service]:
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
-    service = start(
-        ["gateway"], single_node_env(node, keys, root, port, **extra), root / "gw.log", port
-    )
+    env = single_node_env(node, keys, root, port, **extra)
+    service = start_healthy(["gateway"], env, root / "gw.log", port)
     try:
-        wait_healthy(service)
         yield service
     finally:
         service.stop()

@@ -30,6 +30,8 @@ from urllib.parse import quote
 
 import psycopg
 
+from tests import reaper
+
 ENV_URL = "TKMS_TEST_POSTGRES_URL"
 SERVER_USER = "postgres"
 INSTALL_HINT = (
@@ -107,6 +109,7 @@ class TempPostgres:
         server = cls(bindir=bindir, root=root, port=0, run_as=run_as)
         try:
             server._init_and_start()
+            server._record()
         except (subprocess.SubprocessError, OSError) as exc:
             log = server.log_tail()
             server.stop()
@@ -148,6 +151,12 @@ class TempPostgres:
                 # Someone else may have taken the port between probe and bind.
                 if attempt == 2:
                     raise
+
+    def _record(self) -> None:
+        """The postmaster (pg_ctl daemonized it) and its files, for tests/reaper.py."""
+        with contextlib.suppress(OSError, ValueError, IndexError):  # unrecorded, still stopped
+            pid = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+            reaper.record(pid, self.root)
 
     def log_tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):

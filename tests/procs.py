@@ -7,26 +7,66 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ParamSpec
 
+from tests import reaper
 from tkms.chain.contract import DemoApp, NoxCompute
 from tkms.chain.rpc import RpcClient
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import address_hex
+from tkms.devnet import processes
 from tkms.devnet.manifest import DevnetManifest
-from tkms.devnet.processes import Service, free_port, free_port_block, start
+from tkms.devnet.processes import Service, free_port, free_port_block, stop_all
 from tkms.devnet.processes import wait_service_healthy as wait_healthy
 
-__all__ = ["Service", "free_port", "free_port_block", "running", "start", "wait_healthy"]
+P = ParamSpec("P")
+
+__all__ = [
+    "Service",
+    "free_port",
+    "free_port_block",
+    "running",
+    "start",
+    "start_healthy",
+    "stop_all",
+    "wait_healthy",
+]
+
+
+def _recorded(start: Callable[P, Service]) -> Callable[P, Service]:
+    def recorded(*args: P.args, **kwargs: P.kwargs) -> Service:
+        service = start(*args, **kwargs)
+        reaper.record(service.process.pid)
+        return service
+
+    return recorded
+
+
+start = _recorded(processes.start)
+"""``python -m tkms <args>`` as the devnet starts it, recorded for tests/reaper.py."""
+
+
+def start_healthy(
+    args: list[str], env: Mapping[str, str], log: Path, port: int, *, timeout: float = 90.0
+) -> Service:
+    """``start`` then ``wait_healthy``; a service that does not get healthy (or whose wait
+    is interrupted) is stopped and waited for before the error goes on unchanged."""
+    service = start(args, env, log, port)
+    try:
+        wait_healthy(service, timeout=timeout)
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 @contextmanager
 def running(args: list[str], env: Mapping[str, str], log: Path, port: int) -> Iterator[Service]:
-    service = start(args, env, log, port)
+    service = start_healthy(args, env, log, port)
     try:
-        wait_healthy(service)
         yield service
     finally:
         service.stop()
@@ -40,7 +80,9 @@ def start_devnet(state: Path, base_port: int, log: Path, *extra: str) -> subproc
     tkms = str(Path(sys.executable).parent / "tkms")
     args = [tkms, "devnet", "--state-dir", str(state), "--base-port", str(base_port), *extra]
     with log.open("wb") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=state.parent)
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=state.parent)
+    reaper.record(process.pid)  # a devnet's own nodes and chain are reaped with it
+    return process
 
 
 def wait_printed(log: Path, process: subprocess.Popen[bytes], pattern: str = DEVNET_UP) -> str:

@@ -50,7 +50,11 @@ class AuditedNode:
             **self.extra,
         }
         self.service = start(["node"], env, self.root / "node.log", port, append=True)
-        wait_healthy(self.service)
+        try:
+            wait_healthy(self.service)
+        except BaseException:
+            self.service.stop()
+            raise
         return self.service
 
     def stop(self) -> None:
@@ -98,16 +102,18 @@ def story(
     """Served, bad signature (401), bad key (400), v1 without a share (503); then stopped."""
     node = AuditedNode(Path(tmp_path_factory.mktemp("audit")), node_keys)
     node.start()
-    target = to_hex(rsa.public_key_der(user_key))
-    k_enc = to_hex(curve.encode_point(curve.base_mul(curve.random_scalar())))
-    stranger = Wallet.generate()
-    served = node.post(V0_PATH, node_keys.gateway, target, k_enc)
-    assert served.status_code == 200, served.text
-    assert node.post(V0_PATH, stranger, target).status_code == 401
-    assert node.post(V0_PATH, node_keys.gateway, "0xdeadbeef").status_code == 400
-    assert node.post(V1_PATH, node_keys.gateway, target).status_code == 503
-    metrics = httpx.get(node.service.url + "/metrics").text  # type: ignore[union-attr]
-    node.stop()
+    try:  # stopped here, or when an answer is not the expected one
+        target = to_hex(rsa.public_key_der(user_key))
+        k_enc = to_hex(curve.encode_point(curve.base_mul(curve.random_scalar())))
+        stranger = Wallet.generate()
+        served = node.post(V0_PATH, node_keys.gateway, target, k_enc)
+        assert served.status_code == 200, served.text
+        assert node.post(V0_PATH, stranger, target).status_code == 401
+        assert node.post(V0_PATH, node_keys.gateway, "0xdeadbeef").status_code == 400
+        assert node.post(V1_PATH, node_keys.gateway, target).status_code == 503
+        metrics = httpx.get(node.service.url + "/metrics").text  # type: ignore[union-attr]
+    finally:
+        node.stop()
     sealed = parse_hex(served.json()["encryptedSharedSecret"])
     facts = {
         "target": target,
@@ -207,9 +213,11 @@ def test_rotation_and_restarts_keep_one_chain(node_keys: NodeKeys, tmp_path: Pat
     target = to_hex(rsa.public_key_der(rsa.generate_private_key()))
     for round_ in range(2):
         node.start()
-        for _ in range(6):
-            assert node.post(V0_PATH, node_keys.gateway, target).status_code == 200
-        node.stop()
+        try:
+            for _ in range(6):
+                assert node.post(V0_PATH, node_keys.gateway, target).status_code == 200
+        finally:
+            node.stop()
         assert len(node.entries()) == 6 * (round_ + 1)
     files = chain_files(node.audit, 0)
     assert len(files) >= 4  # ~480-byte entries, 1 KiB files

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import NodeKeys
-from tests.gatewaynet import NOX_COMPUTE, GatewayNet, single_node_gateway
+from tests.gatewaynet import NOX_COMPUTE, GatewayNet, module_net, single_node_gateway
 from tests.pg import isolated_schema
 from tests.procs import Service
 from tests.tamper import read_record, rewrite_record
@@ -65,13 +65,7 @@ def v0_stack(
         yield Stack(gateway.url, database, settings, node_keys.public_key)
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("binding-v1")), n=3, t=2)
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("binding-v1", n=3, t=2)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import reaper
 from tests.procs import free_port_block, wait_printed
 from tkms.crypto.encoding import parse_hex
 from tkms.crypto.wallet import Wallet, address_hex
@@ -39,6 +40,7 @@ def test_the_readme_runner_round_trip(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
         )
+    reaper.record(process.pid)  # its nodes and chain are reaped with it
     try:
         text = wait_printed(log, process)
         manifest = json.loads((tmp_path / "devnet-state" / "devnet.json").read_text())

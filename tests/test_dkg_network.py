@@ -33,10 +33,10 @@ CHAINS = {name: CHAIN_ID + k for k, name in enumerate(("bad share", "lie", "hide
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster.create(Path(tmp_path_factory.mktemp("dkgnet")), 5, tuple(CHAINS.values()))
-    for i in c.nodes:
-        if i != EVIL:
-            c.start(i)
-    try:
+    try:  # a node that cannot be spawned: the ones started before it are stopped
+        for i in c.nodes:
+            if i != EVIL:
+                c.start(i)
         yield c
     finally:
         c.stop_all()

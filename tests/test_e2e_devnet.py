@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests import reaper
 from tests.procs import check_devnet_chain, devnet_chain, free_port_block, wait_printed
 from tkms.crypto.encoding import parse_hex
 
@@ -37,6 +38,7 @@ def test_encrypt_grant_decrypt_and_a_stranger_refused(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
         )
+    reaper.record(process.pid)  # its nodes and chain are reaped with it
     try:
         text = wait_printed(log, process)
         manifest = json.loads((tmp_path / "devnet-state" / "devnet.json").read_text())

@@ -23,7 +23,7 @@ from eth_utils.address import to_checksum_address
 
 from tests.adversary import forging_proxy
 from tests.cluster import CHAIN_ID
-from tests.gatewaynet import GatewayNet, garbage_node
+from tests.gatewaynet import GatewayNet, garbage_node, module_net
 from tests.pg import isolated_schema
 from tests.procs import Service, wait_healthy
 from tests.rawclient import RawClient
@@ -83,13 +83,7 @@ class Backend:
         return out
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("e2e")))
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("e2e")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

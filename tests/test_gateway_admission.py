@@ -15,14 +15,13 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.cluster import CHAIN_ID
-from tests.gatewaynet import GatewayNet
+from tests.gatewaynet import GatewayNet, module_net
 from tests.procs import Service
 from tkms.client import AsyncClient, Client
 from tkms.client.gateway_core import HttpResponse, retry_after
@@ -33,13 +32,7 @@ IN_FLIGHT, QUEUE, RETRY_AFTER = 1, 2, 2
 BURST = 40
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("admission")))
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("admission")
 
 
 @pytest.fixture(scope="module")

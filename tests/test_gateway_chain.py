@@ -24,7 +24,7 @@ import pytest
 
 from tests.cluster import CHAIN_ID
 from tests.gatewaynet import GatewayNet
-from tests.procs import Service, free_port, start, wait_healthy
+from tests.procs import Service, free_port, start_healthy
 from tkms.chain import proofs
 from tkms.chain.anvil import Anvil
 from tkms.chain.contract import (
@@ -84,26 +84,23 @@ def gnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
 
 @pytest.fixture(scope="module")
 def chain(gnet: GatewayNet) -> Iterator[Chain]:
-    anvil = Anvil.start(chain_id=CHAIN_ID, accounts=6)
-    CHAIN_KEYS[:] = anvil.private_keys
-    rpc = anvil.rpc()
-    admin, alice, bob, carol, stranger = (
-        TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys[:5]
-    )
-    y = parse_hex(gnet.public_key, length=33)
-    nox = deploy_nox_compute(
-        admin,
-        admin=admin.address,
-        upgrader=admin.address,
-        kms_public_key=y,
-        gateway=gnet.cluster.gateway.address,
-    )
-    gnet.contract = nox.address  # the domain of the clients' statements
-    yield Chain(
-        anvil, rpc, admin, alice, bob, carol, stranger, nox, deploy_demo_app(admin, nox.address)
-    )
-    rpc.close()
-    anvil.stop()
+    # anvil is stopped when a deployment fails too, not only after the module.
+    with Anvil.start(chain_id=CHAIN_ID, accounts=6) as anvil, anvil.rpc() as rpc:
+        CHAIN_KEYS[:] = anvil.private_keys
+        admin, alice, bob, carol, stranger = (
+            TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys[:5]
+        )
+        y = parse_hex(gnet.public_key, length=33)
+        nox = deploy_nox_compute(
+            admin,
+            admin=admin.address,
+            upgrader=admin.address,
+            kms_public_key=y,
+            gateway=gnet.cluster.gateway.address,
+        )
+        gnet.contract = nox.address  # the domain of the clients' statements
+        app = deploy_demo_app(admin, nox.address)
+        yield Chain(anvil, rpc, admin, alice, bob, carol, stranger, nox, app)
 
 
 def chain_env(gnet: GatewayNet, chain: Chain, port: int, **extra: str) -> dict[str, str]:
@@ -134,9 +131,8 @@ def chain_env(gnet: GatewayNet, chain: Chain, port: int, **extra: str) -> dict[s
 def gateway(gnet: GatewayNet, chain: Chain) -> Iterator[Service]:
     port = free_port()
     log = gnet.root / "gw-chain.log"
-    service = start(["gateway"], chain_env(gnet, chain, port), log, port)
+    service = start_healthy(["gateway"], chain_env(gnet, chain, port), log, port)
     try:
-        wait_healthy(service)
         yield service
     finally:
         service.stop()

@@ -10,13 +10,12 @@ and that ``ASK_ALL_NODES`` restores §4.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.gatewaynet import GatewayNet
+from tests.gatewaynet import GatewayNet, module_net
 from tkms.gateway.node_health import COOLDOWN, HEDGE_FLOOR, NodeHealth
 
 ROUNDS = 12
@@ -50,13 +49,7 @@ def test_the_hedge_waits_for_the_slowest_chosen_node_within_bounds() -> None:
     assert health.hedge_after([1, 2], deadline=2.0) == 1.0  # never past half the deadline
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("choice")))
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("choice")
 
 
 def _asked(net: GatewayNet, before: dict[int, float]) -> dict[int, float]:

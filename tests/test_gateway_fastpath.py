@@ -26,8 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import reaper
 from tests.cluster import CHAIN_ID
-from tests.gatewaynet import GatewayNet
+from tests.gatewaynet import GatewayNet, module_net
 from tests.procs import Service, free_port, wait_healthy
 from tests.rawclient import RawClient
 from tkms.crypto.encoding import to_hex
@@ -44,37 +45,31 @@ ORIGINS: list[list[tuple[str, str]]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("fastpath")))
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("fastpath")
 
 
 @pytest.fixture(scope="module")
 def gateways(net: GatewayNet) -> Iterator[tuple[Service, Service]]:
     """(fast, slow): the same configuration and database."""
     database = str(net.root / "gateway.sqlite3")
-    fast = net.start_gateway(database, net.root / "fast.log", **BUSY)
-    port = free_port()
-    log = net.root / "slow.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.slow_gateway"],
-            env={**clean_environ(), **net.env(database, port, **BUSY)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-    slow = Service(f"http://127.0.0.1:{port}", process, log, "slow gateway")
-    try:
-        wait_healthy(slow)
-        yield fast, slow
-    finally:
-        fast.stop()
-        slow.stop()
+    with net.gateway(database, net.root / "fast.log", **BUSY) as fast:  # stopped on any error
+        port = free_port()
+        log = net.root / "slow.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tests.slow_gateway"],
+                env={**clean_environ(), **net.env(database, port, **BUSY)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        reaper.record(process.pid)
+        slow = Service(f"http://127.0.0.1:{port}", process, log, "slow gateway")
+        try:
+            wait_healthy(slow)
+            yield fast, slow
+        finally:
+            slow.stop()
 
 
 @pytest.fixture(scope="module")

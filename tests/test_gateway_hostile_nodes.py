@@ -13,16 +13,20 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from tests import loopback_http as lb
+from tests.adversary import serve_in_thread
 from tests.cluster import CHAIN_ID
-from tests.gatewaynet import GatewayNet
-from tests.procs import Service
+from tests.gatewaynet import GatewayNet, module_net
+from tests.procs import Service, free_port
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -87,13 +91,7 @@ def rotating(*ways: Misbehaviour) -> lb.Handler:
     return handler
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("hostile-nodes")))
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("hostile-nodes")
 
 
 @contextmanager
@@ -173,3 +171,68 @@ def test_three_nodes_breaking_http_are_named_in_the_503(net: GatewayNet, tmp_pat
         assert body["threshold"] == 3 and body["valid"] == 2
         assert body["failures"] == {str(i): KINDS[w] for i, w in hostile.items()}
         assert "Traceback" not in gateway.output()
+
+
+def capitals(upstream: str) -> AbstractContextManager[str]:
+    """A node's honest answers with the proof written ``0X`` and in capitals: hex in any
+    case, as parse_hex reads it (the node signs the partial, not the proof's spelling)."""
+
+    async def delegate(request: Request) -> Response:
+        async with httpx.AsyncClient() as http:
+            real = await http.post(
+                upstream + "/v1/delegate",
+                params=dict(request.query_params),
+                headers={
+                    "Authorization": request.headers.get("authorization", ""),
+                    "Content-Type": "application/json",
+                },
+                content=await request.body(),
+                timeout=30,
+            )
+        data = real.json()
+        if real.status_code == 200:
+            data["proof"] = "0X" + data["proof"][2:].upper()
+        return JSONResponse(data, real.status_code)
+
+    async def forward(request: Request) -> Response:  # the keyset, /health
+        async with httpx.AsyncClient() as http:
+            real = await http.get(upstream + request.url.path, params=dict(request.query_params))
+        return Response(real.content, real.status_code, media_type="application/json")
+
+    routes = [
+        Route("/v1/delegate", delegate, methods=["POST"]),
+        Route("/{path:path}", forward, methods=["GET"]),
+    ]
+    return serve_in_thread(Starlette(routes=routes), free_port())
+
+
+def test_a_proof_in_capitals_is_passed_on_in_the_wire_s_form(
+    net: GatewayNet, tmp_path: Path
+) -> None:
+    """The gateway writes each partial's proof as hex is written out (0x, lowercase)."""
+    with ExitStack() as stack:
+        urls = {i: stack.enter_context(capitals(n.url)) for i, n in net.cluster.nodes.items()}
+        gateway = stack.enter_context(
+            net.gateway(
+                str(tmp_path / "gateway.sqlite3"),
+                tmp_path / "gateway.log",
+                TKMS_GATEWAY_NODES=net.nodes_json(urls),
+                TKMS_GATEWAY_DEADLINE="30",
+            )
+        )
+        owner = stack.enter_context(net.client(gateway.url, timeout=60))
+        secret = owner.encrypt(9, "uint8")
+        assert owner.decrypt(secret) == 9  # the answer's signature covers the proofs as written
+        material, _ = owner.core.material()
+        answer = httpx.get(
+            f"{gateway.url}/v1/secrets/{secret.handle}",
+            params={"chain_id": str(CHAIN_ID)},
+            headers={"Authorization": material.authorization},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        partials = answer.json()["payload"]["partials"]
+        assert len(partials) == 4
+        for partial in partials:
+            proof = partial["proof"]
+            assert proof[:2] == "0x" and proof == proof.lower() and len(proof) == 132

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from tests.adversary import forging_proxy, serve_in_thread
 from tests.cluster import CHAIN_ID
-from tests.gatewaynet import GatewayNet
+from tests.gatewaynet import GatewayNet, module_net
 from tests.procs import Service, free_port
 from tkms.client import (
     AccessDenied,
@@ -42,13 +42,7 @@ from tkms.crypto.wallet import Wallet
 SLOW_OK = {"TKMS_GATEWAY_DEADLINE": "30", "TKMS_GATEWAY_NODE_TIMEOUT": "25"}
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    built = GatewayNet.create(Path(tmp_path_factory.mktemp("liars")))
-    try:
-        yield built
-    finally:
-        built.close()
+net = module_net("liars")
 
 
 @contextmanager

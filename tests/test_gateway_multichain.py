@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import httpx
@@ -24,7 +25,7 @@ import pytest
 from tests.chainnet import FOREIGN_CHAIN_ID
 from tests.cluster import CHAIN_ID, Cluster
 from tests.conftest import NodeKeys
-from tests.procs import Service, free_port, start, wait_healthy
+from tests.procs import Service, free_port, start, start_healthy, wait_healthy
 from tkms.chain.anvil import Anvil
 from tkms.chain.contract import DemoApp, NoxCompute, deploy_demo_app, deploy_nox_compute
 from tkms.chain.tx import TxSigner
@@ -77,7 +78,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("multichain")
     cluster = Cluster.create(root, 3, chain_ids=(A, B))
     cluster.chain_gateways = {A: Wallet.generate(), B: Wallet.generate()}
-    cluster.start_all()
+    cluster.start_all()  # stops what it started when it fails
     yield cluster
     cluster.stop_all()
 
@@ -87,20 +88,27 @@ def start_chain(cluster: Cluster, chain_id: int) -> Chain:
     assert outcome.keyset is not None, outcome.errors
     y = str(outcome.keyset["publicKey"])
     anvil = Anvil.start(chain_id=chain_id, accounts=4)
-    admin, alice, bob = (
-        TxSigner(anvil.rpc(), k, chain_id=chain_id) for k in anvil.private_keys[:3]
-    )
-    wallet = cluster.chain_gateways[chain_id]
-    nox = deploy(admin, gateway=wallet.address, kms_public_key=parse_hex(y, length=33))
-    return Chain(anvil, admin, alice, bob, wallet, y, nox, deploy_demo_app(admin, nox.address))
+    try:
+        admin, alice, bob = (
+            TxSigner(anvil.rpc(), k, chain_id=chain_id) for k in anvil.private_keys[:3]
+        )
+        wallet = cluster.chain_gateways[chain_id]
+        nox = deploy(admin, gateway=wallet.address, kms_public_key=parse_hex(y, length=33))
+        app = deploy_demo_app(admin, nox.address)
+    except BaseException:
+        anvil.stop()
+        raise
+    return Chain(anvil, admin, alice, bob, wallet, y, nox, app)
 
 
 @pytest.fixture(scope="module")
 def chains(cluster: Cluster) -> Iterator[dict[int, Chain]]:
-    served = {chain_id: start_chain(cluster, chain_id) for chain_id in (A, B)}
-    yield served
-    for chain in served.values():
-        chain.anvil.stop()
+    with ExitStack() as stack:  # chain A's anvil is stopped when chain B's start fails
+        served = {}
+        for chain_id in (A, B):
+            served[chain_id] = start_chain(cluster, chain_id)
+            stack.callback(served[chain_id].anvil.stop)
+        yield served
 
 
 def chain_vars(
@@ -138,9 +146,9 @@ def gateway_env(
 @pytest.fixture(scope="module")
 def gateway(cluster: Cluster, chains: dict[int, Chain]) -> Iterator[Service]:
     port = free_port()
-    service = start(["gateway"], gateway_env(cluster, chains, port), cluster.root / "gw.log", port)
+    env = gateway_env(cluster, chains, port)
+    service = start_healthy(["gateway"], env, cluster.root / "gw.log", port)
     try:
-        wait_healthy(service)
         yield service
     finally:
         service.stop()

@@ -25,7 +25,7 @@ from tests.adversary import forging_proxy
 from tests.cluster import CHAIN_ID
 from tests.conftest import NodeKeys
 from tests.gatewaynet import GatewayNet
-from tests.procs import Service, free_port, start, wait_healthy
+from tests.procs import Service, free_port, start_healthy
 from tkms.chain import proofs
 from tkms.chain.anvil import Anvil
 from tkms.chain.contract import DemoApp, NoxCompute, deploy_demo_app, deploy_nox_compute
@@ -81,12 +81,11 @@ def gnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
 
 @pytest.fixture(scope="module")
 def chain(gnet: GatewayNet, node_keys: NodeKeys) -> Iterator[Chain]:
-    anvil = Anvil.start(chain_id=CHAIN_ID, accounts=3)
-    admin, alice = (TxSigner(anvil.rpc(), k, chain_id=CHAIN_ID) for k in anvil.private_keys[:2])
-    threshold = deploy(admin, gnet.cluster.gateway, parse_hex(gnet.public_key, length=33))
-    single = deploy(admin, node_keys.gateway, curve.encode_point(node_keys.public_key))
-    yield Chain(anvil, admin, alice, threshold, single)
-    anvil.stop()
+    with Anvil.start(chain_id=CHAIN_ID, accounts=3) as anvil:  # stopped if a deployment fails
+        admin, alice = (TxSigner(anvil.rpc(), k, chain_id=CHAIN_ID) for k in anvil.private_keys[:2])
+        threshold = deploy(admin, gnet.cluster.gateway, parse_hex(gnet.public_key, length=33))
+        single = deploy(admin, node_keys.gateway, curve.encode_point(node_keys.public_key))
+        yield Chain(anvil, admin, alice, threshold, single)
 
 
 def chain_vars(chain: Chain, deployment: Deployment) -> dict[str, str]:
@@ -103,9 +102,8 @@ def chain_vars(chain: Chain, deployment: Deployment) -> dict[str, str]:
 def running(env: dict[str, str], log: Path) -> Iterator[Service]:
     port = free_port()
     env = {**env, "NOX_HANDLE_GATEWAY_SERVER__PORT": str(port)}
-    service = start(["gateway"], env, log, port)
+    service = start_healthy(["gateway"], env, log, port)
     try:
-        wait_healthy(service)
         yield service
     finally:
         service.stop()

@@ -26,7 +26,7 @@ import pytest
 from eth_account import Account
 
 from tests.conftest import CHAIN_ID, NodeKeys
-from tests.procs import Service, free_port, start, wait_healthy
+from tests.procs import Service, free_port, running, start, wait_healthy
 from tests.rawclient import RawClient
 from tests.rawrunner import RawRunner, read_v0, read_v0_answer
 from tkms.chain import proofs
@@ -97,42 +97,35 @@ def world(
     v0_node: Service, node_keys: NodeKeys, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     root = Path(tmp_path_factory.mktemp("runner"))
-    anvil = Anvil.start(chain_id=CHAIN_ID, accounts=4)
-    rpc = anvil.rpc()
-    admin, alice = (TxSigner(rpc, k, chain_id=CHAIN_ID) for k in anvil.private_keys[:2])
-    nox = deploy_nox_compute(
-        admin,
-        admin=admin.address,
-        upgrader=admin.address,
-        kms_public_key=curve.encode_point(node_keys.public_key),
-        gateway=node_keys.gateway.address,
-    )
-    runner = Wallet.generate()
-    port = free_port()
-    env = {
-        V06 + "RPC_URL": anvil.url,
-        V06 + "NOX_COMPUTE_CONTRACT_ADDRESS": to_hex(nox.address),
-        V06 + "WALLET_KEY": to_hex(node_keys.gateway.private_key_bytes()),
-        "NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID": str(CHAIN_ID),
-        "NOX_HANDLE_GATEWAY_RUNNER_ADDRESS": to_hex(runner.address),
-        "NOX_HANDLE_GATEWAY_KMS__URL": v0_node.url,
-        "NOX_HANDLE_GATEWAY_KMS__SIGNER_ADDRESS": to_hex(node_keys.node_wallet.address),
-        "NOX_HANDLE_GATEWAY_SERVER__HOST": "127.0.0.1",
-        "NOX_HANDLE_GATEWAY_SERVER__PORT": str(port),
-        "TKMS_GATEWAY_STATE_DIR": str(root / "state"),
-        "TKMS_GATEWAY_RUNNER_MAX_BLOCK_AGE": "16",
-    }
-    service = start(["gateway"], env, root / "gw.log", port)
-    try:
-        wait_healthy(service)
-        yield World(
-            anvil, admin, alice, nox, deploy_demo_app(admin, nox.address), service,
-            runner.private_key_bytes(), node_keys,
-        )  # fmt: skip
-    finally:
-        service.stop()
-        rpc.close()
-        anvil.stop()
+    # anvil is stopped when a deployment or the gateway fails too, not only after the module.
+    with Anvil.start(chain_id=CHAIN_ID, accounts=4) as anvil, anvil.rpc() as rpc:
+        admin, alice = (TxSigner(rpc, k, chain_id=CHAIN_ID) for k in anvil.private_keys[:2])
+        nox = deploy_nox_compute(
+            admin,
+            admin=admin.address,
+            upgrader=admin.address,
+            kms_public_key=curve.encode_point(node_keys.public_key),
+            gateway=node_keys.gateway.address,
+        )
+        runner = Wallet.generate()
+        port = free_port()
+        env = {
+            V06 + "RPC_URL": anvil.url,
+            V06 + "NOX_COMPUTE_CONTRACT_ADDRESS": to_hex(nox.address),
+            V06 + "WALLET_KEY": to_hex(node_keys.gateway.private_key_bytes()),
+            "NOX_HANDLE_GATEWAY_DEFAULT_CHAIN_ID": str(CHAIN_ID),
+            "NOX_HANDLE_GATEWAY_RUNNER_ADDRESS": to_hex(runner.address),
+            "NOX_HANDLE_GATEWAY_KMS__URL": v0_node.url,
+            "NOX_HANDLE_GATEWAY_KMS__SIGNER_ADDRESS": to_hex(node_keys.node_wallet.address),
+            "NOX_HANDLE_GATEWAY_SERVER__HOST": "127.0.0.1",
+            "NOX_HANDLE_GATEWAY_SERVER__PORT": str(port),
+            "TKMS_GATEWAY_STATE_DIR": str(root / "state"),
+            "TKMS_GATEWAY_RUNNER_MAX_BLOCK_AGE": "16",
+        }
+        app = deploy_demo_app(admin, nox.address)
+        with running(["gateway"], env, root / "gw.log", port) as service:
+            key = runner.private_key_bytes()
+            yield World(anvil, admin, alice, nox, app, service, key, node_keys)
 
 
 def word(value: int) -> bytes:

@@ -356,21 +356,21 @@ def v1_answer(spec: NodeSpec, gateway: Wallet, key: rsa.RSAPrivateKey) -> httpx.
 def test_v1_serves_once_the_keyset_is_on_chain_and_stops_when_the_chain_is_gone(
     tmp_path: Path, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    anvil = Anvil.start(chain_id=CHAIN_ID, accounts=2)
-    rpc = anvil.rpc()
-    admin, upgrader = (TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys)
     cluster = ChainCluster.create(tmp_path, 3)
     assert isinstance(cluster, ChainCluster)
-    placeholder = curve.encode_point(curve.base_mul(curve.random_scalar()))
-    nox = deploy_nox_compute(
-        admin,
-        admin=admin.address,
-        upgrader=upgrader.address,
-        kms_public_key=placeholder,
-        gateway=cluster.gateway.address,
-    )
-    cluster.rpc_url, cluster.contract = anvil.url, nox.address
-    try:
+    anvil = Anvil.start(chain_id=CHAIN_ID, accounts=2)
+    rpc = anvil.rpc()
+    try:  # anvil is stopped when a deployment fails too
+        admin, upgrader = (TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys)
+        placeholder = curve.encode_point(curve.base_mul(curve.random_scalar()))
+        nox = deploy_nox_compute(
+            admin,
+            admin=admin.address,
+            upgrader=upgrader.address,
+            kms_public_key=placeholder,
+            gateway=cluster.gateway.address,
+        )
+        cluster.rpc_url, cluster.contract = anvil.url, nox.address
         cluster.start_all()  # no keyset yet: up and healthy, v1 is dkg_incomplete
         first = cluster.nodes[1]
         answer = v1_answer(first, cluster.gateway, rsa_key)
@@ -447,20 +447,20 @@ def test_v1_serves_once_the_keyset_is_on_chain_and_stops_when_the_chain_is_gone(
 
 def test_a_held_keyset_is_checked_at_restart(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
     """A node that restarts with its share serves only if kmsPublicKey() is its Y."""
-    anvil = Anvil.start(chain_id=CHAIN_ID, accounts=2)
-    rpc = anvil.rpc()
-    admin, upgrader = (TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys)
     cluster = ChainCluster.create(tmp_path, 2)
     assert isinstance(cluster, ChainCluster)
-    nox = deploy_nox_compute(
-        admin,
-        admin=admin.address,
-        upgrader=upgrader.address,
-        kms_public_key=curve.encode_point(curve.base_mul(curve.random_scalar())),
-        gateway=cluster.gateway.address,
-    )
-    cluster.rpc_url, cluster.contract = anvil.url, nox.address
-    try:
+    anvil = Anvil.start(chain_id=CHAIN_ID, accounts=2)
+    rpc = anvil.rpc()
+    try:  # anvil is stopped when a deployment fails too
+        admin, upgrader = (TxSigner(rpc, key, chain_id=CHAIN_ID) for key in anvil.private_keys)
+        nox = deploy_nox_compute(
+            admin,
+            admin=admin.address,
+            upgrader=upgrader.address,
+            kms_public_key=curve.encode_point(curve.base_mul(curve.random_scalar())),
+            gateway=cluster.gateway.address,
+        )
+        cluster.rpc_url, cluster.contract = anvil.url, nox.address
         cluster.start_all()
         outcome = run_ceremony(cluster.committee(), cluster.admin, 2)
         assert outcome.succeeded and outcome.keyset is not None

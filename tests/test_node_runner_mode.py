@@ -64,8 +64,8 @@ RUNNER = Wallet.generate()
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("runnermode")
-    chain = start_chain()
     cluster = UserCluster.create(root, N)
+    chain = start_chain()  # from here on, the finally below stops what is up
     assert isinstance(cluster, UserCluster)
     cluster.gateway = chain.gateway
     cluster.rpc_url, cluster.contract = chain.anvil.url, chain.nox.address

@@ -55,8 +55,8 @@ from tkms.protocol.solidity import encode_value
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("usermode")
-    chain = start_chain()
     cluster = UserCluster.create(root, N)
+    chain = start_chain()  # from here on, the finally below stops what is up
     assert isinstance(cluster, UserCluster)
     cluster.gateway = chain.gateway  # the wallet gateway() names: the nodes read it there
     cluster.rpc_url, cluster.contract = chain.anvil.url, chain.nox.address

@@ -69,8 +69,8 @@ class MigrationCluster(UserCluster):
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("migration")
-    chain = start_chain()
     cluster = MigrationCluster.create(root, N)
+    chain = start_chain()  # from here on, the finally below stops what is up
     assert isinstance(cluster, MigrationCluster)
     cluster.gateway = chain.gateway
     cluster.rpc_url, cluster.contract = chain.anvil.url, chain.nox.address

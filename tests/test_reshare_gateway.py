@@ -12,26 +12,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.cluster import CHAIN_ID
-from tests.gatewaynet import GatewayNet
+from tests.gatewaynet import GatewayNet, module_net
 from tests.procs import Service
 from tests.reshare_net import committee_of
 from tkms.client.reshare_relay import run_reshare
 from tkms.crypto.wallet import Wallet
 
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayNet]:
-    network = GatewayNet.create(Path(tmp_path_factory.mktemp("reshare-gw")))
-    try:
-        yield network
-    finally:
-        network.close()
+net = module_net("reshare-gw")
 
 
 @pytest.fixture(scope="module")

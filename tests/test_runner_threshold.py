@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ import pytest
 
 from tests.cluster import CHAIN_ID
 from tests.gatewaynet import GatewayNet
-from tests.procs import Service, free_port, start, wait_healthy
+from tests.procs import Service, free_port, start_healthy
 from tkms.chain import proofs
 from tkms.chain.anvil import Anvil
 from tkms.chain.contract import DemoApp, NoxCompute, deploy_demo_app, deploy_nox_compute
@@ -44,9 +45,19 @@ V06 = f"NOX_HANDLE_GATEWAY_CHAINS__{CHAIN_ID}__"
 
 class World:
     def __init__(self, root: Path) -> None:
+        # What is up when a later step fails (anvil missing, a gateway never healthy) is
+        # stopped before the error goes on: the fixture has not yielded, close() never runs.
+        with ExitStack() as stack:
+            self._build(root, stack)
+            self._stack = stack.pop_all()
+
+    def _build(self, root: Path, stack: ExitStack) -> None:
         self.gnet = GatewayNet.create(root, n=5, t=3)
+        stack.callback(self.gnet.close)
         self.anvil = Anvil.start(chain_id=CHAIN_ID, accounts=4)
+        stack.callback(self.anvil.stop)
         self.rpc = self.anvil.rpc()
+        stack.callback(self.rpc.close)
         admin, alice = (
             TxSigner(self.rpc, k, chain_id=CHAIN_ID) for k in self.anvil.private_keys[:2]
         )
@@ -76,14 +87,12 @@ class World:
                 "NOX_HANDLE_GATEWAY_RUNNER_ADDRESS": to_hex(self.runner_wallet.address),
             }
         )
-        self.gateway: Service = start(["gateway"], env, root / "gw.log", port)
-        wait_healthy(self.gateway)
+        self.gateway: Service = start_healthy(["gateway"], env, root / "gw.log", port)
+        stack.callback(self.gateway.stop)
 
     def close(self) -> None:
-        self.gateway.stop()
-        self.rpc.close()
-        self.anvil.stop()
-        self.gnet.close()
+        """The gateway, then the chain, then the nodes: the reverse of their start."""
+        self._stack.close()
 
     def runner(self, wallet: Wallet | None = None) -> Runner:
         return Runner(

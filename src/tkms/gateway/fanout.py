@@ -34,7 +34,8 @@ from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
 from tkms.gateway.node_failure import FailureKind, NodeFailure
 from tkms.gateway.node_health import NodeHealth
-from tkms.gateway.nodehttp import NodeConnections, NodeHttpError, NodeRequest
+from tkms.gateway.node_request import NodeRequest
+from tkms.gateway.nodehttp import NodeConnections, NodeHttpError
 from tkms.protocol.delegation import (
     V1_PATH,
     DelegateRequest,
@@ -177,11 +178,10 @@ class Fanout:
             raise
         self.health.answered(node.index, time.perf_counter() - started)
         self._on_outcome(node.index, "ok")
-        return {
-            "index": node.index,
-            "encryptedPartial": data["encryptedPartial"],
-            "proof": to_hex(parse_hex(data["proof"], length=65)),
-        }
+        proof = data["proof"]  # 65 bytes of hex: check_partial_answer decoded it
+        if not (proof[:2] == "0x" and proof.islower()):  # else already the wire's form
+            proof = to_hex(parse_hex(proof, length=65))
+        return {"index": node.index, "encryptedPartial": data["encryptedPartial"], "proof": proof}
 
     async def gather(
         self,

@@ -39,6 +39,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from tkms.gateway.node_failure import FailureKind, NodeFailure
+from tkms.gateway.node_request import NodeRequest, host_line
 from tkms.transport.http1 import (
     MAX_HEAD_BYTES,
     BadCoding,
@@ -47,10 +48,10 @@ from tkms.transport.http1 import (
     Http1,
     ProtocolError,
     TooLong,
-    encode_request,
 )
 
-__all__ = ["MAX_HEAD_BYTES", "NodeConnections", "NodeHttpError", "NodeRequest"]
+__all__ = ["MAX_HEAD_BYTES", "NodeConnections", "NodeHttpError"]
+
 
 _CHUNKED = "Transfer-Encoding (chunked) answer: Content-Length only"
 
@@ -203,38 +204,6 @@ def _parse(answer: _Answer) -> tuple[int, bytes] | None:
     return answer.status, body
 
 
-class NodeRequest:
-    """A POST's bytes but its ``Host`` line: encoded and checked once for every node asked.
-
-    A read sends the same request to t + spare nodes; only ``Host`` differs, and
-    encoding a request (its checks, ~2.5 kB of fields and body) costs ~25 µs."""
-
-    __slots__ = ("line", "rest")
-
-    def __init__(self, target: str, headers: list[tuple[str, str]], body: bytes) -> None:
-        fields = [("Content-Length", str(len(body))), *headers]
-        try:
-            encoded = encode_request("POST", target, fields, body)
-        except ProtocolError:
-            # Our own values, but a CR or LF in one would split the request: refuse it.
-            raise ValueError("a request line or header is not HTTP") from None
-        end = encoded.index(b"\r\n") + 2
-        self.line, self.rest = encoded[:end], encoded[end:]
-
-    def to(self, host: bytes) -> bytes:
-        """The whole request with ``host`` (a checked ``Host`` line) first after its line."""
-        return b"".join((self.line, host, self.rest))
-
-
-def _host_line(authority: str) -> bytes:
-    """``Host: <authority>``, checked by http1 as any field, with its CRLF."""
-    try:
-        encoded = encode_request("GET", "/", [("Host", authority)], None)
-    except ProtocolError:
-        raise ValueError("node URL's authority is not HTTP") from None
-    return encoded[encoded.index(b"\r\n") + 2 : -2]
-
-
 class NodeConnections:
     """Keep-alive connections to one node; safe for concurrent requests (one per connection)."""
 
@@ -245,7 +214,7 @@ class NodeConnections:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.authority = parts.netloc
-        self._host = _host_line(parts.netloc)
+        self._host = host_line(parts.netloc)
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self._idle: list[_Conn] = []
         self._max_idle = max_idle

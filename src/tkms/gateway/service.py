@@ -46,7 +46,7 @@ from tkms.gateway.records import RecordExists, StorageError, StoredRecord
 from tkms.gateway.routing import Chains
 from tkms.gateway.served_chain import KmsSide, ServedChain, not_configured
 from tkms.gateway.storage import SqlRecordStore
-from tkms.gateway.wire import body_address, signed
+from tkms.gateway.wire import body_address, signed, signed_material
 from tkms.protocol.access_cache import VerifiedTokens
 from tkms.protocol.binding import bound_input_handle
 from tkms.protocol.delegation import user_fields
@@ -429,11 +429,12 @@ class GatewayService:
             "partials": result.partials,
         }
         binding_field(payload, record)
-        statement = eip712.HANDLE_THRESHOLD_MATERIAL
         if exclude:  # signed in, so that a client sees a stripped or altered exclude
             payload["exclude"] = sorted(exclude)
             statement = eip712.HANDLE_THRESHOLD_MATERIAL_EXCLUDING
-        body = signed(chain.wallet, chain.chain_id, salt, statement, payload)
+            body = signed(chain.wallet, chain.chain_id, salt, statement, payload)
+        else:
+            body = signed_material(chain.wallet, chain.chain_id, salt, payload)
         return Answer(body, {"kms": result.seconds})
 
     async def keyset_body(self, chain_id_raw: str | None) -> Answer:
