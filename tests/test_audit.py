@@ -29,8 +29,8 @@ from tests.procs import Service, free_port, start, wait_healthy
 from tkms.crypto import curve, rsa
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet
-from tkms.node.audit import AuditLog, AuditNote
-from tkms.node.audit_format import GENESIS, chain_files
+from tkms.node.audit import AuditLog, AuditNote, _Fingerprints
+from tkms.node.audit_format import GENESIS, chain_files, fingerprint
 from tkms.node.audit_verify import verify
 from tkms.protocol.delegation import V0_PATH, V1_PATH, delegate_request
 
@@ -310,3 +310,25 @@ def test_a_failed_write_is_cut_off_and_retried(tmp_path: Path) -> None:
         log.close()
     verdict = verify([path])
     assert verdict.ok and verdict.entries == 6
+
+
+def test_kept_fingerprints_are_the_entry_format_s(tmp_path: Path) -> None:
+    """The log keeps the fingerprints of the target keys and K it saw last (each read of a
+    record repeats them): every entry still names them by audit_format.fingerprint, also
+    once the kept set was emptied for being full."""
+    log = AuditLog(tmp_path, max_bytes=2**20)
+    log._fingerprint = _Fingerprints(kept=2)
+    log.open()
+    values = [secrets.token_bytes(33) for _ in range(3)]
+    try:
+        for value in [*values, *values, values[0]]:
+            note = AuditNote("v1", ephemeral_raw=value, target_raw=value[::-1])
+            log.record(note, "served", None)
+    finally:
+        log.close()
+    lines = b"".join(p.read_bytes() for p in chain_files(tmp_path, 0)).splitlines()
+    entries = [json.loads(line) for line in lines]
+    for entry, value in zip(entries, [*values, *values, values[0]], strict=True):
+        assert entry["k"] == fingerprint(value)
+        assert entry["target"] == fingerprint(value[::-1])
+    assert verify(chain_files(tmp_path, 0)).ok

@@ -126,6 +126,11 @@ def test_the_gateway_alone_gets_no_partial_of_a_victims_record(net: Net) -> None
         ({"purpose": "admin"}, "invalid_purpose"),
         ({"iv": "0x1234"}, "invalid_body"),
         ({"ciphertextDigest": 7}, "invalid_body"),
+        # The handle's text is parsed once per distinct string: a refusal is not kept.
+        ({"handle": "0x1234"}, "invalid_handle"),
+        ({"handle": "0x1234"}, "invalid_handle"),
+        ({"handle": ["not", "text"]}, "invalid_handle"),
+        ({"handle": to_hex(victim.handle[:1] + bytes(4) + victim.handle[5:])}, "invalid_handle"),
     ):
         for answer in ask_every_node(net, k, my_key, victim.fields(**over)).values():
             assert (answer.status_code, answer.json()["error"]) == (400, code), answer.text

@@ -11,18 +11,42 @@ import re
 import httpx
 from hypothesis import given
 from hypothesis import strategies as st
-from starlette.datastructures import QueryParams
+from starlette.datastructures import Headers, QueryParams
 from starlette.responses import Response
 
 from tests.procs import Service
+from tkms.node.delegate_route import _headers
 from tkms.web.common import _COMPACT, json_response
-from tkms.web.fastpath import query_params
+from tkms.web.fastpath import query_params, query_values
 
 
 @given(st.text(alphabet="ab=&%+2F0é; ", max_size=40))
 def test_query_params_match_starlettes(text: str) -> None:
     raw = text.encode("latin-1", "replace")
     assert query_params(raw).multi_items() == QueryParams(raw).multi_items()
+
+
+@given(st.text(alphabet="ab=&%+2F0é; ", max_size=40))
+def test_query_values_are_what_query_params_get_answers(text: str) -> None:
+    """The delegate routes read their query as a dict: the value Starlette's ``get`` gives
+    for every name, repeated names (the last wins) and escapes included."""
+    raw = text.encode("latin-1", "replace")
+    params = QueryParams(raw)
+    values = query_values(raw)
+    assert set(values) == set(params.keys())
+    assert all(values[name] == params.get(name) for name in values)
+
+
+_HEADER_NAMES = st.sampled_from([b"content-type", b"authorization", b"host", b"x-other"])
+
+
+@given(st.lists(st.tuples(_HEADER_NAMES, st.binary(max_size=6)), max_size=6))
+def test_the_delegate_routes_read_headers_as_starlette(raw: list[tuple[bytes, bytes]]) -> None:
+    """(Content-Type, Authorization) from the scope's list, as ``request.headers.get``:
+    the first of each name, absent ones "" and None."""
+    headers = Headers(raw=raw)
+    expected = (headers.get("content-type", ""), headers.get("authorization"))
+    assert _headers({"headers": raw}) == expected
 
 
 @given(

@@ -42,7 +42,7 @@ from tkms.node.audit_format import (
     GENESIS,
     chain_files,
     file_name,
-    fingerprint,
+    fingerprint_of,
 )
 
 log = logging.getLogger("tkms.node.audit")
@@ -50,6 +50,7 @@ FLUSH_ENTRIES = 50
 FLUSH_SECONDS = 0.2
 MAX_SLOTS = 256
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per entry
+_FINGERPRINTS_KEPT = 1024
 
 
 @dataclass
@@ -78,6 +79,27 @@ def _raw(text: str | None, decoded: bytes | None = None) -> bytes | None:
         return parse_hex(text, name="value")
     except EncodingError:
         return None
+
+
+class _Fingerprints:
+    """``audit_format.fingerprint``, kept for the values seen last: a user's target key
+    and a record's K come back with every read of it, and a SHA-256 through OpenSSL
+    (its context fetched per call) is most of an entry's hashing. Public values only;
+    emptied when full (a bound, not an eviction policy)."""
+
+    def __init__(self, kept: int = _FINGERPRINTS_KEPT) -> None:
+        self._kept = kept
+        self._seen: dict[bytes, str] = {}
+
+    def __call__(self, data: bytes | None) -> str | None:
+        if data is None:
+            return None
+        found = self._seen.get(data)
+        if found is None:
+            if len(self._seen) >= self._kept:
+                self._seen.clear()
+            found = self._seen[data] = fingerprint_of(data)
+        return found
 
 
 class AuditLog:
@@ -112,6 +134,7 @@ class AuditLog:
         self._prev = GENESIS
         self._prev_raw = bytes.fromhex(GENESIS)  # the same hash, as the next one hashes it
         self._failing = False
+        self._fingerprint = _Fingerprints()
 
     # --- life cycle ------------------------------------------------------------
 
@@ -166,8 +189,8 @@ class AuditLog:
         requester = None if note.requester is None else to_hex(note.requester)
         # Keys in sorted order, so that this dict's JSON *is* the canonical form
         # (audit_format.canonical) without a sort: one json.dumps per entry.
-        target = fingerprint(_raw(note.target_pubkey, note.target_raw))
-        k = fingerprint(_raw(note.ephemeral_pubkey, note.ephemeral_raw))
+        target = self._fingerprint(_raw(note.target_pubkey, note.target_raw))
+        k = self._fingerprint(_raw(note.ephemeral_pubkey, note.ephemeral_raw))
         at = round(self._clock(), 3)
         with self._lock:
             self._seq += 1

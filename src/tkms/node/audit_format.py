@@ -50,7 +50,11 @@ def entry_hash(prev: str, entry: dict[str, Any]) -> str:
 
 def fingerprint(data: bytes | None) -> str | None:
     """SHA-256 of a public value (the target key's DER, K): names it without repeating it."""
-    return None if data is None else hashlib.sha256(data).hexdigest()
+    return None if data is None else fingerprint_of(data)
+
+
+def fingerprint_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def file_name(slot: int, number: int) -> str:

@@ -16,8 +16,9 @@ from tkms.node.audit import AuditNote, Decisions
 from tkms.node.delegation_v1 import REQUESTED_EPOCH
 from tkms.node.request_checks import chain_of_request
 from tkms.web import openapi
-from tkms.web.common import json_response, require_json
+from tkms.web.common import json_response, require_json_type
 from tkms.web.errors import ApiError
+from tkms.web.fastpath import query_values, reads_scope
 
 
 class Delegate(Protocol):
@@ -67,6 +68,20 @@ class PlainRoute(APIRoute):
         return handler
 
 
+def _headers(scope: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(Content-Type, Authorization) as Starlette's ``request.headers.get`` reads them
+    (the first of each name; "" and None when absent), in one pass over the scope's list."""
+    ctype: str | None = None
+    authorization: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            if ctype is None:
+                ctype = value.decode("latin-1")
+        elif name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+    return ctype or "", authorization
+
+
 def add_delegate_route(
     app: FastAPI,
     version: str,
@@ -76,23 +91,24 @@ def add_delegate_route(
     decisions: Decisions,
     ready: Ready | None = None,
 ) -> None:
+    # Served at every read of a record: the query and the two headers it needs are read
+    # from the scope (no QueryParams, no Headers: web/fastpath.py's reads_scope).
+    @reads_scope
     async def endpoint(request: Request) -> Response:
-        query = request.query_params
+        scope = request.scope
+        query = query_values(scope["query_string"])
         chain_raw = query.get("chain_id")
         note = AuditNote(version)
         # Every request that reaches the route is one decision, served or refused
         # (docs/audit.md); a body over the limit is refused before it, by BodyLimit.
         try:
-            require_json(request)
+            ctype, authorization = _headers(scope)
+            require_json_type(ctype)
             REQUESTED_EPOCH.set(_epoch(query.get("epoch")))
             if ready is not None:
                 await ready(chain_raw)
             answer = delegate(
-                chain_raw,
-                query.get("salt"),
-                request.headers.get("authorization"),
-                await request.body(),
-                note,
+                chain_raw, query.get("salt"), authorization, await request.body(), note
             )
             # A dict is the common answer: isawaitable would ask the Awaitable ABC of it.
             if type(answer) is not dict and inspect.isawaitable(answer):

@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from tkms.chain.acl_cache import AclCache
@@ -151,15 +152,28 @@ def _hex_field(data: Mapping[str, Any], name: str, length: int) -> bytes:
         raise ApiError(400, "invalid_body", str(exc)) from None
 
 
+@lru_cache(maxsize=1024)
+def _handle_of(text: str, chain_id: int) -> tuple[bytes, str]:
+    """A handle of the chain given as text: its bytes and its lowercase hex, kept (a
+    pure function of its inputs; a refusal raises, and lru_cache keeps no exception).
+    Every read of a record repeats its handle."""
+    handle = parse_handle(text, chain_id=chain_id).to_bytes()
+    return handle, to_hex(handle)
+
+
 def check_binding(
     data: Mapping[str, Any], k: bytes, chain_id: int, reader: ChainReader, note: AuditNote
 ) -> bytes:
     """The handle, once ``K``, ``iv`` and the digest are its record's (checks 2)."""
+    value = data.get("handle")
     try:
-        handle = parse_handle(data.get("handle"), chain_id=chain_id).to_bytes()
+        if isinstance(value, str):
+            handle, note.handle = _handle_of(value, chain_id)
+        else:  # not a handle's text: parse_handle says why
+            handle = parse_handle(value, chain_id=chain_id).to_bytes()
+            note.handle = to_hex(handle)
     except HandleError as exc:
         raise ApiError(400, "invalid_handle", str(exc)) from None
-    note.handle = to_hex(handle)
     iv = _hex_field(data, "iv", IV_LENGTH)
     digest = _hex_field(data, "ciphertextDigest", DIGEST_LENGTH)
     try:

@@ -48,7 +48,11 @@ def json_response(data: object, status: int = 200, *, timing: str | None = None)
 
 
 def require_json(request: Request) -> None:
-    ctype = request.headers.get("content-type", "")
+    require_json_type(request.headers.get("content-type", ""))
+
+
+def require_json_type(ctype: str) -> None:
+    """The request's Content-Type (its first such header, "" when none) is JSON's."""
     if ctype.split(";", 1)[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
 

@@ -47,6 +47,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -91,13 +92,32 @@ def _pieces(text: str) -> list[tuple[str, str, str]]:
     return [piece.partition("=") for piece in text.split("&") if piece]
 
 
+def query_values(raw: bytes) -> dict[str, str]:
+    """What ``query_params(raw).get(name)`` answers for each name (the last value of a
+    repeated one), as a dict: for a route that reads its scope (:func:`reads_scope`)."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return {name: value for name, _, value in _pieces(text)}
+
+
+def reads_scope(endpoint: Endpoint) -> Endpoint:
+    """Marks a fast route's endpoint that reads its query and headers from
+    ``request.scope`` itself: the fast path builds no QueryParams for it. A node's
+    delegation is served at every read of a record, and each object a request builds
+    counts there (docs/performance.md)."""
+    endpoint.__dict__["fast_reads_scope"] = True
+    return endpoint
+
+
 class _Fast:
-    __slots__ = ("endpoint", "method", "regex", "route")
+    __slots__ = ("endpoint", "method", "reads_scope", "regex", "route")
 
     def __init__(self, route: APIRoute, method: str) -> None:
         self.route = route
         self.method = method
         self.endpoint: Endpoint = route.endpoint
+        self.reads_scope: bool = getattr(route.endpoint, "fast_reads_scope", False)
         self.regex: re.Pattern[str] | None = route.path_regex if route.param_convertors else None
         parameters = list(inspect.signature(route.endpoint).parameters.values())
         if len(parameters) != 1 or route.dependencies:
@@ -196,8 +216,9 @@ class FastPath:
             scope["route"] = fast.route
             scope["path_params"] = params
             request = Request(scope, receive)
-            # What Request would compute on first use, for less (both are its own caches).
-            request._query_params = query_params(scope["query_string"])
+            if not fast.reads_scope:
+                # What Request would compute on first use, for less (both are its own caches).
+                request._query_params = query_params(scope["query_string"])
             if body is not None:
                 request._body = body
             try:
