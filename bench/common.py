@@ -185,8 +185,9 @@ def process_tree_cpu(root: int) -> float | None:
     return total
 
 
-def child_pid(parent: int, word: str) -> int | None:
-    """The devnet's child process whose command line has ``word`` (gateway, anvil)."""
+def children(parent: int) -> list[tuple[int, list[bytes]]]:
+    """(pid, argv) of each live child of ``parent`` (a devnet's services, say)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -195,8 +196,16 @@ def child_pid(parent: int, word: str) -> int | None:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == parent and any(Path(a.decode(errors="replace")).name == word for a in argv):
-            return int(entry.name)
+        if ppid == parent:
+            found.append((int(entry.name), argv))
+    return found
+
+
+def child_pid(parent: int, word: str) -> int | None:
+    """The devnet's child process whose command line has ``word`` (gateway, anvil)."""
+    for pid, argv in children(parent):
+        if any(Path(a.decode(errors="replace")).name == word for a in argv):
+            return pid
     return None
 
 

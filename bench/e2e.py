@@ -33,18 +33,12 @@ import argparse
 import asyncio
 import itertools
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -53,6 +47,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 from bench.chain import async_is_viewer_cost
 from bench.common import child_pid, load_summary, percentile, print_table, process_tree_cpu
+from bench.devnets import devnet, node_seconds
 from bench.e2e_floors import floors
 from bench.e2e_modes import load_average, node_pids, nodes_cpu, print_modes
 from bench.first_call import FIRST_CALL_DELAY, first_calls, print_breakdown, ratios
@@ -62,50 +57,10 @@ from tkms.client import AsyncClient, Client
 from tkms.client.sdk import devnet_settings
 from tkms.crypto.wallet import Wallet
 from tkms.devnet.manifest import DevnetManifest
-from tkms.devnet.processes import free_port_block
 
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 TARGET_P50 = 0.015
 USERS = 16
-
-
-# --- the devnet ------------------------------------------------------------------------
-
-
-@contextmanager
-def devnet(acl: str, node_mode: str = "user") -> Iterator[tuple[Path, int]]:
-    with tempfile.TemporaryDirectory(prefix="tkms-e2e-") as root:
-        state = Path(root) / "state"
-        log = Path(root) / "devnet.log"
-        command = [sys.executable, "-m", "tkms", "devnet", "--state-dir", str(state)]
-        command += ["--acl", acl, "--base-port", str(free_port_block(6))]  # gateway…anvil
-        command += ["--node-mode", node_mode]
-        with log.open("wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=out)
-        try:
-            deadline = time.monotonic() + 120
-            while "Ctrl-C stops the devnet" not in log.read_text(errors="replace"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log.read_text())
-                time.sleep(0.2)
-            yield state / "devnet.json", process.pid
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-
-
-def node_seconds(manifest: DevnetManifest) -> tuple[float, float]:
-    """(sum, count) of the nodes' own /v1/delegate handling time, from their /metrics."""
-    total, count = 0.0, 0.0
-    name = "tkms_node_http_request_duration_seconds"
-    for node in manifest.nodes:
-        for line in httpx.get(node.url + "/metrics").text.splitlines():
-            if 'route="/v1/delegate"' in line:
-                if line.startswith(name + "_sum"):
-                    total += float(line.rsplit(" ", 1)[1])
-                elif line.startswith(name + "_count"):
-                    count += float(line.rsplit(" ", 1)[1])
-    return total, count
 
 
 # --- measurements ---------------------------------------------------------------------------

@@ -13,26 +13,14 @@ divided by the ``/v1/delegate`` requests they served meanwhile, from their /metr
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from bench.common import percentile, print_table, process_tree_cpu
+from bench.common import children, percentile, print_table, process_tree_cpu
 
 
 def node_pids(devnet_pid: int) -> list[int]:
     """The devnet's node processes (``python -m tkms node``)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == devnet_pid and b"node" in argv:
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, argv in children(devnet_pid) if b"node" in argv]
 
 
 def nodes_cpu(pids: list[int]) -> float:

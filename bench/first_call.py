@@ -40,7 +40,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 
 from cryptography.hazmat.backends import openssl
 
-from bench.common import load_summary, percentile, print_table
+from bench.common import children, load_summary, percentile, print_table
+from bench.devnets import devnet
 from tkms.client import Client
 from tkms.client.gateway_core import HttpRequest, HttpResponse
 from tkms.crypto import rsa
@@ -64,17 +65,9 @@ def _timed_rsa_decrypt(private_key: rsa.RSAPrivateKey, ciphertext: bytes) -> byt
 def devnet_children(devnet_pid: int) -> dict[str, list[int]]:
     """The devnet's processes by kind: gateway, node, anvil."""
     kinds: dict[str, list[int]] = defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == devnet_pid:
-            kind = "gateway" if b"gateway" in argv else "node" if b"node" in argv else "anvil"
-            kinds[kind].append(int(entry.name))
+    for pid, argv in children(devnet_pid):
+        kind = "gateway" if b"gateway" in argv else "node" if b"node" in argv else "anvil"
+        kinds[kind].append(pid)
     return kinds
 
 
@@ -268,7 +261,6 @@ def rsa_first_opens(rounds: int, *, markdown: bool) -> None:
 
 
 def main() -> None:
-    from bench.e2e import devnet  # here: bench/e2e.py imports this module
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="interleaved pairs")

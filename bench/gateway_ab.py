@@ -42,7 +42,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 from coincurve import PrivateKey, PublicKey
 
 from bench.common import checkout_src, load_summary, measure, print_table
-from bench.e2e import devnet
+from bench.devnets import devnet
 from bench.e2e_floors import floors
 from bench.user_mode import cpu_seconds
 from tkms.client import AsyncClient, Client

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import checkout_src, load_summary, print_table
-from bench.e2e import devnet
+from bench.devnets import devnet
 from bench.e2e_floors import floors
 from bench.e2e_modes import node_pids
 from bench.user_mode import cpu_seconds

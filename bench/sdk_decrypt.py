@@ -53,7 +53,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 import httpx
 
 from bench.common import checkout_src, fmt_us, load_summary, print_table
-from bench.e2e import devnet
+from bench.devnets import devnet
 from bench.e2e_floors import client_floor
 from tkms.client import Client
 from tkms.client.gateway_core import HttpRequest, HttpResponse

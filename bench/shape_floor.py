@@ -57,15 +57,18 @@ from bench.common import (
     process_tree_cpu,
 )
 from bench.delegate_fixture import Fixture
+from bench.devnets import devnet, node_seconds
 from bench.e2e_floors import floors
 from bench.e2e_modes import node_pids, nodes_cpu
 from bench.http_load import WRK_LUA, NodeProcess, run_wrk
 from bench.servers import Server
 from bench.shape_servers import ClientConnection, request
 from bench.targets import CPU_PER_DECRYPT, SERVER_CPU, USERS_P99, USERS_RATE, verdict
+from tkms.client import Client
 from tkms.crypto import curve, dleq, ecies, rsa, shamir
 from tkms.crypto.encoding import parse_hex, to_hex
 from tkms.crypto.wallet import Wallet, keccak256, recover_address
+from tkms.devnet.manifest import DevnetManifest
 from tkms.devnet.processes import free_port
 
 T, N, SPARE = 3, 5, 1
@@ -253,10 +256,6 @@ def concurrent(
 
 def tkms_sequential(rounds: int) -> dict[str, float]:
     """The same figures on ``tkms devnet`` (chain ACL, nodes in user mode), as bench/e2e.py."""
-    from bench.e2e import devnet, node_seconds  # a devnet's helpers, only when asked for
-    from tkms.client import Client
-    from tkms.devnet.manifest import DevnetManifest
-
     with devnet("chain") as (manifest, pid):
         gateway_pid, nodes = child_pid(pid, "gateway"), node_pids(pid)
         assert gateway_pid is not None

@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import load_summary, percentile, print_table, process_tree_cpu
-from bench.e2e import devnet
+from bench.devnets import devnet
 from bench.e2e_floors import floors
 from tkms.client import AsyncClient, Client
 from tkms.client.sdk import devnet_settings

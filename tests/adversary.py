@@ -55,16 +55,7 @@ def build_app(upstream: str, wallet: Wallet, *, fast: tuple[int, int] | None = N
             return JSONResponse(
                 _forged(body, request, wallet, {"index": fast[0], "epoch": fast[1]})
             )
-        async with httpx.AsyncClient() as http:
-            real = await http.post(
-                upstream + "/v1/delegate",
-                params=dict(request.query_params),
-                headers={
-                    "Authorization": request.headers.get("authorization", ""),
-                    "Content-Type": "application/json",
-                },
-                content=body,
-            )
+        real = await relay_delegate(upstream, request, body)
         if real.status_code != 200:
             return Response(real.content, real.status_code, media_type="application/json")
         return JSONResponse(_forged(body, request, wallet, real.json()))
@@ -78,6 +69,21 @@ def build_app(upstream: str, wallet: Wallet, *, fast: tuple[int, int] | None = N
             Route("/health", health),
         ]
     )
+
+
+async def relay_delegate(upstream: str, request: Request, body: bytes) -> httpx.Response:
+    """``request`` (a ``POST /v1/delegate``, its ``body`` read) as its node answers it."""
+    async with httpx.AsyncClient() as http:
+        return await http.post(
+            upstream + "/v1/delegate",
+            params=dict(request.query_params),
+            headers={
+                "Authorization": request.headers.get("authorization", ""),
+                "Content-Type": "application/json",
+            },
+            content=body,
+            timeout=30,
+        )
 
 
 @contextmanager

@@ -23,10 +23,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests import loopback_http as lb
-from tests.adversary import serve_in_thread
+from tests.adversary import relay_delegate, serve_in_thread
 from tests.cluster import CHAIN_ID
 from tests.gatewaynet import GatewayNet, module_net
 from tests.procs import Service, free_port
+from tkms.client import Client
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
@@ -119,6 +120,17 @@ def outcomes(gateway: Service, index: int) -> dict[str, float]:
     return {outcome: float(value) for outcome, value in found}
 
 
+def read_raw(gateway: Service, owner: Client, handle: str) -> httpx.Response:
+    """The gateway's own answer to ``owner``'s read of ``handle``, unopened."""
+    material, _ = owner.core.material()
+    return httpx.get(
+        f"{gateway.url}/v1/secrets/{handle}",
+        params={"chain_id": str(CHAIN_ID)},
+        headers={"Authorization": material.authorization},
+        timeout=60,
+    )
+
+
 def test_two_nodes_breaking_http_every_way_deny_no_decryption(
     net: GatewayNet, tmp_path: Path
 ) -> None:
@@ -158,13 +170,7 @@ def test_three_nodes_breaking_http_are_named_in_the_503(net: GatewayNet, tmp_pat
         net.client(gateway.url, timeout=60) as owner,
     ):
         secret = owner.encrypt(1, "uint8")
-        material, _ = owner.core.material()
-        answer = httpx.get(
-            f"{gateway.url}/v1/secrets/{secret.handle}",
-            params={"chain_id": str(CHAIN_ID)},
-            headers={"Authorization": material.authorization},
-            timeout=60,
-        )
+        answer = read_raw(gateway, owner, secret.handle)
         assert answer.status_code == 503, answer.text
         body = answer.json()
         assert body["error"] == "not_enough_partials"
@@ -178,17 +184,7 @@ def capitals(upstream: str) -> AbstractContextManager[str]:
     case, as parse_hex reads it (the node signs the partial, not the proof's spelling)."""
 
     async def delegate(request: Request) -> Response:
-        async with httpx.AsyncClient() as http:
-            real = await http.post(
-                upstream + "/v1/delegate",
-                params=dict(request.query_params),
-                headers={
-                    "Authorization": request.headers.get("authorization", ""),
-                    "Content-Type": "application/json",
-                },
-                content=await request.body(),
-                timeout=30,
-            )
+        real = await relay_delegate(upstream, request, await request.body())
         data = real.json()
         if real.status_code == 200:
             data["proof"] = "0X" + data["proof"][2:].upper()
@@ -223,13 +219,7 @@ def test_a_proof_in_capitals_is_passed_on_in_the_wire_s_form(
         owner = stack.enter_context(net.client(gateway.url, timeout=60))
         secret = owner.encrypt(9, "uint8")
         assert owner.decrypt(secret) == 9  # the answer's signature covers the proofs as written
-        material, _ = owner.core.material()
-        answer = httpx.get(
-            f"{gateway.url}/v1/secrets/{secret.handle}",
-            params={"chain_id": str(CHAIN_ID)},
-            headers={"Authorization": material.authorization},
-            timeout=60,
-        )
+        answer = read_raw(gateway, owner, secret.handle)
         assert answer.status_code == 200, answer.text
         partials = answer.json()["payload"]["partials"]
         assert len(partials) == 4
