@@ -1,4 +1,5 @@
-"""gateway/wire.py's straight-line HandleThresholdMaterial digest: eip712's bytes and errors."""
+"""The gateway's signed HandleThresholdMaterial (wire.signed_material, by
+delegation_digests.threshold_material_digest): eip712's bytes and errors."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tkms.crypto import eip712
+from tkms.crypto import delegation_digests, eip712
 from tkms.crypto.wallet import Wallet
-from tkms.gateway import wire
 from tkms.gateway.wire import signed, signed_material
 
 WALLET = Wallet(bytes(31) + b"\x07")
@@ -90,4 +90,4 @@ def test_a_missing_field_fails_alike(chain: int, salt: bytes, payload: dict[str,
 )
 def test_a_read_s_payload_takes_the_straight_line(payload: dict[str, Any]) -> None:
     expected = eip712.hash_struct(eip712.HANDLE_THRESHOLD_MATERIAL, payload)
-    assert wire._material_struct(payload) == expected
+    assert delegation_digests._threshold_material_struct(payload) == expected

@@ -4,7 +4,8 @@
 generic encoder and takes a message dict; the delegation's statements are hashed
 per request (a node its request's ``DelegateAuthorization`` when the recovered
 signer is not cached, the proof of each answer it signs; the gateway and the SDK
-the proof of each answer they check). Here each is the few keccaks its type
+the proof of each answer they check; the gateway the ``HandleThresholdMaterial`` it
+signs over a read's partials). Here each is the few keccaks its type
 fixes: the same bytes as ``eip712.digest`` (tests/test_delegation_digests.py;
 eip712.digest is held to eth-account by tests/test_eip712_statements.py), and any
 input the fast lines do not expect (a non-ASCII string, a type other than the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 from tkms.crypto import eip712
 from tkms.crypto.wallet import keccak256
@@ -30,6 +32,10 @@ _BATCH_ANSWER = eip712.PARTIAL_BATCH_DELEGATE_RESPONSE_PROOF
 _BATCH_ANSWER_TYPE = _BATCH_ANSWER.type_hashes[_BATCH_ANSWER.primary]
 _PARTIAL = eip712.PARTIAL_DELEGATE_RESPONSE_PROOF
 _PARTIAL_TYPE = _PARTIAL.type_hashes[_PARTIAL.primary]
+_MATERIAL = eip712.HANDLE_THRESHOLD_MATERIAL
+_MATERIAL_TYPE = _MATERIAL.type_hashes[_MATERIAL.primary]
+_SHARE_TYPE = _MATERIAL.type_hashes["PartialShare"]
+_UINT256 = 2**256
 
 
 # An exact str that is ASCII (``type(v) is str and v.isascii()``, written out where used:
@@ -150,3 +156,57 @@ def batch_answer_digest(
         + _strings(encrypted_partials)
     )
     return keccak256(b"\x19\x01" + _answer_separator(chain_id, salt) + struct)
+
+
+def threshold_material_digest(chain_id: int, salt: bytes, payload: dict[str, Any]) -> bytes:
+    """``HandleThresholdMaterial`` (a threshold read's answer: its record and partials) in
+    the salted ``Handle Gateway`` domain; a payload the fast line does not take (a field
+    missing or of another type, a non-ASCII string) goes through ``eip712.digest``. Keys
+    outside the statement (``bindingSignature``) are not signed, on either path."""
+    struct = _threshold_material_struct(payload)
+    domain = eip712.gateway_domain(chain_id, salt=salt)
+    if struct is None:
+        return eip712.digest(domain, _MATERIAL, payload)
+    return keccak256(b"\x19\x01" + eip712.domain_separator(domain) + struct)
+
+
+def _text(value: object) -> bytes | None:
+    """An exact ASCII str's keccak (ASCII is its own UTF-8), else None: the generic path."""
+    if type(value) is not str or not value.isascii():
+        return None
+    return keccak256(value.encode())
+
+
+def _uint(value: object) -> bytes | None:
+    if type(value) is not int or not 0 <= value < _UINT256:
+        return None
+    return value.to_bytes(32, "big")
+
+
+def _threshold_material_struct(payload: dict[str, Any]) -> bytes | None:
+    """hashStruct(HandleThresholdMaterial), or None for what only the generic path answers."""
+    fields = [
+        _text(payload.get("handle")),
+        _text(payload.get("ciphertext")),
+        _text(payload.get("iv")),
+        _text(payload.get("ephemeralPubKey")),
+        _uint(payload.get("epoch")),
+        _uint(payload.get("threshold")),
+    ]
+    partials = payload.get("partials")
+    if type(partials) is not list:
+        return None
+    encoded = [field for field in fields if field is not None]
+    for share in partials:
+        if type(share) is not dict:
+            return None
+        index = _uint(share.get("index"))
+        sealed = _text(share.get("encryptedPartial"))
+        proof = _text(share.get("proof"))
+        if index is None or sealed is None or proof is None:
+            return None
+        encoded.append(keccak256(_SHARE_TYPE + index + sealed + proof))
+    if len(encoded) != len(fields) + len(partials):  # a field the fast line does not take
+        return None
+    head, shares = encoded[: len(fields)], encoded[len(fields) :]
+    return keccak256(_MATERIAL_TYPE + b"".join(head) + keccak256(b"".join(shares)))
